@@ -1,0 +1,132 @@
+//! Error codes shared by HTTP answers and WebSocket `error` frames.
+
+use serde::{Deserialize, Serialize};
+
+/// Every error code the server can answer with. HTTP codes carry their status
+/// ([`ErrorCode::http_status`]); the WebSocket-only codes answer in an `error` frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    // 400
+    InvalidRequest,
+    // 401
+    TokenMissing,
+    TokenInvalid,
+    TokenExpired,
+    TokenRevoked,
+    InvalidCredentials,
+    RefreshInvalid,
+    // 403
+    Forbidden,
+    Banned,
+    OriginForbidden,
+    // 404
+    NotFound,
+    // 409
+    UsernameTaken,
+    // 413
+    PayloadTooLarge,
+    // 429
+    RateLimited,
+    // 500/503: never for bad input; a fault of the server or its database.
+    Internal,
+    Unavailable,
+    // WebSocket `error` frames.
+    /// The frame was not valid JSON (or not a JSON object).
+    InvalidJson,
+    /// The `type` field is missing or names no known message.
+    UnknownType,
+    RoomNotFound,
+    RoomFull,
+    NotInRoom,
+}
+
+impl ErrorCode {
+    /// The HTTP status this code answers with.
+    pub fn http_status(self) -> u16 {
+        use ErrorCode::*;
+        match self {
+            InvalidRequest | InvalidJson | UnknownType => 400,
+            TokenMissing | TokenInvalid | TokenExpired | TokenRevoked | InvalidCredentials
+            | RefreshInvalid => 401,
+            Forbidden | Banned | OriginForbidden => 403,
+            NotFound | RoomNotFound | NotInRoom => 404,
+            UsernameTaken | RoomFull => 409,
+            PayloadTooLarge => 413,
+            RateLimited => 429,
+            Internal => 500,
+            Unavailable => 503,
+        }
+    }
+
+    /// The snake_case wire name.
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            InvalidRequest => "invalid_request",
+            TokenMissing => "token_missing",
+            TokenInvalid => "token_invalid",
+            TokenExpired => "token_expired",
+            TokenRevoked => "token_revoked",
+            InvalidCredentials => "invalid_credentials",
+            RefreshInvalid => "refresh_invalid",
+            Forbidden => "forbidden",
+            Banned => "banned",
+            OriginForbidden => "origin_forbidden",
+            NotFound => "not_found",
+            UsernameTaken => "username_taken",
+            PayloadTooLarge => "payload_too_large",
+            RateLimited => "rate_limited",
+            Internal => "internal",
+            Unavailable => "unavailable",
+            InvalidJson => "invalid_json",
+            UnknownType => "unknown_type",
+            RoomNotFound => "room_not_found",
+            RoomFull => "room_full",
+            NotInRoom => "not_in_room",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `{"error": {"code", "message"}}`, the body of every HTTP error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorBody { error: ErrorDetail { code, message: message.into() } }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_names_match_serde() {
+        for code in [
+            ErrorCode::InvalidRequest,
+            ErrorCode::TokenRevoked,
+            ErrorCode::OriginForbidden,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::NotInRoom,
+        ] {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+}

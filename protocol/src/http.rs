@@ -1,0 +1,200 @@
+//! HTTP request and response bodies.
+//!
+//! Request types use `Option` and are validated by the server, so a missing field gets
+//! a 400 naming it rather than a generic decode failure.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Role;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Credentials {
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    pub user: User,
+}
+
+/// The answer to login and refresh.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub refresh_expires_in: u64,
+    pub session_id: String,
+    pub user: User,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RefreshRequest {
+    pub refresh_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LogoutRequest {
+    #[serde(default)]
+    pub all: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MeResponse {
+    pub user: User,
+    pub session_id: String,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub session_id: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub user_agent: Option<String>,
+    pub remote_addr: Option<String>,
+    pub sockets: u64,
+    pub current: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionsResponse {
+    pub sessions: Vec<SessionInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Room {
+    pub id: String,
+    pub name: String,
+    pub capacity: u32,
+    pub players: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub id: String,
+    pub username: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoomDetail {
+    #[serde(flatten)]
+    pub room: Room,
+    pub members: Vec<Member>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoomsResponse {
+    pub rooms: Vec<Room>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateRoomRequest {
+    pub name: Option<String>,
+    pub capacity: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Connection {
+    pub connection_id: String,
+    pub user_id: String,
+    pub username: String,
+    pub session_id: String,
+    pub room: Option<String>,
+    pub connected_at: i64,
+    pub remote_addr: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConnectionsResponse {
+    pub connections: Vec<Connection>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct KickRequest {
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KickResponse {
+    pub closed: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BanRequest {
+    pub reason: Option<String>,
+    pub duration_secs: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BanResponse {
+    pub closed: u64,
+    pub banned_until: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+}
+
+/// Username rule: 3 to 32 of `[A-Za-z0-9_-]`.
+pub fn valid_username(name: &str) -> bool {
+    (3..=32).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Password rule: 8 to 128 characters (not bytes).
+pub fn valid_password(password: &str) -> bool {
+    (8..=128).contains(&password.chars().count())
+}
+
+/// Room name rule: 1 to 64 characters.
+pub fn valid_room_name(name: &str) -> bool {
+    (1..=64).contains(&name.chars().count())
+}
+
+pub const ROOM_CAPACITY_MIN: u32 = 2;
+pub const ROOM_CAPACITY_MAX: u32 = 64;
+pub const ROOM_CAPACITY_DEFAULT: u32 = 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn username_rules() {
+        assert!(valid_username("abc"));
+        assert!(valid_username("A_b-9"));
+        assert!(!valid_username("ab"));
+        assert!(!valid_username(&"a".repeat(33)));
+        assert!(!valid_username("bad name"));
+        assert!(!valid_username("é_abc"));
+    }
+
+    #[test]
+    fn password_counts_characters() {
+        assert!(valid_password("éééééééé"));
+        assert!(!valid_password("short"));
+        assert!(!valid_password(&"x".repeat(129)));
+    }
+
+    #[test]
+    fn room_detail_flattens() {
+        let d = RoomDetail {
+            room: Room { id: "r".into(), name: "n".into(), capacity: 2, players: 0 },
+            members: vec![],
+        };
+        let v = serde_json::to_value(&d).unwrap();
+        assert_eq!(v["id"], "r");
+        assert!(v["members"].is_array());
+    }
+}
