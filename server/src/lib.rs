@@ -1,1 +1,16 @@
+//! Arena server: one revocable session token for the HTTP lobby and the WebSocket game
+//! channel, and a registry of live connections by user so a revocation can close them.
+//!
+//! Start with [`app::start`]; the binary in `main.rs` only parses the command line,
+//! prints the address and waits for a signal.
 
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod game;
+pub mod http;
+pub mod ids;
+pub mod registry;
+pub mod store;
+pub mod ws;

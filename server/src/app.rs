@@ -1,0 +1,207 @@
+//! Assembling a running server: open the store, load the signing key and the revocation
+//! lists, bind, serve, and shut down in order (sockets get 1001, in-flight requests
+//! finish, the database is closed).
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arena_protocol::CloseCode;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::password::Passwords;
+use crate::auth::revocation::RevocationList;
+use crate::auth::tokens::TokenKeys;
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::game::Rooms;
+use crate::registry::Registry;
+use crate::store::Store;
+
+pub type AppState = Arc<App>;
+
+pub struct App {
+    pub config: Config,
+    pub auth: Auth,
+    pub rooms: Rooms,
+    /// Origins allowed for cookie-authenticated state changes and upgrades.
+    pub origins: Vec<String>,
+    auth_limiter: Option<DefaultKeyedRateLimiter<String>>,
+}
+
+impl App {
+    /// Login and register attempts are limited per client address and per username.
+    pub fn check_auth_rate(&self, addr: SocketAddr, username: &str) -> Result<()> {
+        let Some(limiter) = &self.auth_limiter else { return Ok(()) };
+        for key in [format!("ip:{}", addr.ip()), format!("user:{}", username.to_lowercase())] {
+            if let Err(not_until) = limiter.check_key(&key) {
+                let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                    &governor::clock::DefaultClock::default(),
+                ));
+                return Err(Error::RateLimited { retry_after: wait.as_secs().max(1) });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A server that is serving.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    stop: CancellationToken,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Graceful shutdown: close every socket with 1001, stop accepting, let in-flight
+    /// requests finish, close the database.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        let closed = self.state.auth.registry.close_all(CloseCode::GoingAway).await;
+        tracing::info!(sockets = closed, "sockets closed for shutdown");
+        self.stop.cancel();
+        let result = match tokio::time::timeout(Duration::from_secs(10), self.task).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(std::io::Error::other(e)),
+            Err(_) => {
+                tracing::warn!("in-flight requests did not finish in 10 s");
+                Ok(())
+            }
+        };
+        self.state.auth.store.close().await;
+        result
+    }
+}
+
+pub async fn start(config: Config) -> Result<RunningServer> {
+    prepare_data_dir(&config.data_dir)?;
+    let secret = signing_secret(&config)?;
+    let keys = TokenKeys::hs256(&secret, &config.jwt_issuer, &config.jwt_audience, config.jwt_leeway)
+        .map_err(Error::Internal)?;
+    let store = Store::open(config.database_url.as_deref(), &config.data_dir).await?;
+
+    let registry = Registry::new(
+        config.max_sockets_per_user as usize,
+        config.ws_outbound_queue,
+        config.close_timeout(),
+    );
+    let leeway = config.jwt_leeway as i64;
+    let auth = Auth {
+        store,
+        keys,
+        revocations: RevocationList::new(config.access_ttl as i64 + leeway),
+        registry,
+        passwords: Passwords::new(std::thread::available_parallelism().map_or(2, |n| n.get()) * 2),
+        access_ttl_secs: config.access_ttl as i64,
+        refresh_ttl_secs: config.refresh_ttl as i64,
+        leeway_secs: leeway,
+    };
+    auth.load_revocations().await?;
+    if let (Some(name), Some(password)) = (&config.admin_username, &config.admin_password) {
+        let admin = auth.bootstrap_admin(name, password).await?;
+        tracing::info!(user_id = %admin.id, username = %admin.username, "admin account ready");
+    }
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| Error::internal(format!("cannot listen on {}: {e}", config.listen)))?;
+    let addr = listener.local_addr().map_err(|e| Error::internal(e.to_string()))?;
+
+    let auth_limiter = NonZeroU32::new(config.auth_rate_limit)
+        .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
+    let rooms = Rooms::new(config.max_rooms);
+    let _ = rooms.create("Main Hall", arena_protocol::http::ROOM_CAPACITY_DEFAULT);
+    let state = Arc::new(App {
+        origins: config.effective_origins(addr),
+        config,
+        auth,
+        rooms,
+        auth_limiter,
+    });
+
+    let stop = CancellationToken::new();
+    spawn_pruner(state.clone(), stop.clone());
+    let app = crate::http::router(state.clone())
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let stopped = stop.clone();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stopped.cancelled().await })
+            .await
+    });
+    Ok(RunningServer { addr, state, stop, task })
+}
+
+/// Drop revocation entries and rate-limit keys that can no longer matter.
+fn spawn_pruner(state: AppState, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = every.tick() => {
+                    let pruned = state.auth.revocations.prune(crate::ids::now_secs(), state.auth.leeway_secs);
+                    if pruned > 0 {
+                        tracing::debug!(pruned, "revocation entries pruned");
+                    }
+                    if let Some(l) = &state.auth_limiter {
+                        l.retain_recent();
+                    }
+                }
+            }
+        }
+    });
+}
+
+fn prepare_data_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+    Ok(())
+}
+
+/// The HMAC secret: configured, or read from `<data>/jwt-secret`, or generated there on
+/// first run (mode 0600, created exclusively so two first starts cannot race).
+fn signing_secret(config: &Config) -> Result<Vec<u8>> {
+    if let Some(secret) = &config.jwt_secret {
+        return Ok(secret.as_bytes().to_vec());
+    }
+    let path = config.data_dir.join("jwt-secret");
+    let read = |p: &Path| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().as_bytes().to_vec())
+            .map_err(|e| Error::internal(format!("cannot read {}: {e}", p.display())))
+    };
+    if path.exists() {
+        return read(&path);
+    }
+    let secret = crate::ids::random_token(48);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(&path) {
+        Ok(mut file) => {
+            use std::io::Write;
+            file.write_all(secret.as_bytes())
+                .and_then(|_| file.sync_all())
+                .map_err(|e| Error::internal(format!("cannot write {}: {e}", path.display())))?;
+            Ok(secret.into_bytes())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(&path),
+        Err(e) => Err(Error::internal(format!("cannot create {}: {e}", path.display()))),
+    }
+}

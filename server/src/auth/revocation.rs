@@ -1,0 +1,220 @@
+//! Revocation: the in-memory lists checked on every request and upgrade, and the
+//! events that change them.
+//!
+//! Three O(1) lookups decide whether a signature-valid token still counts:
+//! - revoked sessions (`sid` → until when its tokens could still be alive),
+//! - per-user marks ("tokens issued before T are invalid": logout-everywhere, kick, ban,
+//!   role change),
+//! - bans (user → until when, or forever).
+//!
+//! Every change arrives as a [`RevocationEvent`] and goes through [`apply`]: record it in
+//! the lists first, then close the matching sockets. The database write that makes the
+//! event durable happens before `apply`; a cross-server backplane carries the same events
+//! and applies them the same way on every server.
+//!
+//! Why "record, then close" is race-free against a new socket: an upgrade registers its
+//! socket first and re-checks revocation after. Either its registration happened before
+//! our sweep of the registry (the sweep closes it), or after it, and then after our
+//! record (the re-check refuses it). DashMap's shard locks order the two.
+
+use arena_protocol::CloseCode;
+use dashmap::DashMap;
+
+use crate::ids;
+use crate::registry::Registry;
+use crate::store::RevokedSession;
+
+use super::tokens::Claims;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevocationEvent {
+    /// Logout of one session, a session ended from another device, refresh-token reuse.
+    Sessions { sessions: Vec<RevokedSession>, close: CloseCode },
+    /// Logout-everywhere, kick, ban, role change: every token of the user issued before
+    /// `before_secs` and every listed session.
+    User {
+        user_id: String,
+        before_secs: i64,
+        sessions: Vec<RevokedSession>,
+        close: CloseCode,
+        reason: String,
+        /// `Some(until)` also bans the user (`until` = `None`: permanently).
+        ban: Option<Option<i64>>,
+    },
+    /// A ban lifted early.
+    Unban { user_id: String },
+}
+
+/// The in-memory lists. Cheap to query from any task.
+pub struct RevocationList {
+    sessions: DashMap<String, i64>,
+    /// user → (mark: tokens with iat < mark are invalid, keep until)
+    users: DashMap<String, (i64, i64)>,
+    /// user → banned until (ms), `None` for permanent
+    bans: DashMap<String, Option<i64>>,
+    /// How long a user mark must be kept: the longest access-token life plus leeway.
+    mark_horizon_secs: i64,
+}
+
+impl RevocationList {
+    pub fn new(mark_horizon_secs: i64) -> RevocationList {
+        RevocationList {
+            sessions: DashMap::new(),
+            users: DashMap::new(),
+            bans: DashMap::new(),
+            mark_horizon_secs,
+        }
+    }
+
+    /// Whether a signature-valid token has been revoked.
+    pub fn is_revoked(&self, claims: &Claims) -> bool {
+        if self.sessions.contains_key(&claims.sid) {
+            return true;
+        }
+        matches!(self.users.get(&claims.sub), Some(m) if claims.iat < m.0)
+    }
+
+    pub fn is_session_revoked(&self, session_id: &str) -> bool {
+        self.sessions.contains_key(session_id)
+    }
+
+    /// The ban in force for a user: `Some(None)` permanent, `Some(Some(until))` timed.
+    pub fn ban(&self, user_id: &str) -> Option<Option<i64>> {
+        let until = *self.bans.get(user_id)?;
+        match until {
+            Some(t) if t <= ids::now_ms() => None,
+            other => Some(other),
+        }
+    }
+
+    pub fn revoke_session(&self, s: &RevokedSession) {
+        self.sessions
+            .entry(s.session_id.clone())
+            .and_modify(|until| *until = (*until).max(s.access_expires_secs))
+            .or_insert(s.access_expires_secs);
+    }
+
+    pub fn mark_user(&self, user_id: &str, before_secs: i64) {
+        let keep_until = before_secs + self.mark_horizon_secs;
+        self.users
+            .entry(user_id.to_string())
+            .and_modify(|m| {
+                if before_secs > m.0 {
+                    *m = (before_secs, keep_until)
+                }
+            })
+            .or_insert((before_secs, keep_until));
+    }
+
+    pub fn set_ban(&self, user_id: &str, until: Option<i64>) {
+        self.bans.insert(user_id.to_string(), until);
+    }
+
+    pub fn lift_ban(&self, user_id: &str) {
+        self.bans.remove(user_id);
+    }
+
+    /// Drop entries that can no longer matter: sessions whose last token has expired,
+    /// marks older than any live token, bans that have ended. Returns how many went.
+    pub fn prune(&self, now_secs: i64, leeway_secs: i64) -> usize {
+        let before = self.len();
+        self.sessions.retain(|_, until| *until + leeway_secs >= now_secs);
+        self.users.retain(|_, m| m.1 + leeway_secs >= now_secs);
+        let now_ms = now_secs * 1000;
+        self.bans.retain(|_, until| until.is_none_or(|t| t > now_ms));
+        before - self.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.len() + self.users.len() + self.bans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Apply an event: record it, then close the sockets it concerns. Returns how many
+/// sockets were closed. The one path for every revocation, local or from elsewhere.
+pub async fn apply(event: &RevocationEvent, list: &RevocationList, registry: &Registry) -> usize {
+    match event {
+        RevocationEvent::Sessions { sessions, close } => {
+            for s in sessions {
+                list.revoke_session(s);
+            }
+            let mut closed = 0;
+            for s in sessions {
+                closed += registry
+                    .close_user(&s.user_id, Some(&s.session_id), *close, close.reason())
+                    .await;
+            }
+            closed
+        }
+        RevocationEvent::User { user_id, before_secs, sessions, close, reason, ban } => {
+            for s in sessions {
+                list.revoke_session(s);
+            }
+            list.mark_user(user_id, *before_secs);
+            if let Some(until) = ban {
+                list.set_ban(user_id, *until);
+            }
+            registry.close_user(user_id, None, *close, reason).await
+        }
+        RevocationEvent::Unban { user_id } => {
+            list.lift_ban(user_id);
+            0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arena_protocol::Role;
+
+    fn claims(sub: &str, sid: &str, iat: i64) -> Claims {
+        Claims {
+            iss: "a".into(),
+            aud: "a".into(),
+            sub: sub.into(),
+            sid: sid.into(),
+            jti: "j".into(),
+            iat,
+            nbf: iat,
+            exp: iat + 60,
+            auth_time: iat,
+            role: Role::Player,
+            username: "n".into(),
+        }
+    }
+
+    fn revoked(sid: &str, until: i64) -> RevokedSession {
+        RevokedSession { session_id: sid.into(), user_id: "u".into(), access_expires_secs: until }
+    }
+
+    #[test]
+    fn session_and_user_marks() {
+        let l = RevocationList::new(100);
+        assert!(!l.is_revoked(&claims("u", "s1", 1000)));
+        l.revoke_session(&revoked("s1", 2000));
+        assert!(l.is_revoked(&claims("u", "s1", 1000)));
+        assert!(!l.is_revoked(&claims("u", "s2", 1000)));
+        l.mark_user("u", 1500);
+        assert!(l.is_revoked(&claims("u", "s2", 1499)));
+        assert!(!l.is_revoked(&claims("u", "s2", 1500)));
+        assert!(!l.is_revoked(&claims("v", "s3", 1000)));
+    }
+
+    #[test]
+    fn prune_drops_only_dead_entries() {
+        let l = RevocationList::new(100);
+        l.revoke_session(&revoked("old", 1000));
+        l.revoke_session(&revoked("new", 5000));
+        l.mark_user("u", 1000); // kept until 1100
+        l.set_ban("b", Some(1_000_000)); // ms
+        l.set_ban("p", None);
+        assert_eq!(l.prune(2000, 5), 3);
+        assert!(l.is_session_revoked("new"));
+        assert!(l.ban("p").is_some());
+    }
+}

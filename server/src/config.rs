@@ -1,0 +1,189 @@
+//! The server's command line: every option is a flag and an `ARENA_*` environment
+//! variable (PROTOCOL.md, "Running the server"). Nothing here does I/O; [`Config`] is a
+//! plain value the rest of the server reads.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "arena-server", version, about = "Arena real-time game server")]
+pub struct Config {
+    /// Address to serve on (`127.0.0.1:0` picks a free port).
+    #[arg(long, env = "ARENA_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Where the embedded database and the generated signing secret live.
+    #[arg(long, env = "ARENA_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Another database instead of the embedded SQLite one (sqlite:// or postgres://).
+    #[arg(long, env = "ARENA_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Access-token lifetime in seconds.
+    #[arg(long, env = "ARENA_ACCESS_TTL", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub access_ttl: u64,
+
+    /// Refresh-token lifetime in seconds (default 30 days).
+    #[arg(long, env = "ARENA_REFRESH_TTL", default_value_t = 30 * 86_400,
+          value_parser = clap::value_parser!(u64).range(1..=366 * 86_400))]
+    pub refresh_ttl: u64,
+
+    /// Comma-separated Origins allowed for cookie-authenticated requests and sockets.
+    /// Empty means the server's own origin(s).
+    #[arg(long, env = "ARENA_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Create (or promote) this admin at start; needs --admin-password.
+    #[arg(long, env = "ARENA_ADMIN_USERNAME", requires = "admin_password")]
+    pub admin_username: Option<String>,
+
+    #[arg(long, env = "ARENA_ADMIN_PASSWORD", requires = "admin_username", hide_env_values = true)]
+    pub admin_password: Option<String>,
+
+    /// Login and register attempts per minute, per client address and per username
+    /// (0 turns the limit off).
+    #[arg(long, env = "ARENA_AUTH_RATE_LIMIT", default_value_t = 30)]
+    pub auth_rate_limit: u32,
+
+    /// Open sockets one user may hold.
+    #[arg(long, env = "ARENA_MAX_SOCKETS_PER_USER", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_sockets_per_user: u32,
+
+    /// Messages per second a socket may send, with a burst of twice that (0: no limit).
+    #[arg(long, env = "ARENA_WS_RATE_LIMIT", default_value_t = 60)]
+    pub ws_rate_limit: u32,
+
+    /// Issuer (`iss`) put in and required of every access token.
+    #[arg(long, env = "ARENA_JWT_ISSUER", default_value = "arena")]
+    pub jwt_issuer: String,
+
+    /// Audience (`aud`) put in and required of every access token.
+    #[arg(long, env = "ARENA_JWT_AUDIENCE", default_value = "arena")]
+    pub jwt_audience: String,
+
+    /// HMAC signing secret (at least 32 bytes). Default: generated under the data dir.
+    #[arg(long, env = "ARENA_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Clock-skew leeway for `exp`/`nbf`, in seconds.
+    #[arg(long, env = "ARENA_JWT_LEEWAY", default_value_t = 5)]
+    pub jwt_leeway: u64,
+
+    /// Mark the cookie `Secure` (set when the server sits behind TLS).
+    #[arg(long, env = "ARENA_SECURE_COOKIES", default_value_t = false)]
+    pub secure_cookies: bool,
+
+    /// Largest HTTP request body, in bytes.
+    #[arg(long, env = "ARENA_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Largest WebSocket message (and frame), in bytes.
+    #[arg(long, env = "ARENA_MAX_WS_MESSAGE_BYTES", default_value_t = 4 * 1024)]
+    pub max_ws_message_bytes: usize,
+
+    /// Per-socket read buffer, in bytes. tungstenite's 128 KiB default costs that much
+    /// memory for every idle socket.
+    #[arg(long, env = "ARENA_WS_READ_BUFFER_BYTES", default_value_t = 4 * 1024)]
+    pub ws_read_buffer_bytes: usize,
+
+    /// Frames queued for one socket before it is closed as too slow (1008).
+    #[arg(long, env = "ARENA_WS_OUTBOUND_QUEUE", default_value_t = 256)]
+    pub ws_outbound_queue: usize,
+
+    /// Bytes of unsent data one socket may hold before it is closed as too slow.
+    #[arg(long, env = "ARENA_WS_MAX_WRITE_BUFFER_BYTES", default_value_t = 256 * 1024)]
+    pub ws_max_write_buffer_bytes: usize,
+
+    /// How long a revocation waits for each socket to send its close frame, in ms.
+    #[arg(long, env = "ARENA_CLOSE_TIMEOUT_MS", default_value_t = 2_000)]
+    pub close_timeout_ms: u64,
+
+    /// Rooms that may exist at once.
+    #[arg(long, env = "ARENA_MAX_ROOMS", default_value_t = 1_000)]
+    pub max_rooms: usize,
+
+    /// Directory of the browser client served at `/`.
+    #[arg(long, env = "ARENA_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "ARENA_LOG_FORMAT", default_value = "text",
+          value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+impl Config {
+    pub fn access_ttl(&self) -> Duration {
+        Duration::from_secs(self.access_ttl)
+    }
+
+    pub fn close_timeout(&self) -> Duration {
+        Duration::from_millis(self.close_timeout_ms)
+    }
+
+    /// The allow-list for cookie-authenticated requests: the configured list, or by
+    /// default the origins a browser uses to reach the bound address.
+    pub fn effective_origins(&self, bound: SocketAddr) -> Vec<String> {
+        let configured: Vec<String> = self
+            .allowed_origins
+            .iter()
+            .map(|o| o.trim().trim_end_matches('/').to_string())
+            .filter(|o| !o.is_empty())
+            .collect();
+        if !configured.is_empty() {
+            return configured;
+        }
+        let port = bound.port();
+        let mut own = vec![format!("http://{bound}")];
+        if bound.ip().is_loopback() || bound.ip().is_unspecified() {
+            own.push(format!("http://localhost:{port}"));
+            own.push(format!("http://127.0.0.1:{port}"));
+        }
+        own.dedup();
+        own
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_protocol() {
+        let c = Config::try_parse_from(["arena-server"]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.access_ttl, 900);
+        assert_eq!(c.refresh_ttl, 30 * 86_400);
+        assert_eq!(c.auth_rate_limit, 30);
+        assert_eq!(c.max_sockets_per_user, 16);
+        assert_eq!(c.ws_rate_limit, 60);
+    }
+
+    #[test]
+    fn default_origins_are_own() {
+        let c = Config::try_parse_from(["arena-server"]).unwrap();
+        let o = c.effective_origins("127.0.0.1:9000".parse().unwrap());
+        assert!(o.contains(&"http://127.0.0.1:9000".to_string()));
+        assert!(o.contains(&"http://localhost:9000".to_string()));
+    }
+
+    #[test]
+    fn origins_list_splits() {
+        let c = Config::try_parse_from([
+            "arena-server",
+            "--allowed-origins",
+            "https://a.example, https://b.example/",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.effective_origins("127.0.0.1:1".parse().unwrap()),
+            vec!["https://a.example".to_string(), "https://b.example".to_string()]
+        );
+    }
+}

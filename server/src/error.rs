@@ -1,0 +1,85 @@
+//! The server's one error type. Every failure a handler can meet becomes an [`Error`],
+//! and every [`Error`] becomes exactly one of the protocol's error codes with its HTTP
+//! status, so no path can answer a client with an ad-hoc body or a 500 for bad input.
+
+use arena_protocol::{ErrorBody, ErrorCode};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A client mistake with the protocol code and a message for people.
+    #[error("{code}: {message}")]
+    Client { code: ErrorCode, message: String },
+
+    /// Too many attempts; `retry_after` seconds until the next one may succeed.
+    #[error("rate limited")]
+    RateLimited { retry_after: u64 },
+
+    /// The database failed. Logged in full, answered as a plain 500.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+
+    /// Any other fault of the server itself.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Error {
+        Error::Client { code, message: message.into() }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Error {
+        Error::new(ErrorCode::InvalidRequest, message)
+    }
+
+    pub fn not_found(what: &str) -> Error {
+        Error::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+
+    pub fn internal(message: impl Into<String>) -> Error {
+        Error::Internal(message.into())
+    }
+
+    /// The protocol code this error answers with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::Client { code, .. } => *code,
+            Error::RateLimited { .. } => ErrorCode::RateLimited,
+            Error::Database(_) | Error::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let code = self.code();
+        let message = match &self {
+            Error::Client { message, .. } => message.clone(),
+            Error::RateLimited { retry_after } => {
+                format!("too many attempts; retry in {retry_after} s")
+            }
+            Error::Database(e) => {
+                tracing::error!(error = %e, "database error");
+                "the server could not complete the request".to_string()
+            }
+            Error::Internal(e) => {
+                tracing::error!(error = %e, "internal error");
+                "the server could not complete the request".to_string()
+            }
+        };
+        let status =
+            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, Json(ErrorBody::new(code, message))).into_response();
+        if let Error::RateLimited { retry_after } = self {
+            if let Ok(v) = HeaderValue::from_str(&retry_after.max(1).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
+    }
+}

@@ -1,0 +1,81 @@
+//! `/auth/*`: register, login, refresh, logout, me.
+
+use std::net::SocketAddr;
+
+use arena_protocol::http::{Credentials, LogoutRequest, MeResponse, RefreshRequest, RegisterResponse, User};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::{access_cookie, cleared_cookie, required, JsonBody};
+use crate::app::AppState;
+use crate::auth::{AuthUser, ClientInfo, IssuedSession};
+use crate::error::Result;
+
+pub async fn register(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    JsonBody(body): JsonBody<Credentials>,
+) -> Result<Response> {
+    let username = required(&body.username, "username")?;
+    let password = required(&body.password, "password")?;
+    state.check_auth_rate(addr, username)?;
+    let user = state.auth.register(username, password, arena_protocol::Role::Player).await?;
+    Ok((StatusCode::CREATED, Json(RegisterResponse { user })).into_response())
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<Credentials>,
+) -> Result<Response> {
+    let username = required(&body.username, "username")?;
+    let password = required(&body.password, "password")?;
+    state.check_auth_rate(addr, username)?;
+    let client = ClientInfo {
+        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(String::from),
+        remote_addr: Some(addr.ip().to_string()),
+    };
+    let issued = state.auth.login(username, password, client).await?;
+    Ok(session_response(&state, issued))
+}
+
+pub async fn refresh(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<RefreshRequest>,
+) -> Result<Response> {
+    let token = required(&body.refresh_token, "refresh_token")?;
+    let issued = state.auth.refresh(token).await?;
+    Ok(session_response(&state, issued))
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    user: AuthUser,
+    JsonBody(body): JsonBody<LogoutRequest>,
+) -> Result<Response> {
+    state.auth.logout(&user.claims, body.all.unwrap_or(false)).await?;
+    let cookie = cleared_cookie(state.config.secure_cookies);
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
+}
+
+pub async fn me(user: AuthUser) -> Json<MeResponse> {
+    let c = user.claims;
+    Json(MeResponse {
+        user: User { id: c.sub, username: c.username, role: c.role },
+        session_id: c.sid,
+        expires_at: c.exp * 1000,
+    })
+}
+
+fn session_response(state: &AppState, issued: IssuedSession) -> Response {
+    let max_age = issued.claims.exp - issued.claims.iat;
+    let cookie = access_cookie(&issued.session.access_token, max_age, state.config.secure_cookies);
+    (
+        [(header::SET_COOKIE, cookie), (header::CACHE_CONTROL, "no-store".parse().expect("static header"))],
+        Json(issued.session),
+    )
+        .into_response()
+}

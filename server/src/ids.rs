@@ -1,0 +1,64 @@
+//! Random identifiers and secrets, and the wall clock in the protocol's units.
+//!
+//! Ids are opaque to clients (PROTOCOL.md); we make them unguessable so that knowing
+//! one (a session id shown to an admin, say) grants nothing.
+
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
+/// `bytes` random bytes from the OS generator, base64url without padding.
+pub fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    // The system RNG only fails if the OS cannot supply randomness at all, in which case
+    // no secret we could make would be safe to hand out.
+    SystemRandom::new().fill(&mut buf).expect("operating system RNG failed");
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// A new id with a readable prefix: `u_…` users, `s_…` sessions, `c_…` connections.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", random_token(12))
+}
+
+/// SHA-256 of a high-entropy secret, hex-encoded. Refresh tokens carry 256 random bits,
+/// so a fast hash is enough: there is nothing to brute-force.
+pub fn sha256_hex(input: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, input.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Unix seconds now.
+pub fn now_secs() -> i64 {
+    now_ms() / 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_distinct_and_prefixed() {
+        let a = new_id("u");
+        let b = new_id("u");
+        assert!(a.starts_with("u_"));
+        assert_ne!(a, b);
+        assert_eq!(random_token(32).len(), 43);
+    }
+
+    #[test]
+    fn sha256_known_vector() {
+        assert_eq!(
+            sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

@@ -1,0 +1,330 @@
+//! The live-connection registry, keyed by user.
+//!
+//! Every WebSocket is registered here *before* its upgrade is answered, with a
+//! [`ConnHandle`] that can send it frames and close it with a code. Revocation finds a
+//! user's or a session's sockets here in O(that user's sockets), tells each one to
+//! close, removes it, and waits until each has written its close frame, so that when
+//! `POST /auth/logout` answers, its promise already holds.
+//!
+//! Promises:
+//! - a [`Registration`] is removed from the registry when it is dropped, whatever path
+//!   the socket took (clean close, error, failed upgrade, panic);
+//! - [`Registry::close_where`] returns only after every matched socket has sent its close
+//!   frame and gone, or after the close timeout for a socket that cannot be written to;
+//! - a user never holds more than `max_per_user` registrations.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use arena_protocol::{http::Connection, CloseCode};
+use axum::extract::ws::Message;
+use dashmap::DashMap;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Why a socket may not register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegisterError {
+    TooManySockets,
+    ShuttingDown,
+}
+
+/// The close a socket was asked to perform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseRequest {
+    pub code: CloseCode,
+    pub reason: String,
+}
+
+/// One live socket as the rest of the server sees it.
+pub struct ConnHandle {
+    pub id: String,
+    pub user_id: String,
+    pub username: String,
+    pub remote_addr: SocketAddr,
+    pub connected_at: i64,
+    session_id: Mutex<String>,
+    room: Mutex<Option<String>>,
+    outbound: mpsc::Sender<Message>,
+    close_request: OnceLock<CloseRequest>,
+    close: CancellationToken,
+    gone: CancellationToken,
+}
+
+impl ConnHandle {
+    pub fn session_id(&self) -> String {
+        lock(&self.session_id).clone()
+    }
+
+    /// Move the socket to another session of the same user (`reauth`).
+    pub fn set_session_id(&self, session_id: String) {
+        *lock(&self.session_id) = session_id;
+    }
+
+    pub fn room(&self) -> Option<String> {
+        lock(&self.room).clone()
+    }
+
+    pub fn set_room(&self, room: Option<String>) {
+        *lock(&self.room) = room;
+    }
+
+    /// Queue a frame without waiting. A socket whose queue is full is not keeping up:
+    /// it is closed with 1008 rather than allowed to grow memory or delay the sender.
+    pub fn send(&self, message: Message) -> bool {
+        match self.outbound.try_send(message) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.request_close(CloseCode::Policy, "too slow to read");
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Ask the socket to close. The first request wins; later ones are ignored.
+    pub fn request_close(&self, code: CloseCode, reason: &str) {
+        let _ = self.close_request.set(CloseRequest { code, reason: reason.to_string() });
+        self.close.cancel();
+    }
+
+    /// The close this socket was asked to perform, if any.
+    pub fn close_requested(&self) -> Option<&CloseRequest> {
+        self.close_request.get()
+    }
+
+    /// Resolves when a close is requested.
+    pub fn closing(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.close.cancelled()
+    }
+
+    pub fn to_wire(&self) -> Connection {
+        Connection {
+            connection_id: self.id.clone(),
+            user_id: self.user_id.clone(),
+            username: self.username.clone(),
+            session_id: self.session_id(),
+            room: self.room(),
+            connected_at: self.connected_at,
+            remote_addr: self.remote_addr.to_string(),
+        }
+    }
+}
+
+/// Poisoning only means another thread panicked mid-update of a plain value; the value
+/// is still usable, and one socket's bug must not take down revocation.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a new socket registers with.
+pub struct NewConnection {
+    pub user_id: String,
+    pub username: String,
+    pub session_id: String,
+    pub remote_addr: SocketAddr,
+    pub connected_at: i64,
+}
+
+pub struct Registry {
+    by_user: DashMap<String, Vec<Arc<ConnHandle>>>,
+    live: AtomicUsize,
+    next_id: AtomicU64,
+    max_per_user: usize,
+    outbound_queue: usize,
+    close_timeout: Duration,
+    shutting_down: AtomicBool,
+}
+
+impl Registry {
+    pub fn new(max_per_user: usize, outbound_queue: usize, close_timeout: Duration) -> Arc<Registry> {
+        Arc::new(Registry {
+            by_user: DashMap::new(),
+            live: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+            max_per_user,
+            outbound_queue: outbound_queue.max(1),
+            close_timeout,
+            shutting_down: AtomicBool::new(false),
+        })
+    }
+
+    /// Register a socket. The per-user limit is checked and the entry inserted under
+    /// one shard lock, so racing upgrades cannot exceed it.
+    pub fn register(
+        self: &Arc<Self>,
+        conn: NewConnection,
+    ) -> Result<(Registration, mpsc::Receiver<Message>), RegisterError> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err(RegisterError::ShuttingDown);
+        }
+        let (tx, rx) = mpsc::channel(self.outbound_queue);
+        let seq = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let handle = Arc::new(ConnHandle {
+            id: format!("c_{seq}_{}", crate::ids::random_token(6)),
+            user_id: conn.user_id,
+            username: conn.username,
+            remote_addr: conn.remote_addr,
+            connected_at: conn.connected_at,
+            session_id: Mutex::new(conn.session_id),
+            room: Mutex::new(None),
+            outbound: tx,
+            close_request: OnceLock::new(),
+            close: CancellationToken::new(),
+            gone: CancellationToken::new(),
+        });
+        {
+            let mut entry = self.by_user.entry(handle.user_id.clone()).or_default();
+            if entry.len() >= self.max_per_user {
+                return Err(RegisterError::TooManySockets);
+            }
+            entry.push(handle.clone());
+        }
+        self.live.fetch_add(1, Ordering::Relaxed);
+        // Shutdown may have begun between the check above and the insert; its sweep may
+        // have missed us. Re-check after inserting (the same argument as revocation).
+        if self.shutting_down.load(Ordering::Acquire) {
+            handle.request_close(CloseCode::GoingAway, CloseCode::GoingAway.reason());
+        }
+        Ok((Registration { registry: self.clone(), handle }, rx))
+    }
+
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    pub fn count_for_user(&self, user_id: &str) -> usize {
+        self.by_user.get(user_id).map_or(0, |v| v.len())
+    }
+
+    pub fn snapshot(&self) -> Vec<Arc<ConnHandle>> {
+        self.by_user.iter().flat_map(|e| e.value().clone()).collect()
+    }
+
+    fn remove(&self, handle: &ConnHandle) -> bool {
+        let mut removed = false;
+        if let Some(mut entry) = self.by_user.get_mut(&handle.user_id) {
+            let before = entry.len();
+            entry.retain(|h| h.id != handle.id);
+            removed = entry.len() != before;
+        }
+        self.by_user.remove_if(&handle.user_id, |_, v| v.is_empty());
+        if removed {
+            self.live.fetch_sub(1, Ordering::Relaxed);
+        }
+        removed
+    }
+
+    /// Close every socket of `user_id` (and, if given, only of that session) with
+    /// `code`: ask each to close, remove it, and wait until it has sent its close frame.
+    /// Returns how many sockets were closed.
+    pub async fn close_user(
+        &self,
+        user_id: &str,
+        session_id: Option<&str>,
+        code: CloseCode,
+        reason: &str,
+    ) -> usize {
+        let matched: Vec<Arc<ConnHandle>> = match self.by_user.get(user_id) {
+            Some(conns) => conns
+                .iter()
+                .filter(|h| session_id.is_none_or(|sid| *lock(&h.session_id) == sid))
+                .cloned()
+                .collect(),
+            None => return 0,
+        };
+        self.close_handles(matched, code, reason).await
+    }
+
+    /// Close every socket (shutdown). New registrations are refused from now on.
+    pub async fn close_all(&self, code: CloseCode) -> usize {
+        self.shutting_down.store(true, Ordering::Release);
+        let all = self.snapshot();
+        self.close_handles(all, code, code.reason()).await
+    }
+
+    async fn close_handles(&self, handles: Vec<Arc<ConnHandle>>, code: CloseCode, reason: &str) -> usize {
+        for h in &handles {
+            h.request_close(code, reason);
+            self.remove(h);
+        }
+        let n = handles.len();
+        let wait_all = futures_util::future::join_all(handles.iter().map(|h| h.gone.cancelled()));
+        if tokio::time::timeout(self.close_timeout, wait_all).await.is_err() {
+            tracing::warn!(sockets = n, "some sockets did not finish closing in time");
+        }
+        n
+    }
+}
+
+/// Proof of a registered socket. Dropping it deregisters the socket and tells anyone
+/// waiting in [`Registry::close_user`] that it is gone.
+pub struct Registration {
+    registry: Arc<Registry>,
+    handle: Arc<ConnHandle>,
+}
+
+impl Registration {
+    pub fn handle(&self) -> &Arc<ConnHandle> {
+        &self.handle
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.remove(&self.handle);
+        self.handle.gone.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(user: &str, session: &str) -> NewConnection {
+        NewConnection {
+            user_id: user.into(),
+            username: user.into(),
+            session_id: session.into(),
+            remote_addr: "127.0.0.1:1".parse().unwrap(),
+            connected_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn per_user_limit_and_release() {
+        let r = Registry::new(2, 4, Duration::from_millis(100));
+        let a = r.register(conn("u", "s")).unwrap();
+        let _b = r.register(conn("u", "s")).unwrap();
+        assert_eq!(r.register(conn("u", "s")).err(), Some(RegisterError::TooManySockets));
+        assert!(r.register(conn("v", "s")).is_ok());
+        drop(a);
+        assert!(r.register(conn("u", "s")).is_ok());
+    }
+
+    #[tokio::test]
+    async fn close_user_session_only_matches_that_session() {
+        let r = Registry::new(8, 4, Duration::from_millis(100));
+        let (a, _ra) = r.register(conn("u", "s1")).unwrap();
+        let (b, _rb) = r.register(conn("u", "s2")).unwrap();
+        let (c, _rc) = r.register(conn("v", "s1")).unwrap();
+        // Nobody drives these sockets, so the wait ends by timeout; the count still holds.
+        let closed = r.close_user("u", Some("s1"), CloseCode::SessionRevoked, "x").await;
+        assert_eq!(closed, 1);
+        assert_eq!(a.handle().close_requested().map(|c| c.code), Some(CloseCode::SessionRevoked));
+        assert!(b.handle().close_requested().is_none());
+        assert!(c.handle().close_requested().is_none());
+        assert_eq!(r.live(), 2);
+    }
+
+    #[tokio::test]
+    async fn full_queue_requests_policy_close() {
+        let r = Registry::new(8, 1, Duration::from_millis(100));
+        let (a, _rx) = r.register(conn("u", "s")).unwrap();
+        assert!(a.handle().send(Message::Text("1".into())));
+        assert!(!a.handle().send(Message::Text("2".into())));
+        assert_eq!(a.handle().close_requested().map(|c| c.code), Some(CloseCode::Policy));
+    }
+}

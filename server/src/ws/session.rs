@@ -1,0 +1,317 @@
+//! One socket's life: the `welcome`, then a single task that reads client frames,
+//! writes queued frames, and obeys close requests and its token's expiry.
+//!
+//! One task owns the socket, so replies need no lock and frames never interleave. The
+//! `select!` is biased towards a close request: once revocation asks, the socket sends
+//! its close frame before anything else, tells the registry it is gone, and only then
+//! lingers briefly for the client's close reply (closing a TCP socket with unread input
+//! makes the kernel send a reset, which can destroy the close frame in flight).
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arena_protocol::ws::{ChatFrom, ClientMessage, ServerMessage};
+use arena_protocol::{CloseCode, ErrorCode, PROTOCOL_VERSION};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+
+use crate::app::AppState;
+use crate::auth::tokens::Claims;
+use crate::error::Error;
+use crate::ids;
+use crate::registry::{ConnHandle, Registration};
+
+/// Invalid frames tolerated before the socket is closed with 4000.
+const MAX_INVALID_FRAMES: u32 = 10;
+
+/// How long to wait for the client's close reply after we sent ours.
+const CLOSE_LINGER: Duration = Duration::from_millis(500);
+
+struct Session {
+    state: AppState,
+    conn: Arc<ConnHandle>,
+    claims: Claims,
+    limiter: Option<DefaultDirectRateLimiter>,
+    rate_strikes: u32,
+    invalid_frames: u32,
+    warned_expiry: bool,
+}
+
+/// What handling one client frame decided.
+enum Next {
+    Continue,
+    Close(CloseCode, String),
+}
+
+pub async fn run(
+    state: AppState,
+    mut socket: WebSocket,
+    registration: Registration,
+    mut outbound: mpsc::Receiver<Message>,
+    claims: Claims,
+) {
+    let conn = registration.handle().clone();
+    let limiter = NonZeroU32::new(state.config.ws_rate_limit).map(|rate| {
+        let burst = NonZeroU32::new(state.config.ws_rate_limit.saturating_mul(2)).unwrap_or(rate);
+        RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
+    });
+    let mut session = Session {
+        state,
+        conn: conn.clone(),
+        claims,
+        limiter,
+        rate_strikes: 0,
+        invalid_frames: 0,
+        warned_expiry: false,
+    };
+
+    let welcome = session.welcome();
+    let mut close = match socket.send(welcome).await {
+        Ok(()) => session.drive(&mut socket, &mut outbound).await,
+        Err(_) => None,
+    };
+    // A close requested from outside wins over one we decided ourselves.
+    if let Some(req) = conn.close_requested() {
+        close = Some((req.code, req.reason.clone()));
+    }
+    session.state.rooms.leave_current(&conn);
+    if let Some((code, reason)) = close {
+        let frame = CloseFrame {
+            code: code.code(),
+            reason: arena_protocol::close::truncate_reason(&reason).into(),
+        };
+        let timeout = session.state.config.close_timeout();
+        let _ = tokio::time::timeout(timeout, socket.send(Message::Close(Some(frame)))).await;
+        // Deregister and wake the revoker now; the linger below is only courtesy.
+        drop(registration);
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            while let Some(Ok(msg)) = socket.recv().await {
+                if matches!(msg, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    } else {
+        drop(registration);
+    }
+}
+
+impl Session {
+    fn welcome(&self) -> Message {
+        text(&ServerMessage::Welcome {
+            protocol: PROTOCOL_VERSION,
+            user: arena_protocol::http::User {
+                id: self.claims.sub.clone(),
+                username: self.claims.username.clone(),
+                role: self.claims.role,
+            },
+            session_id: self.claims.sid.clone(),
+            connection_id: self.conn.id.clone(),
+            expires_at: self.claims.exp * 1000,
+            server_time: ids::now_ms(),
+        })
+    }
+
+    /// Run until the socket should close; returns the close to send, if any.
+    async fn drive(
+        &mut self,
+        socket: &mut WebSocket,
+        outbound: &mut mpsc::Receiver<Message>,
+    ) -> Option<(CloseCode, String)> {
+        loop {
+            let (warn_at, expire_at) = self.expiry_instants();
+            tokio::select! {
+                biased;
+                _ = self.conn.closing() => return None, // the caller reads the request
+                _ = sleep_until(expire_at) => {
+                    return Some((CloseCode::TokenExpired, CloseCode::TokenExpired.reason().into()));
+                }
+                _ = sleep_until(warn_at), if !self.warned_expiry => {
+                    self.warned_expiry = true;
+                    let msg = text(&ServerMessage::TokenExpiring { expires_at: self.claims.exp * 1000 });
+                    if socket.send(msg).await.is_err() {
+                        return None;
+                    }
+                }
+                queued = outbound.recv() => {
+                    let Some(msg) = queued else { return None };
+                    if socket.send(msg).await.is_err() {
+                        return None;
+                    }
+                }
+                incoming = socket.recv() => {
+                    let next = match incoming {
+                        None => return None,
+                        Some(Err(e)) => return read_error_close(e),
+                        Some(Ok(Message::Text(t))) => self.on_text(socket, t.as_str()).await,
+                        Some(Ok(Message::Binary(_))) => {
+                            self.invalid(socket, ErrorCode::InvalidJson, "frames must be JSON text").await
+                        }
+                        Some(Ok(Message::Close(_))) => return None,
+                        // tungstenite answers pings itself.
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Next::Continue,
+                    };
+                    if let Next::Close(code, reason) = next {
+                        return Some((code, reason));
+                    }
+                }
+            }
+        }
+    }
+
+    /// When to warn about expiry, and when the token expires, as tokio instants.
+    fn expiry_instants(&self) -> (Instant, Instant) {
+        let now_ms = ids::now_ms();
+        let exp_ms = self.claims.exp * 1000;
+        let until_exp = Duration::from_millis((exp_ms - now_ms).max(0) as u64);
+        let warn_before = Duration::from_secs(60);
+        let now = Instant::now();
+        (now + until_exp.saturating_sub(warn_before), now + until_exp)
+    }
+
+    async fn on_text(&mut self, socket: &mut WebSocket, text_frame: &str) -> Next {
+        if let Some(limiter) = &self.limiter {
+            if limiter.check().is_err() {
+                self.rate_strikes += 1;
+                if self.rate_strikes > self.state.config.ws_rate_limit.max(1) {
+                    return Next::Close(CloseCode::Policy, "message rate limit exceeded".into());
+                }
+                if self.rate_strikes == 1 {
+                    return self
+                        .reply(socket, ServerMessage::error(ErrorCode::RateLimited, "slow down"))
+                        .await;
+                }
+                return Next::Continue;
+            }
+            self.rate_strikes = 0;
+        }
+        let message = match ClientMessage::decode(text_frame) {
+            Ok(m) => m,
+            Err(e) => return self.invalid(socket, e.code, &e.message).await,
+        };
+        match message {
+            ClientMessage::Ping { id } => {
+                self.reply(socket, ServerMessage::Pong { id, server_time: ids::now_ms() }).await
+            }
+            ClientMessage::Join { room } => match self.state.rooms.join(&self.conn, &room) {
+                Ok(joined) => {
+                    if let Some(old) = joined.left {
+                        if let Next::Close(c, r) = self.reply(socket, ServerMessage::Left { room: old }).await {
+                            return Next::Close(c, r);
+                        }
+                    }
+                    self.reply(socket, ServerMessage::Joined { room: joined.room, members: joined.members })
+                        .await
+                }
+                Err(code) => self.reply(socket, ServerMessage::error(code, room_error(code))).await,
+            },
+            ClientMessage::Leave => match self.state.rooms.leave_current(&self.conn) {
+                Some(room) => self.reply(socket, ServerMessage::Left { room }).await,
+                None => self.not_in_room(socket).await,
+            },
+            ClientMessage::Input { .. } => {
+                // The game loop (rooms at a fixed tick) applies inputs; until a room runs
+                // one, an input outside a room is still an error the client should see.
+                if self.conn.room().is_none() {
+                    return self.not_in_room(socket).await;
+                }
+                Next::Continue
+            }
+            ClientMessage::Chat { text: body } => {
+                let Some(room_id) = self.conn.room() else { return self.not_in_room(socket).await };
+                if let Some(room) = self.state.rooms.get(&room_id) {
+                    room.broadcast(&ServerMessage::Chat {
+                        room: room_id,
+                        from: ChatFrom { id: self.claims.sub.clone(), username: self.claims.username.clone() },
+                        text: body,
+                        ts: ids::now_ms(),
+                    });
+                }
+                Next::Continue
+            }
+            ClientMessage::Reauth { access_token } => self.reauth(socket, &access_token).await,
+        }
+    }
+
+    /// Move the socket onto a fresh token of the same user.
+    async fn reauth(&mut self, socket: &mut WebSocket, token: &str) -> Next {
+        let claims = match self.state.auth.authenticate(token) {
+            Ok(c) => c,
+            Err(e) => return self.reply(socket, error_frame(&e)).await,
+        };
+        if claims.sub != self.claims.sub {
+            return self
+                .reply(socket, ServerMessage::error(ErrorCode::Forbidden, "the token is for another user"))
+                .await;
+        }
+        self.conn.set_session_id(claims.sid.clone());
+        // Same argument as at upgrade: the new session id is visible to revocation first,
+        // then we check revocation again.
+        if self.state.auth.revocations.is_revoked(&claims) {
+            self.conn.set_session_id(self.claims.sid.clone());
+            return self
+                .reply(socket, ServerMessage::error(ErrorCode::TokenRevoked, "the token has been revoked"))
+                .await;
+        }
+        let answer = ServerMessage::Reauthed { session_id: claims.sid.clone(), expires_at: claims.exp * 1000 };
+        self.claims = claims;
+        self.warned_expiry = false;
+        self.reply(socket, answer).await
+    }
+
+    async fn invalid(&mut self, socket: &mut WebSocket, code: ErrorCode, message: &str) -> Next {
+        self.invalid_frames += 1;
+        if self.invalid_frames > MAX_INVALID_FRAMES {
+            return Next::Close(CloseCode::ProtocolError, CloseCode::ProtocolError.reason().into());
+        }
+        self.reply(socket, ServerMessage::error(code, message)).await
+    }
+
+    async fn not_in_room(&mut self, socket: &mut WebSocket) -> Next {
+        self.reply(socket, ServerMessage::error(ErrorCode::NotInRoom, "join a room first")).await
+    }
+
+    async fn reply(&mut self, socket: &mut WebSocket, message: ServerMessage) -> Next {
+        match socket.send(text(&message)).await {
+            Ok(()) => Next::Continue,
+            // The peer is gone; nothing to send a close frame to.
+            Err(_) => Next::Close(CloseCode::GoingAway, String::new()),
+        }
+    }
+}
+
+fn text(message: &ServerMessage) -> Message {
+    Message::Text(message.encode().into())
+}
+
+fn error_frame(e: &Error) -> ServerMessage {
+    let message = match e {
+        Error::Client { message, .. } => message.clone(),
+        _ => "the token could not be checked".into(),
+    };
+    ServerMessage::error(e.code(), message)
+}
+
+fn room_error(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::RoomNotFound => "no such room",
+        ErrorCode::RoomFull => "the room is full",
+        _ => "cannot join",
+    }
+}
+
+/// A read error: a message over the size limit closes with 1009; anything else means
+/// the connection is broken and there is nobody to send a close to.
+fn read_error_close(e: axum::Error) -> Option<(CloseCode, String)> {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    match e.into_inner().downcast::<WsError>() {
+        Ok(err) if matches!(*err, WsError::Capacity(_)) => {
+            Some((CloseCode::TooBig, CloseCode::TooBig.reason().into()))
+        }
+        _ => None,
+    }
+}
