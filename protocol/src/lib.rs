@@ -48,3 +48,13 @@ impl Role {
         }
     }
 }
+
+/// A serde_json error as a sentence for people: without the trailing
+/// " at line 1 column 13", which means nothing to someone reading an API error.
+pub fn describe_json_error(err: &serde_json::Error) -> String {
+    let message = err.to_string();
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message,
+    }
+}

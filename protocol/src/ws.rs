@@ -97,20 +97,13 @@ fn diagnose(text: &str, err: serde_json::Error) -> DecodeError {
         Some(_) => DecodeError {
             code: ErrorCode::InvalidRequest,
             // serde's message names the field ("missing field `room`", "invalid type ...").
-            message: strip_position(&err.to_string()),
+            message: crate::describe_json_error(&err),
         },
     }
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {
     s.chars().take(max_chars).collect()
-}
-
-fn strip_position(msg: &str) -> String {
-    match msg.find(" at line ") {
-        Some(i) => msg[..i].to_string(),
-        None => msg.to_string(),
-    }
 }
 
 /// One player in a `state` frame.

@@ -89,21 +89,15 @@ where
         serde_path_to_error::deserialize(de).map(JsonBody).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            let inner = strip_position(&inner.to_string(), inner.is_syntax() || inner.is_eof());
-            if inner.1 || path == "." {
-                Error::invalid(format!("malformed JSON body: {}", inner.0))
+            let syntax = inner.is_syntax() || inner.is_eof();
+            let message = arena_protocol::describe_json_error(&inner);
+            if syntax || path == "." {
+                Error::invalid(format!("malformed JSON body: {message}"))
             } else {
-                Error::invalid(format!("field `{path}` is invalid: {}", inner.0))
+                Error::invalid(format!("field `{path}` is invalid: {message}"))
             }
         })
     }
-}
-
-/// serde_json's messages end in " at line 1 column 13", which means nothing to a
-/// person reading an API error.
-fn strip_position(message: &str, syntax: bool) -> (String, bool) {
-    let cut = message.find(" at line ").map_or(message, |i| &message[..i]);
-    (cut.to_string(), syntax)
 }
 
 /// Read a required string field.

@@ -1,0 +1,148 @@
+//! One token, every channel: the same access token works on HTTP (header and cookie) and
+//! on the socket (header, subprotocol, cookie); the query string and foreign Origins don't.
+
+use arena_tests::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn same_token_on_http_and_all_socket_transports() {
+    let data = DataDir::new();
+    let server = TestServer::start(&data, &[]).await;
+    let p = server.new_player("tr").await;
+
+    // HTTP with the header.
+    let (status, me) = server.get("/auth/me", Some(p.token())).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["user"]["username"], p.username.as_str());
+    assert_eq!(me["session_id"], p.session.session_id.as_str());
+
+    // HTTP with the cookie (a GET needs no Origin).
+    let resp = server
+        .http
+        .get(format!("{}/auth/me", server.base))
+        .header("cookie", format!("arena_access={}", p.token()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+
+    // Socket with the header.
+    let ws = server.ws_ok(p.token()).await;
+    assert_eq!(ws.welcome["user"]["id"], p.id());
+    assert_eq!(ws.welcome["session_id"], p.session.session_id.as_str());
+    assert_eq!(ws.welcome["protocol"], 1);
+    assert!(ws.welcome["connection_id"].is_string());
+    assert!(ws.welcome["expires_at"].as_i64().unwrap() > ws.welcome["server_time"].as_i64().unwrap());
+
+    // Socket with the subprotocol: the server selects arena.v1.
+    let mut ws = server.ws(WsAuth::Subprotocol(p.token())).await.expect("subprotocol upgrade");
+    assert_eq!(ws.protocol.as_deref(), Some("arena.v1"));
+    assert_eq!(ws.recv_json().await.unwrap()["type"], "welcome");
+    ws.assert_alive().await;
+
+    // Socket with the cookie and our own Origin.
+    let origin = server.origin();
+    let mut ws = server.ws(WsAuth::Cookie(p.token(), Some(&origin))).await.expect("cookie upgrade");
+    assert_eq!(ws.recv_json().await.unwrap()["type"], "welcome");
+    ws.assert_alive().await;
+}
+
+#[tokio::test]
+async fn query_string_tokens_are_never_accepted() {
+    let data = DataDir::new();
+    let server = TestServer::start(&data, &[]).await;
+    let p = server.new_player("qs").await;
+
+    let refusal = server.ws(WsAuth::Query(p.token())).await.err().expect("query token refused");
+    assert_eq!(refusal.status, 401);
+    assert_eq!(refusal.body["error"]["code"], "token_missing");
+
+    let (status, body) =
+        server.get(&format!("/auth/me?access_token={0}&token={0}", p.token()), None).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "token_missing");
+}
+
+#[tokio::test]
+async fn foreign_origins_are_refused_for_cookie_auth() {
+    let data = DataDir::new();
+    let server = TestServer::start(&data, &[]).await;
+    let p = server.new_player("or").await;
+
+    // Cross-site WebSocket hijacking: the browser sends the cookie, the Origin gives it away.
+    let refusal = server
+        .ws(WsAuth::Cookie(p.token(), Some("http://evil.example")))
+        .await
+        .err()
+        .expect("foreign origin refused");
+    assert_eq!(refusal.status, 403);
+    assert_eq!(refusal.body["error"]["code"], "origin_forbidden");
+
+    let refusal = server.ws(WsAuth::Cookie(p.token(), None)).await.err().expect("no origin refused");
+    assert_eq!(refusal.status, 403);
+
+    // A state change with the cookie from a foreign Origin (CSRF) is refused, and the
+    // session is still alive afterwards.
+    let resp = server
+        .http
+        .post(format!("{}/auth/logout", server.base))
+        .header("cookie", format!("arena_access={}", p.token()))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "origin_forbidden");
+    assert_eq!(server.get("/auth/me", Some(p.token())).await.0, 200);
+
+    // The same with our own Origin works.
+    let resp = server
+        .http
+        .post(format!("{}/auth/logout", server.base))
+        .header("cookie", format!("arena_access={}", p.token()))
+        .header("origin", server.origin())
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 204);
+    let cleared = resp.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
+    assert!(cleared.starts_with("arena_access=;"), "{cleared}");
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+}
+
+#[tokio::test]
+async fn login_sets_a_strict_httponly_cookie() {
+    let data = DataDir::new();
+    let server = TestServer::start(&data, &[]).await;
+    let name = unique("ck");
+    server.register(&name, "password-123").await;
+    let resp = server
+        .http
+        .post(format!("{}/auth/login", server.base))
+        .json(&json!({"username": name, "password": "password-123"}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = resp.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
+    assert!(cookie.starts_with("arena_access=ey"), "{cookie}");
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(part), "{cookie} lacks {part}");
+    }
+    assert!(!cookie.contains("Secure"), "not behind TLS by default: {cookie}");
+}
+
+#[tokio::test]
+async fn missing_and_garbage_tokens_get_plain_http_errors() {
+    let data = DataDir::new();
+    let server = TestServer::start(&data, &[]).await;
+    let refusal = server.ws(WsAuth::None).await.err().expect("no token refused");
+    assert_eq!(refusal.status, 401);
+    assert_eq!(refusal.body["error"]["code"], "token_missing");
+    let refusal = server.ws(WsAuth::Header("not.a.jwt")).await.err().expect("garbage refused");
+    assert_eq!(refusal.status, 401);
+    assert_eq!(refusal.body["error"]["code"], "token_invalid");
+    let (status, body) = server.get("/auth/me", Some("not.a.jwt")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("token_invalid")));
+}
