@@ -308,6 +308,7 @@ pub async fn connect(
                 .and_then(|v| v.to_str().ok())
                 .map(String::from),
             welcome: Value::Null,
+            last_close: None,
         }),
         Err(Error::Http(resp)) => {
             let status = resp.status().as_u16();
@@ -327,6 +328,7 @@ pub struct Ws {
     /// The subprotocol the server selected.
     pub protocol: Option<String>,
     pub welcome: Value,
+    last_close: Option<u16>,
 }
 
 /// How a socket ended.
@@ -347,13 +349,18 @@ impl Ws {
         self.stream.send(Message::text(text)).await.expect("send");
     }
 
-    /// The next JSON text frame, or `None` if the socket closed first.
+    /// The next JSON text frame, or `None` if the socket closed first (its close code
+    /// is then in [`Ws::close_code_after_end`]).
     pub async fn recv_json(&mut self) -> Option<Value> {
         tokio::time::timeout(DEADLINE, async {
             while let Some(msg) = self.stream.next().await {
                 match msg {
                     Ok(Message::Text(t)) => return serde_json::from_str(t.as_str()).ok(),
-                    Ok(Message::Close(_)) | Err(_) => return None,
+                    Ok(Message::Close(frame)) => {
+                        self.last_close = Some(frame.map_or(1005, |f| u16::from(f.code)));
+                        return None;
+                    }
+                    Err(_) => return None,
                     Ok(_) => continue,
                 }
             }
@@ -403,6 +410,11 @@ impl Ws {
             Ended::Closed(code, _) => code,
             Ended::Dropped(why) => panic!("socket ended without a close frame: {why}"),
         }
+    }
+
+    /// The close code seen by [`Ws::recv_json`] when it returned `None`.
+    pub fn close_code_after_end(&self) -> Option<u16> {
+        self.last_close
     }
 
     /// A ping/pong round trip: proof the socket is open and served.

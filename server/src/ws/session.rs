@@ -24,7 +24,7 @@ use crate::error::Error;
 use crate::ids;
 use crate::registry::{ConnHandle, Registration};
 
-/// Invalid frames tolerated before the socket is closed with 4000.
+/// Invalid frames in a row tolerated before the socket is closed with 4000.
 const MAX_INVALID_FRAMES: u32 = 10;
 
 /// How long to wait for the client's close reply after we sent ours.
@@ -193,6 +193,8 @@ impl Session {
             Ok(m) => m,
             Err(e) => return self.invalid(socket, e.code, &e.message).await,
         };
+        // "Repeated" invalid frames means a run of them; one good frame ends the run.
+        self.invalid_frames = 0;
         match message {
             ClientMessage::Ping { id } => {
                 self.reply(socket, ServerMessage::Pong { id, server_time: ids::now_ms() }).await
