@@ -1,1 +1,259 @@
-fn main(){}
+//! `arena-client`: try Arena from a terminal.
+//!
+//! ```text
+//! arena-client register --username alice --password secret-pass
+//! arena-client play     --username alice --password secret-pass      # chat from stdin
+//! arena-client kick     --username admin --password admin-pass --user alice --reason "spam"
+//! ```
+//!
+//! It speaks only PROTOCOL.md, through the `arena-protocol` types, so it works against
+//! any server that implements the protocol.
+
+mod api;
+
+use std::process::ExitCode;
+
+use arena_protocol::ws::ServerMessage;
+use arena_protocol::CloseCode;
+use clap::{Parser, Subcommand};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_tungstenite::tungstenite::Message;
+
+use api::Api;
+
+#[derive(Parser)]
+#[command(name = "arena-client", version, about = "Terminal client for Arena")]
+struct Cli {
+    /// The server's base URL.
+    #[arg(long, env = "ARENA_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    server: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct Login {
+    #[arg(long, env = "ARENA_USERNAME")]
+    username: String,
+    #[arg(long, env = "ARENA_PASSWORD", hide_env_values = true)]
+    password: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create an account.
+    Register(Login),
+    /// Log in and print the session (tokens included) as JSON.
+    Login(Login),
+    /// List the rooms.
+    Rooms(Login),
+    /// Log in, open a socket, join a room and chat: each line you type is sent as chat.
+    /// Commands: /rooms, /join <room id>, /leave, /ping, /quit.
+    Play {
+        #[command(flatten)]
+        login: Login,
+        /// Room id to join (default: the first room listed).
+        #[arg(long)]
+        room: Option<String>,
+    },
+    /// Admin: list live connections.
+    Connections(Login),
+    /// Admin: close every socket of a user with 4003 and revoke their sessions.
+    Kick {
+        #[command(flatten)]
+        login: Login,
+        /// The user's id, or the username of a connected user.
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Admin: kick and refuse logins until the ban ends.
+    Ban {
+        #[command(flatten)]
+        login: Login,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        reason: Option<String>,
+        /// Ban length in seconds (default: permanent).
+        #[arg(long)]
+        duration: Option<u64>,
+    },
+    /// Admin: lift a ban.
+    Unban {
+        #[command(flatten)]
+        login: Login,
+        /// The user's id.
+        #[arg(long)]
+        user: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("arena-client: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let api = Api::new(&cli.server)?;
+    match cli.command {
+        Command::Register(l) => {
+            let user = api.register(&l.username, &l.password).await?;
+            println!(
+                "registered {} (id {})",
+                user["user"]["username"].as_str().unwrap_or(""),
+                user["user"]["id"].as_str().unwrap_or("")
+            );
+        }
+        Command::Login(l) => {
+            let session = api.login(&l.username, &l.password).await?;
+            println!("{}", serde_json::to_string_pretty(&session).unwrap_or_default());
+        }
+        Command::Rooms(l) => {
+            let token = api.login(&l.username, &l.password).await?.access_token;
+            for room in api.rooms(&token).await? {
+                println!("{}  {:<24} {}/{}", room.id, room.name, room.players, room.capacity);
+            }
+        }
+        Command::Play { login, room } => play(&api, &login, room).await?,
+        Command::Connections(l) => {
+            let token = api.login(&l.username, &l.password).await?.access_token;
+            let list = api.call("GET", "/admin/connections", &token, None).await?;
+            for c in list["connections"].as_array().into_iter().flatten() {
+                println!(
+                    "{}  {:<16} user {}  session {}  room {}  from {}",
+                    c["connection_id"].as_str().unwrap_or(""),
+                    c["username"].as_str().unwrap_or(""),
+                    c["user_id"].as_str().unwrap_or(""),
+                    c["session_id"].as_str().unwrap_or(""),
+                    c["room"].as_str().unwrap_or("-"),
+                    c["remote_addr"].as_str().unwrap_or(""),
+                );
+            }
+        }
+        Command::Kick { login, user, reason } => {
+            let token = api.login(&login.username, &login.password).await?.access_token;
+            let id = api.resolve_user(&token, &user).await?;
+            let r = api
+                .call("POST", &format!("/admin/users/{id}/kick"), &token, Some(json!({"reason": reason})))
+                .await?;
+            println!("kicked {user}: {} socket(s) closed", r["closed"]);
+        }
+        Command::Ban { login, user, reason, duration } => {
+            let token = api.login(&login.username, &login.password).await?.access_token;
+            let id = api.resolve_user(&token, &user).await?;
+            let body = json!({"reason": reason, "duration_secs": duration});
+            let r = api.call("POST", &format!("/admin/users/{id}/ban"), &token, Some(body)).await?;
+            println!("banned {user}: {} socket(s) closed, until {}", r["closed"], r["banned_until"]);
+        }
+        Command::Unban { login, user } => {
+            let token = api.login(&login.username, &login.password).await?.access_token;
+            api.call("DELETE", &format!("/admin/users/{user}/ban"), &token, None).await?;
+            println!("unbanned {user}");
+        }
+    }
+    Ok(())
+}
+
+async fn play(api: &Api, login: &Login, room: Option<String>) -> Result<(), String> {
+    let session = api.login(&login.username, &login.password).await?;
+    let token = session.access_token.clone();
+    let room = match room {
+        Some(r) => Some(r),
+        None => api.rooms(&token).await?.into_iter().next().map(|r| r.id),
+    };
+    let mut socket = api.connect(&token).await?;
+    println!("connected as {} — type to chat; /rooms /join <id> /leave /ping /quit", session.user.username);
+    if let Some(room) = &room {
+        send(&mut socket, json!({"type": "join", "room": room})).await?;
+    }
+
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    let mut ping_id = 0u64;
+    loop {
+        tokio::select! {
+            line = stdin.next_line() => {
+                let Ok(Some(line)) = line else { break };
+                let line = line.trim();
+                let mut words = line.splitn(2, ' ');
+                match (words.next().unwrap_or(""), words.next()) {
+                    ("", _) => {}
+                    ("/quit", _) => break,
+                    ("/leave", _) => send(&mut socket, json!({"type": "leave"})).await?,
+                    ("/join", Some(id)) => send(&mut socket, json!({"type": "join", "room": id.trim()})).await?,
+                    ("/ping", _) => {
+                        ping_id += 1;
+                        send(&mut socket, json!({"type": "ping", "id": ping_id})).await?;
+                    }
+                    ("/rooms", _) => {
+                        for r in api.rooms(&token).await? {
+                            println!("  {}  {} ({}/{})", r.id, r.name, r.players, r.capacity);
+                        }
+                    }
+                    _ => send(&mut socket, json!({"type": "chat", "text": line})).await?,
+                }
+            }
+            frame = socket.next() => match frame {
+                Some(Ok(Message::Text(text))) => show(text.as_str()),
+                Some(Ok(Message::Close(frame))) => {
+                    let (code, reason) = frame.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new()));
+                    println!("{}", describe_close(code, &reason));
+                    return Ok(());
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(format!("connection lost: {e}")),
+                None => return Err("connection closed".into()),
+            }
+        }
+    }
+    let _ = socket.close(None).await;
+    Ok(())
+}
+
+async fn send(socket: &mut api::Socket, v: serde_json::Value) -> Result<(), String> {
+    socket.send(Message::text(v.to_string())).await.map_err(|e| format!("send: {e}"))
+}
+
+fn show(text: &str) {
+    match serde_json::from_str::<ServerMessage>(text) {
+        Ok(ServerMessage::Welcome { user, session_id, .. }) => {
+            println!("* welcome {} ({:?}), session {session_id}", user.username, user.role)
+        }
+        Ok(ServerMessage::Joined { room, members }) => {
+            let names: Vec<_> = members.iter().map(|m| m.username.as_str()).collect();
+            println!("* joined {} ({}): {}", room.name, room.id, names.join(", "))
+        }
+        Ok(ServerMessage::Left { room }) => println!("* left {room}"),
+        Ok(ServerMessage::PlayerJoined { player, .. }) => println!("* {} joined", player.username),
+        Ok(ServerMessage::PlayerLeft { player, .. }) => println!("* {} left", player.username),
+        Ok(ServerMessage::Chat { from, text, .. }) => println!("<{}> {text}", from.username),
+        Ok(ServerMessage::Pong { id, server_time }) => println!("* pong {id} (server time {server_time})"),
+        Ok(ServerMessage::TokenExpiring { expires_at }) => println!("* token expires at {expires_at}"),
+        Ok(ServerMessage::Error { code, message }) => println!("! {code}: {message}"),
+        Ok(ServerMessage::State { .. }) | Ok(ServerMessage::Reauthed { .. }) => {}
+        Err(_) => println!("? {text}"),
+    }
+}
+
+fn describe_close(code: u16, reason: &str) -> String {
+    let what = match CloseCode::from_code(code) {
+        Some(CloseCode::SessionRevoked) => "you were logged out",
+        Some(CloseCode::Kicked) => "an admin removed you",
+        Some(CloseCode::TokenExpired) => "your token expired",
+        Some(CloseCode::SessionReplaced) => "you logged in elsewhere",
+        Some(CloseCode::GoingAway) => "the server is shutting down",
+        Some(c) => c.reason(),
+        None => "connection closed",
+    };
+    format!("* closed {code}: {what}{}", if reason.is_empty() { String::new() } else { format!(" ({reason})") })
+}
