@@ -20,7 +20,9 @@ impl Api {
     pub fn new(base: &str) -> Result<Api, String> {
         let base = base.trim_end_matches('/').to_string();
         if !base.starts_with("http://") && !base.starts_with("https://") {
-            return Err(format!("--server must be an http:// or https:// URL, not {base:?}"));
+            return Err(format!(
+                "--server must be an http:// or https:// URL, not {base:?}"
+            ));
         }
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
@@ -29,7 +31,13 @@ impl Api {
         Ok(Api { base, http })
     }
 
-    pub async fn call(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> Result<Value, String> {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if !token.is_empty() {
@@ -51,13 +59,23 @@ impl Api {
     }
 
     pub async fn register(&self, username: &str, password: &str) -> Result<Value, String> {
-        self.call("POST", "/auth/register", "", Some(json!({"username": username, "password": password})))
-            .await
+        self.call(
+            "POST",
+            "/auth/register",
+            "",
+            Some(json!({"username": username, "password": password})),
+        )
+        .await
     }
 
     pub async fn login(&self, username: &str, password: &str) -> Result<Session, String> {
         let v = self
-            .call("POST", "/auth/login", "", Some(json!({"username": username, "password": password})))
+            .call(
+                "POST",
+                "/auth/login",
+                "",
+                Some(json!({"username": username, "password": password})),
+            )
             .await?;
         serde_json::from_value(v).map_err(|e| format!("unexpected login answer: {e}"))
     }
@@ -78,7 +96,11 @@ impl Api {
             .as_array()
             .into_iter()
             .flatten()
-            .find(|c| c["username"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(user)))
+            .find(|c| {
+                c["username"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(user))
+            })
             .and_then(|c| c["user_id"].as_str().map(String::from))
             .ok_or_else(|| format!("{user} is not connected; pass the user id (u_…) instead"))
     }
@@ -86,13 +108,19 @@ impl Api {
     /// Open the game socket with the token in the Authorization header.
     pub async fn connect(&self, token: &str) -> Result<Socket, String> {
         let url = format!("{}/ws", self.base.replacen("http", "ws", 1));
-        let mut req = url.as_str().into_client_request().map_err(|e| e.to_string())?;
+        let mut req = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| e.to_string())?;
         let auth = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| e.to_string())?;
         req.headers_mut().insert("authorization", auth);
         match tokio_tungstenite::connect_async(req).await {
             Ok((socket, _)) => Ok(socket),
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-                let body = resp.body().as_ref().and_then(|b| serde_json::from_slice::<ErrorBody>(b).ok());
+                let body = resp
+                    .body()
+                    .as_ref()
+                    .and_then(|b| serde_json::from_slice::<ErrorBody>(b).ok());
                 Err(match body {
                     Some(e) => format!("upgrade refused: {} ({})", e.error.message, e.error.code),
                     None => format!("upgrade refused: HTTP {}", resp.status()),

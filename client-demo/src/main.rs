@@ -27,7 +27,12 @@ use api::Api;
 #[command(name = "arena-client", version, about = "Terminal client for Arena")]
 struct Cli {
     /// The server's base URL.
-    #[arg(long, env = "ARENA_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "ARENA_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     server: String,
     #[command(subcommand)]
     command: Command,
@@ -117,12 +122,18 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Login(l) => {
             let session = api.login(&l.username, &l.password).await?;
-            println!("{}", serde_json::to_string_pretty(&session).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&session).unwrap_or_default()
+            );
         }
         Command::Rooms(l) => {
             let token = api.login(&l.username, &l.password).await?.access_token;
             for room in api.rooms(&token).await? {
-                println!("{}  {:<24} {}/{}", room.id, room.name, room.players, room.capacity);
+                println!(
+                    "{}  {:<24} {}/{}",
+                    room.id, room.name, room.players, room.capacity
+                );
             }
         }
         Command::Play { login, room } => play(&api, &login, room).await?,
@@ -141,24 +152,58 @@ async fn run(cli: Cli) -> Result<(), String> {
                 );
             }
         }
-        Command::Kick { login, user, reason } => {
-            let token = api.login(&login.username, &login.password).await?.access_token;
+        Command::Kick {
+            login,
+            user,
+            reason,
+        } => {
+            let token = api
+                .login(&login.username, &login.password)
+                .await?
+                .access_token;
             let id = api.resolve_user(&token, &user).await?;
             let r = api
-                .call("POST", &format!("/admin/users/{id}/kick"), &token, Some(json!({"reason": reason})))
+                .call(
+                    "POST",
+                    &format!("/admin/users/{id}/kick"),
+                    &token,
+                    Some(json!({"reason": reason})),
+                )
                 .await?;
             println!("kicked {user}: {} socket(s) closed", r["closed"]);
         }
-        Command::Ban { login, user, reason, duration } => {
-            let token = api.login(&login.username, &login.password).await?.access_token;
+        Command::Ban {
+            login,
+            user,
+            reason,
+            duration,
+        } => {
+            let token = api
+                .login(&login.username, &login.password)
+                .await?
+                .access_token;
             let id = api.resolve_user(&token, &user).await?;
             let body = json!({"reason": reason, "duration_secs": duration});
-            let r = api.call("POST", &format!("/admin/users/{id}/ban"), &token, Some(body)).await?;
-            println!("banned {user}: {} socket(s) closed, until {}", r["closed"], r["banned_until"]);
+            let r = api
+                .call(
+                    "POST",
+                    &format!("/admin/users/{id}/ban"),
+                    &token,
+                    Some(body),
+                )
+                .await?;
+            println!(
+                "banned {user}: {} socket(s) closed, until {}",
+                r["closed"], r["banned_until"]
+            );
         }
         Command::Unban { login, user } => {
-            let token = api.login(&login.username, &login.password).await?.access_token;
-            api.call("DELETE", &format!("/admin/users/{user}/ban"), &token, None).await?;
+            let token = api
+                .login(&login.username, &login.password)
+                .await?
+                .access_token;
+            api.call("DELETE", &format!("/admin/users/{user}/ban"), &token, None)
+                .await?;
             println!("unbanned {user}");
         }
     }
@@ -173,7 +218,10 @@ async fn play(api: &Api, login: &Login, room: Option<String>) -> Result<(), Stri
         None => api.rooms(&token).await?.into_iter().next().map(|r| r.id),
     };
     let mut socket = api.connect(&token).await?;
-    println!("connected as {} — type to chat; /rooms /join <id> /leave /ping /quit", session.user.username);
+    println!(
+        "connected as {} — type to chat; /rooms /join <id> /leave /ping /quit",
+        session.user.username
+    );
     if let Some(room) = &room {
         send(&mut socket, json!({"type": "join", "room": room})).await?;
     }
@@ -221,13 +269,21 @@ async fn play(api: &Api, login: &Login, room: Option<String>) -> Result<(), Stri
 }
 
 async fn send(socket: &mut api::Socket, v: serde_json::Value) -> Result<(), String> {
-    socket.send(Message::text(v.to_string())).await.map_err(|e| format!("send: {e}"))
+    socket
+        .send(Message::text(v.to_string()))
+        .await
+        .map_err(|e| format!("send: {e}"))
 }
 
 fn show(text: &str) {
     match serde_json::from_str::<ServerMessage>(text) {
-        Ok(ServerMessage::Welcome { user, session_id, .. }) => {
-            println!("* welcome {} ({:?}), session {session_id}", user.username, user.role)
+        Ok(ServerMessage::Welcome {
+            user, session_id, ..
+        }) => {
+            println!(
+                "* welcome {} ({:?}), session {session_id}",
+                user.username, user.role
+            )
         }
         Ok(ServerMessage::Joined { room, members }) => {
             let names: Vec<_> = members.iter().map(|m| m.username.as_str()).collect();
@@ -237,8 +293,12 @@ fn show(text: &str) {
         Ok(ServerMessage::PlayerJoined { player, .. }) => println!("* {} joined", player.username),
         Ok(ServerMessage::PlayerLeft { player, .. }) => println!("* {} left", player.username),
         Ok(ServerMessage::Chat { from, text, .. }) => println!("<{}> {text}", from.username),
-        Ok(ServerMessage::Pong { id, server_time }) => println!("* pong {id} (server time {server_time})"),
-        Ok(ServerMessage::TokenExpiring { expires_at }) => println!("* token expires at {expires_at}"),
+        Ok(ServerMessage::Pong { id, server_time }) => {
+            println!("* pong {id} (server time {server_time})")
+        }
+        Ok(ServerMessage::TokenExpiring { expires_at }) => {
+            println!("* token expires at {expires_at}")
+        }
         Ok(ServerMessage::Error { code, message }) => println!("! {code}: {message}"),
         Ok(ServerMessage::State { .. }) | Ok(ServerMessage::Reauthed { .. }) => {}
         Err(_) => println!("? {text}"),
@@ -255,5 +315,12 @@ fn describe_close(code: u16, reason: &str) -> String {
         Some(c) => c.reason(),
         None => "connection closed",
     };
-    format!("* closed {code}: {what}{}", if reason.is_empty() { String::new() } else { format!(" ({reason})") })
+    format!(
+        "* closed {code}: {what}{}",
+        if reason.is_empty() {
+            String::new()
+        } else {
+            format!(" ({reason})")
+        }
+    )
 }

@@ -149,7 +149,9 @@ pub struct Health {
 /// Username rule: 3 to 32 of `[A-Za-z0-9_-]`.
 pub fn valid_username(name: &str) -> bool {
     (3..=32).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Password rule: 8 to 128 characters (not bytes).
@@ -190,7 +192,12 @@ mod tests {
     #[test]
     fn room_detail_flattens() {
         let d = RoomDetail {
-            room: Room { id: "r".into(), name: "n".into(), capacity: 2, players: 0 },
+            room: Room {
+                id: "r".into(),
+                name: "n".into(),
+                capacity: 2,
+                players: 0,
+            },
             members: vec![],
         };
         let v = serde_json::to_value(&d).unwrap();

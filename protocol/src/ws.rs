@@ -55,10 +55,8 @@ impl ClientMessage {
                     return Err(invalid("field `text` must be 1-280 characters"));
                 }
             }
-            ClientMessage::Input { dx, dy, .. } => {
-                if !dx.is_finite() || !dy.is_finite() {
-                    return Err(invalid("fields `dx` and `dy` must be numbers"));
-                }
+            ClientMessage::Input { dx, dy, .. } if !dx.is_finite() || !dy.is_finite() => {
+                return Err(invalid("fields `dx` and `dy` must be numbers"));
             }
             ClientMessage::Join { room } if room.is_empty() || room.len() > 128 => {
                 return Err(invalid("field `room` must be a room id"));
@@ -186,7 +184,10 @@ impl ServerMessage {
     }
 
     pub fn error(code: ErrorCode, message: impl Into<String>) -> ServerMessage {
-        ServerMessage::Error { code, message: message.into() }
+        ServerMessage::Error {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -200,7 +201,10 @@ mod tests {
             ClientMessage::decode(r#"{"type":"ping","id":7}"#),
             Ok(ClientMessage::Ping { id: 7 })
         );
-        assert_eq!(ClientMessage::decode(r#"{"type":"leave"}"#), Ok(ClientMessage::Leave));
+        assert_eq!(
+            ClientMessage::decode(r#"{"type":"leave"}"#),
+            Ok(ClientMessage::Leave)
+        );
         assert!(matches!(
             ClientMessage::decode(r#"{"type":"input","seq":1,"dx":0.5,"dy":-1}"#),
             Ok(ClientMessage::Input { seq: 1, .. })
@@ -216,8 +220,14 @@ mod tests {
         assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
         assert_eq!(code(r#"{"type":7}"#), ErrorCode::UnknownType);
         assert_eq!(code(r#"{"type":"join"}"#), ErrorCode::InvalidRequest);
-        assert_eq!(code(r#"{"type":"ping","id":"x"}"#), ErrorCode::InvalidRequest);
-        assert_eq!(code(r#"{"type":"chat","text":""}"#), ErrorCode::InvalidRequest);
+        assert_eq!(
+            code(r#"{"type":"ping","id":"x"}"#),
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"chat","text":""}"#),
+            ErrorCode::InvalidRequest
+        );
     }
 
     #[test]
@@ -236,13 +246,22 @@ mod tests {
 
     #[test]
     fn server_messages_are_tagged() {
-        let v: serde_json::Value =
-            serde_json::from_str(&ServerMessage::Pong { id: 1, server_time: 2 }.encode()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(
+            &ServerMessage::Pong {
+                id: 1,
+                server_time: 2,
+            }
+            .encode(),
+        )
+        .unwrap();
         assert_eq!(v["type"], "pong");
         let v: serde_json::Value = serde_json::from_str(
             &ServerMessage::PlayerJoined {
                 room: "r".into(),
-                player: Member { id: "u".into(), username: "n".into() },
+                player: Member {
+                    id: "u".into(),
+                    username: "n".into(),
+                },
             }
             .encode(),
         )

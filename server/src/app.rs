@@ -38,13 +38,20 @@ pub struct App {
 impl App {
     /// Login and register attempts are limited per client address and per username.
     pub fn check_auth_rate(&self, addr: SocketAddr, username: &str) -> Result<()> {
-        let Some(limiter) = &self.auth_limiter else { return Ok(()) };
-        for key in [format!("ip:{}", addr.ip()), format!("user:{}", username.to_lowercase())] {
+        let Some(limiter) = &self.auth_limiter else {
+            return Ok(());
+        };
+        for key in [
+            format!("ip:{}", addr.ip()),
+            format!("user:{}", username.to_lowercase()),
+        ] {
             if let Err(not_until) = limiter.check_key(&key) {
                 let wait = not_until.wait_time_from(governor::clock::Clock::now(
                     &governor::clock::DefaultClock::default(),
                 ));
-                return Err(Error::RateLimited { retry_after: wait.as_secs().max(1) });
+                return Err(Error::RateLimited {
+                    retry_after: wait.as_secs().max(1),
+                });
             }
         }
         Ok(())
@@ -63,7 +70,12 @@ impl RunningServer {
     /// Graceful shutdown: close every socket with 1001, stop accepting, let in-flight
     /// requests finish, close the database.
     pub async fn shutdown(self) -> std::io::Result<()> {
-        let closed = self.state.auth.registry.close_all(CloseCode::GoingAway).await;
+        let closed = self
+            .state
+            .auth
+            .registry
+            .close_all(CloseCode::GoingAway)
+            .await;
         tracing::info!(sockets = closed, "sockets closed for shutdown");
         self.stop.cancel();
         let result = match tokio::time::timeout(Duration::from_secs(10), self.task).await {
@@ -82,8 +94,13 @@ impl RunningServer {
 pub async fn start(config: Config) -> Result<RunningServer> {
     prepare_data_dir(&config.data_dir)?;
     let secret = signing_secret(&config)?;
-    let keys = TokenKeys::hs256(&secret, &config.jwt_issuer, &config.jwt_audience, config.jwt_leeway)
-        .map_err(Error::Internal)?;
+    let keys = TokenKeys::hs256(
+        &secret,
+        &config.jwt_issuer,
+        &config.jwt_audience,
+        config.jwt_leeway,
+    )
+    .map_err(Error::Internal)?;
     let store = Store::open(config.database_url.as_deref(), &config.data_dir).await?;
 
     let registry = Registry::new(
@@ -111,10 +128,12 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::internal(format!("cannot listen on {}: {e}", config.listen)))?;
-    let addr = listener.local_addr().map_err(|e| Error::internal(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::internal(e.to_string()))?;
 
-    let auth_limiter = NonZeroU32::new(config.auth_rate_limit)
-        .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
+    let auth_limiter =
+        NonZeroU32::new(config.auth_rate_limit).map(|n| RateLimiter::keyed(Quota::per_minute(n)));
     let rooms = Rooms::new(config.max_rooms);
     let _ = rooms.create("Main Hall", arena_protocol::http::ROOM_CAPACITY_DEFAULT);
     let state = Arc::new(App {
@@ -127,15 +146,20 @@ pub async fn start(config: Config) -> Result<RunningServer> {
 
     let stop = CancellationToken::new();
     spawn_pruner(state.clone(), stop.clone());
-    let app = crate::http::router(state.clone())
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let app =
+        crate::http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let stopped = stop.clone();
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move { stopped.cancelled().await })
             .await
     });
-    Ok(RunningServer { addr, state, stop, task })
+    Ok(RunningServer {
+        addr,
+        state,
+        stop,
+        task,
+    })
 }
 
 /// Drop revocation entries and rate-limit keys that can no longer matter.
@@ -202,6 +226,9 @@ fn signing_secret(config: &Config) -> Result<Vec<u8>> {
             Ok(secret.into_bytes())
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(&path),
-        Err(e) => Err(Error::internal(format!("cannot create {}: {e}", path.display()))),
+        Err(e) => Err(Error::internal(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
     }
 }

@@ -42,7 +42,12 @@ pub struct Config {
     #[arg(long, env = "ARENA_ADMIN_USERNAME", requires = "admin_password")]
     pub admin_username: Option<String>,
 
-    #[arg(long, env = "ARENA_ADMIN_PASSWORD", requires = "admin_username", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "ARENA_ADMIN_PASSWORD",
+        requires = "admin_username",
+        hide_env_values = true
+    )]
     pub admin_password: Option<String>,
 
     /// Login and register attempts per minute, per client address and per username
@@ -183,7 +188,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             c.effective_origins("127.0.0.1:1".parse().unwrap()),
-            vec!["https://a.example".to_string(), "https://b.example".to_string()]
+            vec![
+                "https://a.example".to_string(),
+                "https://b.example".to_string()
+            ]
         );
     }
 }

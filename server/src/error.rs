@@ -30,7 +30,10 @@ pub enum Error {
 
 impl Error {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Error {
-        Error::Client { code, message: message.into() }
+        Error::Client {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn invalid(message: impl Into<String>) -> Error {

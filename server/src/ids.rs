@@ -12,7 +12,9 @@ pub fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     // The system RNG only fails if the OS cannot supply randomness at all, in which case
     // no secret we could make would be safe to hand out.
-    SystemRandom::new().fill(&mut buf).expect("operating system RNG failed");
+    SystemRandom::new()
+        .fill(&mut buf)
+        .expect("operating system RNG failed");
     URL_SAFE_NO_PAD.encode(buf)
 }
 

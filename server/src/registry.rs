@@ -86,7 +86,10 @@ impl ConnHandle {
 
     /// Ask the socket to close. The first request wins; later ones are ignored.
     pub fn request_close(&self, code: CloseCode, reason: &str) {
-        let _ = self.close_request.set(CloseRequest { code, reason: reason.to_string() });
+        let _ = self.close_request.set(CloseRequest {
+            code,
+            reason: reason.to_string(),
+        });
         self.close.cancel();
     }
 
@@ -139,7 +142,11 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(max_per_user: usize, outbound_queue: usize, close_timeout: Duration) -> Arc<Registry> {
+    pub fn new(
+        max_per_user: usize,
+        outbound_queue: usize,
+        close_timeout: Duration,
+    ) -> Arc<Registry> {
         Arc::new(Registry {
             by_user: DashMap::new(),
             live: AtomicUsize::new(0),
@@ -188,7 +195,13 @@ impl Registry {
         if self.shutting_down.load(Ordering::Acquire) {
             handle.request_close(CloseCode::GoingAway, CloseCode::GoingAway.reason());
         }
-        Ok((Registration { registry: self.clone(), handle }, rx))
+        Ok((
+            Registration {
+                registry: self.clone(),
+                handle,
+            },
+            rx,
+        ))
     }
 
     pub fn live(&self) -> usize {
@@ -200,7 +213,10 @@ impl Registry {
     }
 
     pub fn snapshot(&self) -> Vec<Arc<ConnHandle>> {
-        self.by_user.iter().flat_map(|e| e.value().clone()).collect()
+        self.by_user
+            .iter()
+            .flat_map(|e| e.value().clone())
+            .collect()
     }
 
     fn remove(&self, handle: &ConnHandle) -> bool {
@@ -245,14 +261,22 @@ impl Registry {
         self.close_handles(all, code, code.reason()).await
     }
 
-    async fn close_handles(&self, handles: Vec<Arc<ConnHandle>>, code: CloseCode, reason: &str) -> usize {
+    async fn close_handles(
+        &self,
+        handles: Vec<Arc<ConnHandle>>,
+        code: CloseCode,
+        reason: &str,
+    ) -> usize {
         for h in &handles {
             h.request_close(code, reason);
             self.remove(h);
         }
         let n = handles.len();
         let wait_all = futures_util::future::join_all(handles.iter().map(|h| h.gone.cancelled()));
-        if tokio::time::timeout(self.close_timeout, wait_all).await.is_err() {
+        if tokio::time::timeout(self.close_timeout, wait_all)
+            .await
+            .is_err()
+        {
             tracing::warn!(sockets = n, "some sockets did not finish closing in time");
         }
         n
@@ -298,7 +322,10 @@ mod tests {
         let r = Registry::new(2, 4, Duration::from_millis(100));
         let a = r.register(conn("u", "s")).unwrap();
         let _b = r.register(conn("u", "s")).unwrap();
-        assert_eq!(r.register(conn("u", "s")).err(), Some(RegisterError::TooManySockets));
+        assert_eq!(
+            r.register(conn("u", "s")).err(),
+            Some(RegisterError::TooManySockets)
+        );
         assert!(r.register(conn("v", "s")).is_ok());
         drop(a);
         assert!(r.register(conn("u", "s")).is_ok());
@@ -311,9 +338,14 @@ mod tests {
         let (b, _rb) = r.register(conn("u", "s2")).unwrap();
         let (c, _rc) = r.register(conn("v", "s1")).unwrap();
         // Nobody drives these sockets, so the wait ends by timeout; the count still holds.
-        let closed = r.close_user("u", Some("s1"), CloseCode::SessionRevoked, "x").await;
+        let closed = r
+            .close_user("u", Some("s1"), CloseCode::SessionRevoked, "x")
+            .await;
         assert_eq!(closed, 1);
-        assert_eq!(a.handle().close_requested().map(|c| c.code), Some(CloseCode::SessionRevoked));
+        assert_eq!(
+            a.handle().close_requested().map(|c| c.code),
+            Some(CloseCode::SessionRevoked)
+        );
         assert!(b.handle().close_requested().is_none());
         assert!(c.handle().close_requested().is_none());
         assert_eq!(r.live(), 2);
@@ -325,6 +357,9 @@ mod tests {
         let (a, _rx) = r.register(conn("u", "s")).unwrap();
         assert!(a.handle().send(Message::Text("1".into())));
         assert!(!a.handle().send(Message::Text("2".into())));
-        assert_eq!(a.handle().close_requested().map(|c| c.code), Some(CloseCode::Policy));
+        assert_eq!(
+            a.handle().close_requested().map(|c| c.code),
+            Some(CloseCode::Policy)
+        );
     }
 }

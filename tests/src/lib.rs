@@ -123,7 +123,10 @@ impl TestServer {
             base: format!("http://{addr}"),
             addr,
             child,
-            http: reqwest::Client::builder().timeout(DEADLINE).build().expect("client"),
+            http: reqwest::Client::builder()
+                .timeout(DEADLINE)
+                .build()
+                .expect("client"),
         }
     }
 
@@ -177,19 +180,30 @@ impl TestServer {
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-        self.request(reqwest::Method::POST, path, token, Some(body)).await
+        self.request(reqwest::Method::POST, path, token, Some(body))
+            .await
     }
 
     pub async fn register(&self, username: &str, password: &str) -> Value {
-        let (status, body) =
-            self.post("/auth/register", None, json!({"username": username, "password": password})).await;
+        let (status, body) = self
+            .post(
+                "/auth/register",
+                None,
+                json!({"username": username, "password": password}),
+            )
+            .await;
         assert_eq!(status, 201, "register {username}: {body}");
         body["user"].clone()
     }
 
     pub async fn login(&self, username: &str, password: &str) -> Session {
-        let (status, body) =
-            self.post("/auth/login", None, json!({"username": username, "password": password})).await;
+        let (status, body) = self
+            .post(
+                "/auth/login",
+                None,
+                json!({"username": username, "password": password}),
+            )
+            .await;
         assert_eq!(status, 200, "login {username}: {body}");
         serde_json::from_value(body).expect("session body")
     }
@@ -200,7 +214,11 @@ impl TestServer {
         let password = "correct-horse-battery".to_string();
         self.register(&username, &password).await;
         let session = self.login(&username, &password).await;
-        Player { username, password, session }
+        Player {
+            username,
+            password,
+            session,
+        }
     }
 
     pub async fn logout(&self, token: &str, all: bool) -> u16 {
@@ -232,7 +250,10 @@ impl TestServer {
                 headers.insert("authorization", hv(&format!("Bearer {t}")));
             }
             WsAuth::Subprotocol(t) => {
-                headers.insert("sec-websocket-protocol", hv(&format!("arena.v1, bearer.{t}")));
+                headers.insert(
+                    "sec-websocket-protocol",
+                    hv(&format!("arena.v1, bearer.{t}")),
+                );
             }
             WsAuth::Cookie(t, origin) => {
                 headers.insert("cookie", hv(&format!("arena_access={t}")));
@@ -252,7 +273,10 @@ impl TestServer {
 
     /// Open a socket with the Authorization header and read its `welcome`.
     pub async fn ws_ok(&self, token: &str) -> Ws {
-        let mut ws = self.ws(WsAuth::Header(token)).await.expect("upgrade refused");
+        let mut ws = self
+            .ws(WsAuth::Header(token))
+            .await
+            .expect("upgrade refused");
         let welcome = ws.recv_json().await.expect("welcome");
         assert_eq!(welcome["type"], "welcome", "{welcome}");
         ws.welcome = welcome;
@@ -299,7 +323,9 @@ pub async fn connect(
     req: tokio_tungstenite::tungstenite::handshake::client::Request,
 ) -> Result<Ws, Refusal> {
     use tokio_tungstenite::tungstenite::Error;
-    match tokio_tungstenite::connect_async_with_config(req, Some(WebSocketConfig::default()), false).await {
+    match tokio_tungstenite::connect_async_with_config(req, Some(WebSocketConfig::default()), false)
+        .await
+    {
         Ok((stream, response)) => Ok(Ws {
             stream,
             protocol: response
@@ -319,7 +345,10 @@ pub async fn connect(
                 .unwrap_or(Value::Null);
             Err(Refusal { status, body })
         }
-        Err(e) => Err(Refusal { status: 0, body: json!({ "transport_error": e.to_string() }) }),
+        Err(e) => Err(Refusal {
+            status: 0,
+            body: json!({ "transport_error": e.to_string() }),
+        }),
     }
 }
 
@@ -373,7 +402,10 @@ impl Ws {
     /// The next frame of the given type, skipping others (state frames, say).
     pub async fn recv_type(&mut self, ty: &str) -> Value {
         loop {
-            let v = self.recv_json().await.unwrap_or_else(|| panic!("socket closed waiting for {ty}"));
+            let v = self
+                .recv_json()
+                .await
+                .unwrap_or_else(|| panic!("socket closed waiting for {ty}"));
             if v["type"] == ty {
                 return v;
             }
@@ -382,7 +414,9 @@ impl Ws {
 
     /// Read until the socket ends; how it ended.
     pub async fn ended(&mut self) -> Ended {
-        self.ended_within(DEADLINE).await.expect("socket still open after the deadline")
+        self.ended_within(DEADLINE)
+            .await
+            .expect("socket still open after the deadline")
     }
 
     /// Read until the socket ends or `limit` passes (`None`: still open).
@@ -422,7 +456,10 @@ impl Ws {
         let id = COUNTER.fetch_add(1, Ordering::Relaxed);
         self.send_json(json!({"type": "ping", "id": id})).await;
         loop {
-            let v = self.recv_json().await.expect("socket closed, expected it alive");
+            let v = self
+                .recv_json()
+                .await
+                .expect("socket closed, expected it alive");
             if v["type"] == "pong" && v["id"] == id {
                 return;
             }
@@ -435,7 +472,12 @@ pub const ADMIN_PASSWORD: &str = "admin-password-1";
 
 /// Start a server with an admin account and return it with the admin's access token.
 pub async fn start_with_admin(data: &DataDir, extra: &[&str]) -> (TestServer, String) {
-    let mut args = vec!["--admin-username", ADMIN, "--admin-password", ADMIN_PASSWORD];
+    let mut args = vec![
+        "--admin-username",
+        ADMIN,
+        "--admin-password",
+        ADMIN_PASSWORD,
+    ];
     args.extend_from_slice(extra);
     let server = TestServer::start(data, &args).await;
     let admin = server.login(ADMIN, ADMIN_PASSWORD).await;

@@ -23,7 +23,11 @@ async fn kick_closes_every_socket_of_the_user_with_4003() {
     }
 
     let (status, body) = server
-        .post(&format!("/admin/users/{}/kick", alice.id()), Some(&admin), json!({"reason": "spamming"}))
+        .post(
+            &format!("/admin/users/{}/kick", alice.id()),
+            Some(&admin),
+            json!({"reason": "spamming"}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["closed"], 2);
@@ -39,7 +43,10 @@ async fn kick_closes_every_socket_of_the_user_with_4003() {
     }
     b.assert_alive().await;
     let (status, body) = server.get("/auth/me", Some(alice.token())).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("token_revoked")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("token_revoked"))
+    );
     // A kick is not a ban: the player may log in again.
     let back = server.login(&alice.username, &alice.password).await;
     server.ws_ok(&back.access_token).await.assert_alive().await;
@@ -52,31 +59,56 @@ async fn ban_closes_sockets_and_refuses_login_until_lifted() {
     let p = server.new_player("bn").await;
     let mut ws = server.ws_ok(p.token()).await;
 
-    let (status, body) =
-        server.post(&format!("/admin/users/{}/ban", p.id()), Some(&admin), json!({"reason": "cheating"})).await;
+    let (status, body) = server
+        .post(
+            &format!("/admin/users/{}/ban", p.id()),
+            Some(&admin),
+            json!({"reason": "cheating"}),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["closed"], 1);
     assert!(body["banned_until"].is_null());
     assert_eq!(ws.close_code().await, 4003);
 
-    let (status, body) =
-        server.post("/auth/login", None, json!({"username": p.username, "password": p.password})).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("banned")));
+    let (status, body) = server
+        .post(
+            "/auth/login",
+            None,
+            json!({"username": p.username, "password": p.password}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("banned"))
+    );
     let (status, _) = server.get("/auth/me", Some(p.token())).await;
     assert!(status == 401 || status == 403);
-    let refusal = server.ws(WsAuth::Header(p.token())).await.err().expect("refused");
+    let refusal = server
+        .ws(WsAuth::Header(p.token()))
+        .await
+        .err()
+        .expect("refused");
     assert_eq!(refusal.status, 403);
     assert_eq!(refusal.body["error"]["code"], "banned");
 
     let (status, _) = server
-        .request(reqwest::Method::DELETE, &format!("/admin/users/{}/ban", p.id()), Some(&admin), None)
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/admin/users/{}/ban", p.id()),
+            Some(&admin),
+            None,
+        )
         .await;
     assert_eq!(status, 204);
     let back = server.login(&p.username, &p.password).await;
     server.ws_ok(&back.access_token).await.assert_alive().await;
     // The old token stays revoked after the unban.
     let (status, body) = server.get("/auth/me", Some(p.token())).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("token_revoked")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("token_revoked"))
+    );
 }
 
 #[tokio::test]
@@ -89,15 +121,29 @@ async fn timed_ban_reports_its_end() {
         .unwrap()
         .as_millis() as i64;
     let (status, body) = server
-        .post(&format!("/admin/users/{}/ban", p.id()), Some(&admin), json!({"duration_secs": 3600}))
+        .post(
+            &format!("/admin/users/{}/ban", p.id()),
+            Some(&admin),
+            json!({"duration_secs": 3600}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let until = body["banned_until"].as_i64().expect("timed ban has an end");
-    assert!(until >= before + 3_600_000 && until < before + 3_700_000, "{until}");
+    assert!(
+        until >= before + 3_600_000 && until < before + 3_700_000,
+        "{until}"
+    );
     let (status, body) = server
-        .post(&format!("/admin/users/{}/ban", p.id()), Some(&admin), json!({"duration_secs": -5}))
+        .post(
+            &format!("/admin/users/{}/ban", p.id()),
+            Some(&admin),
+            json!({"duration_secs": -5}),
+        )
         .await;
-    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_request")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
 }
 
 #[tokio::test]
@@ -107,17 +153,35 @@ async fn admin_routes_need_the_admin_role() {
     let p = server.new_player("na").await;
     let victim = server.new_player("na").await;
     let (status, body) = server.get("/admin/connections", Some(p.token())).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")));
-    let (status, _) =
-        server.post(&format!("/admin/users/{}/kick", victim.id()), Some(p.token()), json!({})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    let (status, _) = server
+        .post(
+            &format!("/admin/users/{}/kick", victim.id()),
+            Some(p.token()),
+            json!({}),
+        )
+        .await;
     assert_eq!(status, 403);
-    let (status, _) =
-        server.post(&format!("/admin/users/{}/ban", victim.id()), Some(p.token()), json!({})).await;
+    let (status, _) = server
+        .post(
+            &format!("/admin/users/{}/ban", victim.id()),
+            Some(p.token()),
+            json!({}),
+        )
+        .await;
     assert_eq!(status, 403);
     let (status, _) = server.get("/admin/connections", None).await;
     assert_eq!(status, 401);
-    let (status, body) = server.post("/admin/users/u_nobody/kick", Some(&admin), json!({})).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+    let (status, body) = server
+        .post("/admin/users/u_nobody/kick", Some(&admin), json!({}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
 }
 
 #[tokio::test]
@@ -128,12 +192,30 @@ async fn bootstrap_promotes_an_existing_user_and_revokes_their_old_role() {
     assert_eq!(p.session.user.role, arena_protocol::Role::Player);
     assert_eq!(server.signal_and_wait("TERM").await, Some(0));
 
-    let server = TestServer::start(&data, &["--admin-username", &p.username, "--admin-password", "ignored-pass"]).await;
+    let server = TestServer::start(
+        &data,
+        &[
+            "--admin-username",
+            &p.username,
+            "--admin-password",
+            "ignored-pass",
+        ],
+    )
+    .await;
     // Promotion is a role change: the player-role token is revoked.
     let (status, body) = server.get("/auth/me", Some(p.token())).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("token_revoked")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("token_revoked"))
+    );
     // The password is left as it was, and the new token carries the admin role.
     let s = server.login(&p.username, &p.password).await;
     assert_eq!(s.user.role, arena_protocol::Role::Admin);
-    assert_eq!(server.get("/admin/connections", Some(&s.access_token)).await.0, 200);
+    assert_eq!(
+        server
+            .get("/admin/connections", Some(&s.access_token))
+            .await
+            .0,
+        200
+    );
 }

@@ -22,7 +22,10 @@ async fn auth_attempts_are_rate_limited_with_retry_after() {
             .unwrap();
         statuses.push(resp.status().as_u16());
         if resp.status().as_u16() == 429 {
-            retry_after = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+            retry_after = resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
             let body: serde_json::Value = resp.json().await.unwrap();
             assert_eq!(body["error"]["code"], "rate_limited");
         }
@@ -39,7 +42,11 @@ async fn sockets_per_user_are_bounded() {
     let p = server.new_player("mx").await;
     let a = server.ws_ok(p.token()).await;
     let _b = server.ws_ok(p.token()).await;
-    let refusal = server.ws(WsAuth::Header(p.token())).await.err().expect("third refused");
+    let refusal = server
+        .ws(WsAuth::Header(p.token()))
+        .await
+        .err()
+        .expect("third refused");
     assert_eq!(refusal.status, 429);
     assert_eq!(refusal.body["error"]["code"], "rate_limited");
     // Closing one frees a place.
@@ -48,7 +55,9 @@ async fn sockets_per_user_are_bounded() {
     loop {
         match server.ws(WsAuth::Header(p.token())).await {
             Ok(_) => break,
-            Err(r) if r.status == 429 && tokio::time::Instant::now() < deadline => tokio::task::yield_now().await,
+            Err(r) if r.status == 429 && tokio::time::Instant::now() < deadline => {
+                tokio::task::yield_now().await
+            }
             Err(r) => panic!("still refused: {r:?}"),
         }
     }
@@ -66,7 +75,9 @@ async fn message_floods_get_rate_limited_then_closed_with_1008() {
     let mut saw_rate_limited = false;
     let code = loop {
         match ws.recv_json().await {
-            Some(v) if v["type"] == "error" && v["code"] == "rate_limited" => saw_rate_limited = true,
+            Some(v) if v["type"] == "error" && v["code"] == "rate_limited" => {
+                saw_rate_limited = true
+            }
             Some(_) => continue,
             None => break ws.close_code_after_end(),
         }

@@ -9,26 +9,43 @@ async fn rooms_can_be_created_listed_and_inspected() {
     let server = TestServer::start(&data, &[]).await;
     let p = server.new_player("lb").await;
 
-    let (status, room) = server.post("/lobby/rooms", Some(p.token()), json!({"name": "Duel", "capacity": 2})).await;
+    let (status, room) = server
+        .post(
+            "/lobby/rooms",
+            Some(p.token()),
+            json!({"name": "Duel", "capacity": 2}),
+        )
+        .await;
     assert_eq!(status, 201, "{room}");
     assert_eq!(room["name"], "Duel");
     assert_eq!(room["capacity"], 2);
     assert_eq!(room["players"], 0);
     let id = room["id"].as_str().unwrap().to_string();
 
-    let (status, defaulted) = server.post("/lobby/rooms", Some(p.token()), json!({"name": "Open"})).await;
+    let (status, defaulted) = server
+        .post("/lobby/rooms", Some(p.token()), json!({"name": "Open"}))
+        .await;
     assert_eq!(status, 201);
     assert_eq!(defaulted["capacity"], 16);
 
     let (status, list) = server.get("/lobby/rooms", Some(p.token())).await;
     assert_eq!(status, 200);
-    assert!(list["rooms"].as_array().unwrap().iter().any(|r| r["id"] == id.as_str()));
+    assert!(list["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["id"] == id.as_str()));
 
-    let (status, detail) = server.get(&format!("/lobby/rooms/{id}"), Some(p.token())).await;
+    let (status, detail) = server
+        .get(&format!("/lobby/rooms/{id}"), Some(p.token()))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(detail["members"], json!([]));
     let (status, body) = server.get("/lobby/rooms/r_missing", Some(p.token())).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
     assert_eq!(server.get("/lobby/rooms", None).await.0, 401);
 }
 
@@ -39,7 +56,13 @@ async fn join_chat_leave_and_capacity() {
     let alice = server.new_player("ch").await;
     let bob = server.new_player("ch").await;
     let carol = server.new_player("ch").await;
-    let (_, room) = server.post("/lobby/rooms", Some(alice.token()), json!({"name": "Pair", "capacity": 2})).await;
+    let (_, room) = server
+        .post(
+            "/lobby/rooms",
+            Some(alice.token()),
+            json!({"name": "Pair", "capacity": 2}),
+        )
+        .await;
     let id = room["id"].as_str().unwrap().to_string();
 
     let mut a = server.ws_ok(alice.token()).await;
@@ -62,7 +85,9 @@ async fn join_chat_leave_and_capacity() {
     let full = c.recv_type("error").await;
     assert_eq!(full["code"], "room_full");
 
-    let (_, detail) = server.get(&format!("/lobby/rooms/{id}"), Some(carol.token())).await;
+    let (_, detail) = server
+        .get(&format!("/lobby/rooms/{id}"), Some(carol.token()))
+        .await;
     assert_eq!(detail["players"], 2);
     assert_eq!(detail["members"].as_array().unwrap().len(), 2);
 
@@ -93,14 +118,25 @@ async fn joining_another_room_leaves_the_first() {
     let data = DataDir::new();
     let server = TestServer::start(&data, &[]).await;
     let p = server.new_player("jm").await;
-    let (_, r1) = server.post("/lobby/rooms", Some(p.token()), json!({"name": "One"})).await;
-    let (_, r2) = server.post("/lobby/rooms", Some(p.token()), json!({"name": "Two"})).await;
+    let (_, r1) = server
+        .post("/lobby/rooms", Some(p.token()), json!({"name": "One"}))
+        .await;
+    let (_, r2) = server
+        .post("/lobby/rooms", Some(p.token()), json!({"name": "Two"}))
+        .await;
     let mut ws = server.ws_ok(p.token()).await;
-    ws.send_json(json!({"type": "join", "room": r1["id"]})).await;
+    ws.send_json(json!({"type": "join", "room": r1["id"]}))
+        .await;
     ws.recv_type("joined").await;
-    ws.send_json(json!({"type": "join", "room": r2["id"]})).await;
+    ws.send_json(json!({"type": "join", "room": r2["id"]}))
+        .await;
     assert_eq!(ws.recv_type("left").await["room"], r1["id"]);
     assert_eq!(ws.recv_type("joined").await["room"]["id"], r2["id"]);
-    let (_, d1) = server.get(&format!("/lobby/rooms/{}", r1["id"].as_str().unwrap()), Some(p.token())).await;
+    let (_, d1) = server
+        .get(
+            &format!("/lobby/rooms/{}", r1["id"].as_str().unwrap()),
+            Some(p.token()),
+        )
+        .await;
     assert_eq!(d1["players"], 0);
 }

@@ -27,17 +27,35 @@ impl Drop for PgDatabase {
     fn drop(&mut self) {
         let _ = Command::new("psql")
             .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc"])
-            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .arg(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
             .output();
     }
 }
 
 fn psql(sql: &str) {
     let out = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-v", "ON_ERROR_STOP=1", "-qc", sql])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qc",
+            sql,
+        ])
         .output()
         .expect("psql must be installed: PostgreSQL is one of this project's services");
-    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]
@@ -52,29 +70,57 @@ async fn sessions_revocation_and_bans_on_postgres_survive_restart() {
     let mut b = server.ws_ok(bob.token()).await;
 
     // Refresh rotation, then logout closes the socket with 4001.
-    let (status, rotated) =
-        server.post("/auth/refresh", None, json!({"refresh_token": alice.session.refresh_token})).await;
+    let (status, rotated) = server
+        .post(
+            "/auth/refresh",
+            None,
+            json!({"refresh_token": alice.session.refresh_token}),
+        )
+        .await;
     assert_eq!(status, 200, "{rotated}");
     assert_eq!(server.logout(alice.token(), false).await, 204);
     assert_eq!(a.close_code().await, 4001);
 
-    let (status, _) = server.post(&format!("/admin/users/{}/ban", bob.id()), Some(&admin), json!({})).await;
+    let (status, _) = server
+        .post(
+            &format!("/admin/users/{}/ban", bob.id()),
+            Some(&admin),
+            json!({}),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(b.close_code().await, 4003);
     assert_eq!(server.signal_and_wait("TERM").await, Some(0));
 
     // Restart on the same database (and data dir, which holds the signing secret).
     let server = TestServer::start(&data, &["--database-url", &url]).await;
-    let (status, body) = server.get("/auth/me", rotated["access_token"].as_str()).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("token_revoked")));
-    let (status, body) =
-        server.post("/auth/login", None, json!({"username": bob.username, "password": bob.password})).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("banned")));
+    let (status, body) = server
+        .get("/auth/me", rotated["access_token"].as_str())
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("token_revoked"))
+    );
+    let (status, body) = server
+        .post(
+            "/auth/login",
+            None,
+            json!({"username": bob.username, "password": bob.password}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("banned"))
+    );
     let again = server.login(&alice.username, &alice.password).await;
     server.ws_ok(&again.access_token).await.assert_alive().await;
     // Usernames stay unique ignoring case on PostgreSQL too.
     let (status, _) = server
-        .post("/auth/register", None, json!({"username": alice.username.to_uppercase(), "password": "whatever-1"}))
+        .post(
+            "/auth/register",
+            None,
+            json!({"username": alice.username.to_uppercase(), "password": "whatever-1"}),
+        )
         .await;
     assert_eq!(status, 409);
 }

@@ -10,6 +10,10 @@ const UPGRADES: usize = 100;
 const ROUNDS: u64 = 20;
 
 #[derive(Debug)]
+#[allow(
+    dead_code,
+    reason = "the fields are read through Debug in the failure message"
+)]
 enum Outcome {
     Refused(u16, String),
     Closed(u16),
@@ -34,7 +38,10 @@ async fn upgrades_racing_a_logout_are_refused_or_closed() {
             let token = token.clone();
             tasks.push(tokio::spawn(async move {
                 match server.ws(WsAuth::Header(&token)).await {
-                    Err(r) => Outcome::Refused(r.status, r.body["error"]["code"].as_str().unwrap_or("").into()),
+                    Err(r) => Outcome::Refused(
+                        r.status,
+                        r.body["error"]["code"].as_str().unwrap_or("").into(),
+                    ),
                     Ok(mut ws) => match ws.ended_within(DEADLINE).await {
                         Some(Ended::Closed(code, _)) => Outcome::Closed(code),
                         Some(Ended::Dropped(why)) => Outcome::Dropped(why),
@@ -55,9 +62,15 @@ async fn upgrades_racing_a_logout_are_refused_or_closed() {
             }
         }
         let open = server.connections_of(&admin, player.id()).await;
-        assert!(open.is_empty(), "round {round}: registry still holds {open:?}");
+        assert!(
+            open.is_empty(),
+            "round {round}: registry still holds {open:?}"
+        );
     }
     eprintln!("race: {accepted} sockets opened then closed with 4001, {refused} upgrades refused");
     assert_eq!(accepted + refused, UPGRADES * ROUNDS as usize);
-    assert!(accepted > 0, "no upgrade ever won the race: the test did not race");
+    assert!(
+        accepted > 0,
+        "no upgrade ever won the race: the test did not race"
+    );
 }

@@ -10,46 +10,94 @@ async fn revocations_bans_and_refresh_tokens_survive_a_restart() {
     let (server, admin) = start_with_admin(&data, &[]).await;
     let logged_out = server.new_player("rs").await;
     let everywhere = server.new_player("rs").await;
-    let everywhere2 = server.login(&everywhere.username, &everywhere.password).await;
+    let everywhere2 = server
+        .login(&everywhere.username, &everywhere.password)
+        .await;
     let banned = server.new_player("rs").await;
     let kept = server.new_player("rs").await;
 
     assert_eq!(server.logout(logged_out.token(), false).await, 204);
     assert_eq!(server.logout(everywhere.token(), true).await, 204);
-    let (status, _) =
-        server.post(&format!("/admin/users/{}/ban", banned.id()), Some(&admin), json!({})).await;
+    let (status, _) = server
+        .post(
+            &format!("/admin/users/{}/ban", banned.id()),
+            Some(&admin),
+            json!({}),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(server.signal_and_wait("TERM").await, Some(0));
 
     let server = TestServer::start(&data, &[]).await;
-    for token in [logged_out.token(), everywhere.token(), everywhere2.access_token.as_str()] {
+    for token in [
+        logged_out.token(),
+        everywhere.token(),
+        everywhere2.access_token.as_str(),
+    ] {
         let (status, body) = server.get("/auth/me", Some(token)).await;
-        assert_eq!((status, body["error"]["code"].as_str()), (401, Some("token_revoked")), "{body}");
-        let refusal = server.ws(WsAuth::Header(token)).await.err().expect("refused after restart");
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("token_revoked")),
+            "{body}"
+        );
+        let refusal = server
+            .ws(WsAuth::Header(token))
+            .await
+            .err()
+            .expect("refused after restart");
         assert_eq!(refusal.status, 401);
     }
-    for refresh in [&logged_out.session.refresh_token, &everywhere2.refresh_token] {
-        let (status, _) = server.post("/auth/refresh", None, json!({"refresh_token": refresh})).await;
+    for refresh in [
+        &logged_out.session.refresh_token,
+        &everywhere2.refresh_token,
+    ] {
+        let (status, _) = server
+            .post("/auth/refresh", None, json!({"refresh_token": refresh}))
+            .await;
         assert_eq!(status, 401);
     }
     let (status, body) = server
-        .post("/auth/login", None, json!({"username": banned.username, "password": banned.password}))
+        .post(
+            "/auth/login",
+            None,
+            json!({"username": banned.username, "password": banned.password}),
+        )
         .await;
-    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("banned")));
-    let refusal = server.ws(WsAuth::Header(banned.token())).await.err().expect("banned refused");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("banned"))
+    );
+    let refusal = server
+        .ws(WsAuth::Header(banned.token()))
+        .await
+        .err()
+        .expect("banned refused");
     assert_eq!(refusal.status, 403);
 
     // What was not revoked still works, and its refresh token still rotates.
     assert_eq!(server.get("/auth/me", Some(kept.token())).await.0, 200);
-    let (status, _) =
-        server.post("/auth/refresh", None, json!({"refresh_token": kept.session.refresh_token})).await;
+    let (status, _) = server
+        .post(
+            "/auth/refresh",
+            None,
+            json!({"refresh_token": kept.session.refresh_token}),
+        )
+        .await;
     assert_eq!(status, 200);
     // A spent refresh token is still recognised as reuse after the restart.
-    let (status, _) =
-        server.post("/auth/refresh", None, json!({"refresh_token": kept.session.refresh_token})).await;
+    let (status, _) = server
+        .post(
+            "/auth/refresh",
+            None,
+            json!({"refresh_token": kept.session.refresh_token}),
+        )
+        .await;
     assert_eq!(status, 401);
     let (status, body) = server.get("/auth/me", Some(kept.token())).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("token_revoked")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("token_revoked"))
+    );
 }
 
 async fn shutdown_closes_sockets_with_1001(signal: &'static str) {
@@ -79,8 +127,17 @@ async fn first_run_creates_a_private_data_dir() {
     use std::os::unix::fs::PermissionsExt;
     let data = DataDir::new();
     let server = TestServer::start(&data, &[]).await;
-    let mode = |name: &str| std::fs::metadata(data.0.join(name)).unwrap().permissions().mode() & 0o777;
+    let mode = |name: &str| {
+        std::fs::metadata(data.0.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
     assert_eq!(mode("jwt-secret"), 0o600);
     assert_eq!(mode("arena.db"), 0o600);
-    assert_eq!(server.get("/healthz", None).await, (200, json!({"status": "ok"})));
+    assert_eq!(
+        server.get("/healthz", None).await,
+        (200, json!({"status": "ok"}))
+    );
 }

@@ -34,20 +34,45 @@ async fn logout_closes_exactly_this_sessions_sockets_before_answering() {
 
     // The revoked token: 401 token_revoked on HTTP and on upgrade.
     let (status, body) = server.get("/auth/me", Some(alice.token())).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("token_revoked")));
-    let refusal = server.ws(WsAuth::Header(alice.token())).await.err().expect("refused");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("token_revoked"))
+    );
+    let refusal = server
+        .ws(WsAuth::Header(alice.token()))
+        .await
+        .err()
+        .expect("refused");
     assert_eq!(refusal.status, 401);
     assert_eq!(refusal.body["error"]["code"], "token_revoked");
-    let refusal = server.ws(WsAuth::Subprotocol(alice.token())).await.err().expect("refused");
+    let refusal = server
+        .ws(WsAuth::Subprotocol(alice.token()))
+        .await
+        .err()
+        .expect("refused");
     assert_eq!(refusal.status, 401);
 
     // Its refresh token is dead too.
-    let (status, body) =
-        server.post("/auth/refresh", None, json!({"refresh_token": alice.session.refresh_token})).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("refresh_invalid")));
+    let (status, body) = server
+        .post(
+            "/auth/refresh",
+            None,
+            json!({"refresh_token": alice.session.refresh_token}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("refresh_invalid"))
+    );
 
     // The other session still works on HTTP.
-    assert_eq!(server.get("/auth/me", Some(&alice_phone.access_token)).await.0, 200);
+    assert_eq!(
+        server
+            .get("/auth/me", Some(&alice_phone.access_token))
+            .await
+            .0,
+        200
+    );
 }
 
 #[tokio::test]
@@ -70,15 +95,23 @@ async fn logout_all_closes_every_session_of_the_user_only() {
 
     for token in [alice.token(), alice2.access_token.as_str()] {
         let (status, body) = server.get("/auth/me", Some(token)).await;
-        assert_eq!((status, body["error"]["code"].as_str()), (401, Some("token_revoked")));
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("token_revoked"))
+        );
     }
     for refresh in [&alice.session.refresh_token, &alice2.refresh_token] {
-        let (status, _) = server.post("/auth/refresh", None, json!({"refresh_token": refresh})).await;
+        let (status, _) = server
+            .post("/auth/refresh", None, json!({"refresh_token": refresh}))
+            .await;
         assert_eq!(status, 401);
     }
     // Logging in again right away works: the new session is not caught by the old mark.
     let again = server.login(&alice.username, &alice.password).await;
-    assert_eq!(server.get("/auth/me", Some(&again.access_token)).await.0, 200);
+    assert_eq!(
+        server.get("/auth/me", Some(&again.access_token)).await.0,
+        200
+    );
     server.ws_ok(&again.access_token).await.assert_alive().await;
 }
 
@@ -88,39 +121,68 @@ async fn refresh_rotates_and_reuse_revokes_the_session() {
     let server = TestServer::start(&data, &[]).await;
     let p = server.new_player("rf").await;
 
-    let (status, body) =
-        server.post("/auth/refresh", None, json!({"refresh_token": p.session.refresh_token})).await;
+    let (status, body) = server
+        .post(
+            "/auth/refresh",
+            None,
+            json!({"refresh_token": p.session.refresh_token}),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     let second: arena_protocol::http::Session = serde_json::from_value(body).unwrap();
     assert_eq!(second.session_id, p.session.session_id);
     assert_ne!(second.refresh_token, p.session.refresh_token);
     assert_ne!(second.access_token, p.session.access_token);
     assert_eq!(second.token_type, "Bearer");
-    assert_eq!(server.get("/auth/me", Some(&second.access_token)).await.0, 200);
+    assert_eq!(
+        server.get("/auth/me", Some(&second.access_token)).await.0,
+        200
+    );
 
     let mut socket = server.ws_ok(&second.access_token).await;
     let other = server.login(&p.username, &p.password).await;
     let mut other_socket = server.ws_ok(&other.access_token).await;
 
     // The spent token again: theft. The whole session goes, its socket gets 4001.
-    let (status, body) =
-        server.post("/auth/refresh", None, json!({"refresh_token": p.session.refresh_token})).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("refresh_invalid")));
+    let (status, body) = server
+        .post(
+            "/auth/refresh",
+            None,
+            json!({"refresh_token": p.session.refresh_token}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("refresh_invalid"))
+    );
     assert_eq!(socket.close_code().await, 4001);
     for token in [p.token(), second.access_token.as_str()] {
         let (status, body) = server.get("/auth/me", Some(token)).await;
-        assert_eq!((status, body["error"]["code"].as_str()), (401, Some("token_revoked")));
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("token_revoked"))
+        );
     }
     // The thief's copy of the newest refresh token is dead as well.
-    let (status, _) =
-        server.post("/auth/refresh", None, json!({"refresh_token": second.refresh_token})).await;
+    let (status, _) = server
+        .post(
+            "/auth/refresh",
+            None,
+            json!({"refresh_token": second.refresh_token}),
+        )
+        .await;
     assert_eq!(status, 401);
     // Another session of the user is not touched.
     other_socket.assert_alive().await;
 
     // An unknown refresh token is just invalid.
-    let (status, body) = server.post("/auth/refresh", None, json!({"refresh_token": "nope"})).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("refresh_invalid")));
+    let (status, body) = server
+        .post("/auth/refresh", None, json!({"refresh_token": "nope"}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("refresh_invalid"))
+    );
 }
 
 #[tokio::test]
@@ -136,6 +198,15 @@ async fn refresh_sets_the_cookie_too() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    let cookie = resp.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
-    assert!(cookie.starts_with("arena_access=ey") && cookie.contains("HttpOnly"), "{cookie}");
+    let cookie = resp
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        cookie.starts_with("arena_access=ey") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
 }

@@ -32,17 +32,25 @@ async fn same_token_on_http_and_all_socket_transports() {
     assert_eq!(ws.welcome["session_id"], p.session.session_id.as_str());
     assert_eq!(ws.welcome["protocol"], 1);
     assert!(ws.welcome["connection_id"].is_string());
-    assert!(ws.welcome["expires_at"].as_i64().unwrap() > ws.welcome["server_time"].as_i64().unwrap());
+    assert!(
+        ws.welcome["expires_at"].as_i64().unwrap() > ws.welcome["server_time"].as_i64().unwrap()
+    );
 
     // Socket with the subprotocol: the server selects arena.v1.
-    let mut ws = server.ws(WsAuth::Subprotocol(p.token())).await.expect("subprotocol upgrade");
+    let mut ws = server
+        .ws(WsAuth::Subprotocol(p.token()))
+        .await
+        .expect("subprotocol upgrade");
     assert_eq!(ws.protocol.as_deref(), Some("arena.v1"));
     assert_eq!(ws.recv_json().await.unwrap()["type"], "welcome");
     ws.assert_alive().await;
 
     // Socket with the cookie and our own Origin.
     let origin = server.origin();
-    let mut ws = server.ws(WsAuth::Cookie(p.token(), Some(&origin))).await.expect("cookie upgrade");
+    let mut ws = server
+        .ws(WsAuth::Cookie(p.token(), Some(&origin)))
+        .await
+        .expect("cookie upgrade");
     assert_eq!(ws.recv_json().await.unwrap()["type"], "welcome");
     ws.assert_alive().await;
 }
@@ -53,12 +61,20 @@ async fn query_string_tokens_are_never_accepted() {
     let server = TestServer::start(&data, &[]).await;
     let p = server.new_player("qs").await;
 
-    let refusal = server.ws(WsAuth::Query(p.token())).await.err().expect("query token refused");
+    let refusal = server
+        .ws(WsAuth::Query(p.token()))
+        .await
+        .err()
+        .expect("query token refused");
     assert_eq!(refusal.status, 401);
     assert_eq!(refusal.body["error"]["code"], "token_missing");
 
-    let (status, body) =
-        server.get(&format!("/auth/me?access_token={0}&token={0}", p.token()), None).await;
+    let (status, body) = server
+        .get(
+            &format!("/auth/me?access_token={0}&token={0}", p.token()),
+            None,
+        )
+        .await;
     assert_eq!(status, 401);
     assert_eq!(body["error"]["code"], "token_missing");
 }
@@ -78,7 +94,11 @@ async fn foreign_origins_are_refused_for_cookie_auth() {
     assert_eq!(refusal.status, 403);
     assert_eq!(refusal.body["error"]["code"], "origin_forbidden");
 
-    let refusal = server.ws(WsAuth::Cookie(p.token(), None)).await.err().expect("no origin refused");
+    let refusal = server
+        .ws(WsAuth::Cookie(p.token(), None))
+        .await
+        .err()
+        .expect("no origin refused");
     assert_eq!(refusal.status, 403);
 
     // A state change with the cookie from a foreign Origin (CSRF) is refused, and the
@@ -107,7 +127,13 @@ async fn foreign_origins_are_refused_for_cookie_auth() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 204);
-    let cleared = resp.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
+    let cleared = resp
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(cleared.starts_with("arena_access=;"), "{cleared}");
     assert!(cleared.contains("Max-Age=0"), "{cleared}");
 }
@@ -125,24 +151,44 @@ async fn login_sets_a_strict_httponly_cookie() {
         .send()
         .await
         .unwrap();
-    let cookie = resp.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
+    let cookie = resp
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(cookie.starts_with("arena_access=ey"), "{cookie}");
     for part in ["HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(cookie.contains(part), "{cookie} lacks {part}");
     }
-    assert!(!cookie.contains("Secure"), "not behind TLS by default: {cookie}");
+    assert!(
+        !cookie.contains("Secure"),
+        "not behind TLS by default: {cookie}"
+    );
 }
 
 #[tokio::test]
 async fn missing_and_garbage_tokens_get_plain_http_errors() {
     let data = DataDir::new();
     let server = TestServer::start(&data, &[]).await;
-    let refusal = server.ws(WsAuth::None).await.err().expect("no token refused");
+    let refusal = server
+        .ws(WsAuth::None)
+        .await
+        .err()
+        .expect("no token refused");
     assert_eq!(refusal.status, 401);
     assert_eq!(refusal.body["error"]["code"], "token_missing");
-    let refusal = server.ws(WsAuth::Header("not.a.jwt")).await.err().expect("garbage refused");
+    let refusal = server
+        .ws(WsAuth::Header("not.a.jwt"))
+        .await
+        .err()
+        .expect("garbage refused");
     assert_eq!(refusal.status, 401);
     assert_eq!(refusal.body["error"]["code"], "token_invalid");
     let (status, body) = server.get("/auth/me", Some("not.a.jwt")).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("token_invalid")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("token_invalid"))
+    );
 }

@@ -26,7 +26,10 @@ pub enum TokenSource {
 
 /// Find the token a request carries. `websocket` also looks at the subprotocol offer.
 /// `Err` when a source is present but malformed; `Ok(None)` when there is none.
-pub fn find_token(headers: &HeaderMap, websocket: bool) -> Result<Option<(String, TokenSource)>, Error> {
+pub fn find_token(
+    headers: &HeaderMap,
+    websocket: bool,
+) -> Result<Option<(String, TokenSource)>, Error> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let value = value.to_str().unwrap_or("");
         let token = value
@@ -35,7 +38,10 @@ pub fn find_token(headers: &HeaderMap, websocket: bool) -> Result<Option<(String
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
-                Error::new(ErrorCode::TokenInvalid, "the Authorization header must be `Bearer <token>`")
+                Error::new(
+                    ErrorCode::TokenInvalid,
+                    "the Authorization header must be `Bearer <token>`",
+                )
             })?;
         return Ok(Some((token.to_string(), TokenSource::Header)));
     }
@@ -88,7 +94,13 @@ pub fn cookie_needs_origin(method: &Method, websocket: bool) -> bool {
 pub fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), Error> {
     let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
     match origin {
-        Some(o) if allowed.iter().any(|a| a.eq_ignore_ascii_case(o.trim_end_matches('/'))) => Ok(()),
+        Some(o)
+            if allowed
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(o.trim_end_matches('/'))) =>
+        {
+            Ok(())
+        }
         _ => Err(Error::new(
             ErrorCode::OriginForbidden,
             "a request authenticated by cookie must come from an allowed Origin",
@@ -122,7 +134,10 @@ pub struct AuthUser {
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let (claims, source) = authenticate_request(state, &parts.method, &parts.headers, false)?;
         Ok(AuthUser { claims, source })
     }
@@ -135,7 +150,10 @@ pub struct AdminUser(pub AuthUser);
 impl FromRequestParts<AppState> for AdminUser {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let user = AuthUser::from_request_parts(parts, state).await?;
         if user.claims.role != arena_protocol::Role::Admin {
             return Err(Error::new(ErrorCode::Forbidden, "this needs an admin"));
@@ -164,10 +182,22 @@ mod tests {
             ("sec-websocket-protocol", "arena.v1, bearer.B"),
             ("cookie", "x=1; arena_access=C"),
         ]);
-        assert_eq!(find_token(&h, true).unwrap().unwrap(), ("A".into(), TokenSource::Header));
-        let h = headers(&[("sec-websocket-protocol", "arena.v1, bearer.B"), ("cookie", "arena_access=C")]);
-        assert_eq!(find_token(&h, true).unwrap().unwrap().1, TokenSource::Subprotocol);
-        assert_eq!(find_token(&h, false).unwrap().unwrap(), ("C".into(), TokenSource::Cookie));
+        assert_eq!(
+            find_token(&h, true).unwrap().unwrap(),
+            ("A".into(), TokenSource::Header)
+        );
+        let h = headers(&[
+            ("sec-websocket-protocol", "arena.v1, bearer.B"),
+            ("cookie", "arena_access=C"),
+        ]);
+        assert_eq!(
+            find_token(&h, true).unwrap().unwrap().1,
+            TokenSource::Subprotocol
+        );
+        assert_eq!(
+            find_token(&h, false).unwrap().unwrap(),
+            ("C".into(), TokenSource::Cookie)
+        );
     }
 
     #[test]

@@ -58,7 +58,10 @@ impl Auth {
             return Err(Error::new(ErrorCode::Banned, "this account is banned"));
         }
         if self.revocations.is_revoked(&claims) {
-            return Err(Error::new(ErrorCode::TokenRevoked, "the token has been revoked"));
+            return Err(Error::new(
+                ErrorCode::TokenRevoked,
+                "the token has been revoked",
+            ));
         }
         Ok(claims)
     }
@@ -90,7 +93,10 @@ impl Auth {
             tokens_valid_after_secs: 0,
         };
         if !self.store.create_user(&user, &hash).await? {
-            return Err(Error::new(ErrorCode::UsernameTaken, "that username is taken"));
+            return Err(Error::new(
+                ErrorCode::UsernameTaken,
+                "that username is taken",
+            ));
         }
         Ok(user.to_wire())
     }
@@ -105,12 +111,20 @@ impl Auth {
                     self.revoke_user(&user.id, CloseCode::SessionRevoked, "role changed", None)
                         .await?;
                 }
-                Ok(User { role: Role::Admin, ..user.to_wire() })
+                Ok(User {
+                    role: Role::Admin,
+                    ..user.to_wire()
+                })
             }
         }
     }
 
-    pub async fn login(&self, username: &str, password: &str, client: ClientInfo) -> Result<IssuedSession> {
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: ClientInfo,
+    ) -> Result<IssuedSession> {
         let bad = || Error::new(ErrorCode::InvalidCredentials, "wrong username or password");
         if username.is_empty() || password.is_empty() || password.chars().count() > 128 {
             // Still pay for a hash so the answer's timing tells nothing.
@@ -205,7 +219,12 @@ impl Auth {
                     self.access_ttl_secs,
                 )?;
                 Ok(IssuedSession {
-                    session: self.session_answer(access_token, new_refresh, session.id, user.to_wire()),
+                    session: self.session_answer(
+                        access_token,
+                        new_refresh,
+                        session.id,
+                        user.to_wire(),
+                    ),
                     claims,
                 })
             }
@@ -215,19 +234,32 @@ impl Auth {
     /// Logout: this session, or with `all` every session of the user.
     pub async fn logout(&self, claims: &Claims, all: bool) -> Result<usize> {
         if all {
-            return self.revoke_user(&claims.sub, CloseCode::SessionRevoked, "logged out", None).await;
+            return self
+                .revoke_user(&claims.sub, CloseCode::SessionRevoked, "logged out", None)
+                .await;
         }
-        self.revoke_session(&claims.sub, &claims.sid, CloseCode::SessionRevoked).await
+        self.revoke_session(&claims.sub, &claims.sid, CloseCode::SessionRevoked)
+            .await
     }
 
     /// Revoke one session of a user; `not_found` when it is not theirs.
-    pub async fn revoke_session(&self, user_id: &str, session_id: &str, close: CloseCode) -> Result<usize> {
+    pub async fn revoke_session(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        close: CloseCode,
+    ) -> Result<usize> {
         let revoked = self
             .store
             .revoke_session(user_id, session_id, "logout", ids::now_ms())
             .await?
             .ok_or_else(|| Error::not_found("session"))?;
-        Ok(self.apply(RevocationEvent::Sessions { sessions: vec![revoked], close }).await)
+        Ok(self
+            .apply(RevocationEvent::Sessions {
+                sessions: vec![revoked],
+                close,
+            })
+            .await)
     }
 
     /// Revoke every token and session of a user (and optionally ban them).
@@ -245,7 +277,10 @@ impl Auth {
             banned_at: now,
             banned_until: until,
         });
-        let sessions = self.store.revoke_user(user_id, reason, ban_row.as_ref(), now).await?;
+        let sessions = self
+            .store
+            .revoke_user(user_id, reason, ban_row.as_ref(), now)
+            .await?;
         Ok(self
             .apply(RevocationEvent::User {
                 user_id: user_id.to_string(),
@@ -260,7 +295,10 @@ impl Auth {
 
     pub async fn unban(&self, user_id: &str) -> Result<()> {
         self.store.unban(user_id).await?;
-        self.apply(RevocationEvent::Unban { user_id: user_id.to_string() }).await;
+        self.apply(RevocationEvent::Unban {
+            user_id: user_id.to_string(),
+        })
+        .await;
         Ok(())
     }
 
@@ -268,7 +306,13 @@ impl Auth {
         revocation::apply(&event, &self.revocations, &self.registry).await
     }
 
-    fn session_answer(&self, access: String, refresh: String, session_id: String, user: User) -> Session {
+    fn session_answer(
+        &self,
+        access: String,
+        refresh: String,
+        session_id: String,
+        user: User,
+    ) -> Session {
         Session {
             access_token: access,
             token_type: "Bearer".into(),
@@ -291,7 +335,9 @@ fn banned(ban: &BanRow) -> Error {
 
 pub fn validate_credentials(username: &str, password: &str) -> Result<()> {
     if !arena_protocol::http::valid_username(username) {
-        return Err(Error::invalid("field `username` must be 3-32 of A-Z, a-z, 0-9, _ and -"));
+        return Err(Error::invalid(
+            "field `username` must be 3-32 of A-Z, a-z, 0-9, _ and -",
+        ));
     }
     if !arena_protocol::http::valid_password(password) {
         return Err(Error::invalid("field `password` must be 8-128 characters"));

@@ -17,7 +17,9 @@ pub struct Passwords {
 
 impl Passwords {
     pub fn new(max_concurrent: usize) -> Passwords {
-        Passwords { permits: Arc::new(Semaphore::new(max_concurrent.max(1))) }
+        Passwords {
+            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+        }
     }
 
     pub async fn hash(&self, password: &str) -> Result<String> {
@@ -41,7 +43,11 @@ impl Passwords {
             None => dummy_hash().to_string(),
         };
         let matched = self
-            .run(move || Ok(Argon2::default().verify_password(password.as_bytes(), hash.as_str()).is_ok()))
+            .run(move || {
+                Ok(Argon2::default()
+                    .verify_password(password.as_bytes(), hash.as_str())
+                    .is_ok())
+            })
             .await?;
         Ok(real && matched)
     }

@@ -29,7 +29,10 @@ use super::tokens::Claims;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RevocationEvent {
     /// Logout of one session, a session ended from another device, refresh-token reuse.
-    Sessions { sessions: Vec<RevokedSession>, close: CloseCode },
+    Sessions {
+        sessions: Vec<RevokedSession>,
+        close: CloseCode,
+    },
     /// Logout-everywhere, kick, ban, role change: every token of the user issued before
     /// `before_secs` and every listed session.
     User {
@@ -118,10 +121,12 @@ impl RevocationList {
     /// marks older than any live token, bans that have ended. Returns how many went.
     pub fn prune(&self, now_secs: i64, leeway_secs: i64) -> usize {
         let before = self.len();
-        self.sessions.retain(|_, until| *until + leeway_secs >= now_secs);
+        self.sessions
+            .retain(|_, until| *until + leeway_secs >= now_secs);
         self.users.retain(|_, m| m.1 + leeway_secs >= now_secs);
         let now_ms = now_secs * 1000;
-        self.bans.retain(|_, until| until.is_none_or(|t| t > now_ms));
+        self.bans
+            .retain(|_, until| until.is_none_or(|t| t > now_ms));
         before - self.len()
     }
 
@@ -150,7 +155,14 @@ pub async fn apply(event: &RevocationEvent, list: &RevocationList, registry: &Re
             }
             closed
         }
-        RevocationEvent::User { user_id, before_secs, sessions, close, reason, ban } => {
+        RevocationEvent::User {
+            user_id,
+            before_secs,
+            sessions,
+            close,
+            reason,
+            ban,
+        } => {
             for s in sessions {
                 list.revoke_session(s);
             }
@@ -189,7 +201,11 @@ mod tests {
     }
 
     fn revoked(sid: &str, until: i64) -> RevokedSession {
-        RevokedSession { session_id: sid.into(), user_id: "u".into(), access_expires_secs: until }
+        RevokedSession {
+            session_id: sid.into(),
+            user_id: "u".into(),
+            access_expires_secs: until,
+        }
     }
 
     #[test]

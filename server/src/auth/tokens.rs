@@ -116,8 +116,13 @@ impl TokenKeys {
         if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
             return Err(invalid("the token is malformed"));
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("the token is malformed"))?;
-        if header.jku.is_some() || header.x5u.is_some() || header.jwk.is_some() || header.x5c.is_some() {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| invalid("the token is malformed"))?;
+        if header.jku.is_some()
+            || header.x5u.is_some()
+            || header.jwk.is_some()
+            || header.x5c.is_some()
+        {
             return Err(invalid("the token names an outside key"));
         }
         if header.kid.is_some() {
@@ -153,7 +158,13 @@ mod tests {
     }
 
     fn subject() -> TokenSubject<'static> {
-        TokenSubject { user_id: "u_1", username: "alice", role: Role::Player, session_id: "s_1", auth_time: 0 }
+        TokenSubject {
+            user_id: "u_1",
+            username: "alice",
+            role: Role::Player,
+            session_id: "s_1",
+            auth_time: 0,
+        }
     }
 
     #[test]
@@ -179,7 +190,10 @@ mod tests {
     fn other_key_or_audience_refused() {
         let (t, _) = keys().issue(&subject(), ids::now_secs(), 60).unwrap();
         let other = TokenKeys::hs256(&[8u8; 32], "arena", "arena", 0).unwrap();
-        assert_eq!(other.verify(&t).unwrap_err().code(), ErrorCode::TokenInvalid);
+        assert_eq!(
+            other.verify(&t).unwrap_err().code(),
+            ErrorCode::TokenInvalid
+        );
         let aud = TokenKeys::hs256(&[7u8; 32], "arena", "elsewhere", 0).unwrap();
         assert_eq!(aud.verify(&t).unwrap_err().code(), ErrorCode::TokenInvalid);
     }
@@ -190,7 +204,10 @@ mod tests {
         let payload = t.split('.').nth(1).unwrap();
         let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
         let forged = format!("{header}.{payload}.");
-        assert_eq!(keys().verify(&forged).unwrap_err().code(), ErrorCode::TokenInvalid);
+        assert_eq!(
+            keys().verify(&forged).unwrap_err().code(),
+            ErrorCode::TokenInvalid
+        );
     }
 
     #[test]
@@ -201,11 +218,17 @@ mod tests {
         let payload = parts.next().unwrap();
         let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","jku":"http://evil/"}"#);
         let forged = format!("{header}.{payload}.sig");
-        assert_eq!(keys().verify(&forged).unwrap_err().code(), ErrorCode::TokenInvalid);
+        assert_eq!(
+            keys().verify(&forged).unwrap_err().code(),
+            ErrorCode::TokenInvalid
+        );
     }
 
     #[test]
     fn huge_token_refused_fast() {
-        assert_eq!(keys().verify(&"a".repeat(100_000)).unwrap_err().code(), ErrorCode::TokenInvalid);
+        assert_eq!(
+            keys().verify(&"a".repeat(100_000)).unwrap_err().code(),
+            ErrorCode::TokenInvalid
+        );
     }
 }

@@ -75,7 +75,10 @@ impl Room {
 }
 
 fn member(h: &ConnHandle) -> Member {
-    Member { id: h.user_id.clone(), username: h.username.clone() }
+    Member {
+        id: h.user_id.clone(),
+        username: h.username.clone(),
+    }
 }
 
 /// What joining returns to the joiner.
@@ -88,7 +91,10 @@ pub struct Joined {
 
 impl Rooms {
     pub fn new(max_rooms: usize) -> Rooms {
-        Rooms { rooms: DashMap::new(), max_rooms }
+        Rooms {
+            rooms: DashMap::new(),
+            max_rooms,
+        }
     }
 
     pub fn create(&self, name: &str, capacity: u32) -> Result<RoomInfo, Error> {
@@ -122,7 +128,11 @@ impl Rooms {
         let previous = conn.room();
         if previous.as_deref() == Some(room_id) {
             let detail = room.detail();
-            return Ok(Joined { room: detail.room, members: detail.members, left: None });
+            return Ok(Joined {
+                room: detail.room,
+                members: detail.members,
+                left: None,
+            });
         }
         let members = lock(&room.members);
         let replaced = members.iter().position(|h| h.user_id == conn.user_id);
@@ -137,7 +147,13 @@ impl Rooms {
             Some(i) => {
                 let old = std::mem::replace(&mut members[i], conn.clone());
                 old.set_room(None);
-                old.send(Message::Text(ServerMessage::Left { room: room.id.clone() }.encode().into()));
+                old.send(Message::Text(
+                    ServerMessage::Left {
+                        room: room.id.clone(),
+                    }
+                    .encode()
+                    .into(),
+                ));
             }
             None => {
                 if members.len() >= room.capacity as usize {
@@ -147,7 +163,10 @@ impl Rooms {
                 room.broadcast_except(
                     &members,
                     &conn.id,
-                    &ServerMessage::PlayerJoined { room: room.id.clone(), player: member(conn) },
+                    &ServerMessage::PlayerJoined {
+                        room: room.id.clone(),
+                        player: member(conn),
+                    },
                 );
             }
         }
@@ -158,20 +177,31 @@ impl Rooms {
             capacity: room.capacity,
             players: members.len() as u32,
         };
-        Ok(Joined { room: info, members: members.iter().map(|h| member(h)).collect(), left })
+        Ok(Joined {
+            room: info,
+            members: members.iter().map(|h| member(h)).collect(),
+            left,
+        })
     }
 
     /// Take a socket out of a room. Returns whether it was there.
     pub fn leave(&self, conn: &ConnHandle, room_id: &str) -> bool {
-        let Some(room) = self.get(room_id) else { return false };
+        let Some(room) = self.get(room_id) else {
+            return false;
+        };
         let mut members = lock(&room.members);
-        let Some(i) = members.iter().position(|h| h.id == conn.id) else { return false };
+        let Some(i) = members.iter().position(|h| h.id == conn.id) else {
+            return false;
+        };
         members.remove(i);
         conn.set_room(None);
         room.broadcast_except(
             &members,
             &conn.id,
-            &ServerMessage::PlayerLeft { room: room.id.clone(), player: member(conn) },
+            &ServerMessage::PlayerLeft {
+                room: room.id.clone(),
+                player: member(conn),
+            },
         );
         true
     }

@@ -1,6 +1,8 @@
 //! `/admin/*`: live connections, kick, ban, unban. Every route needs the admin role.
 
-use arena_protocol::http::{BanRequest, BanResponse, ConnectionsResponse, KickRequest, KickResponse};
+use arena_protocol::http::{
+    BanRequest, BanResponse, ConnectionsResponse, KickRequest, KickResponse,
+};
 use arena_protocol::CloseCode;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -15,9 +17,17 @@ use crate::ids;
 /// Longest timed ban: ten years. Anything longer is what `duration_secs` omitted means.
 const MAX_BAN_SECS: u64 = 10 * 365 * 86_400;
 
-pub async fn connections(State(state): State<AppState>, _admin: AdminUser) -> Json<ConnectionsResponse> {
-    let mut connections: Vec<_> =
-        state.auth.registry.snapshot().iter().map(|h| h.to_wire()).collect();
+pub async fn connections(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+) -> Json<ConnectionsResponse> {
+    let mut connections: Vec<_> = state
+        .auth
+        .registry
+        .snapshot()
+        .iter()
+        .map(|h| h.to_wire())
+        .collect();
     connections.sort_by_key(|c| c.connected_at);
     Json(ConnectionsResponse { connections })
 }
@@ -29,10 +39,20 @@ pub async fn kick(
     JsonBody(body): JsonBody<KickRequest>,
 ) -> Result<Json<KickResponse>> {
     let reason = reason_or(body.reason, "kicked by an admin")?;
-    state.auth.store.user_by_id(&user_id).await?.ok_or_else(|| Error::not_found("user"))?;
-    let closed = state.auth.revoke_user(&user_id, CloseCode::Kicked, &reason, None).await?;
+    state
+        .auth
+        .store
+        .user_by_id(&user_id)
+        .await?
+        .ok_or_else(|| Error::not_found("user"))?;
+    let closed = state
+        .auth
+        .revoke_user(&user_id, CloseCode::Kicked, &reason, None)
+        .await?;
     tracing::info!(admin = %admin.claims.sub, user_id = %user_id, closed, "user kicked");
-    Ok(Json(KickResponse { closed: closed as u64 }))
+    Ok(Json(KickResponse {
+        closed: closed as u64,
+    }))
 }
 
 pub async fn ban(
@@ -48,14 +68,27 @@ pub async fn ban(
             let secs = v
                 .as_u64()
                 .filter(|s| (1..=MAX_BAN_SECS).contains(s))
-                .ok_or_else(|| Error::invalid("field `duration_secs` must be a positive integer"))?;
+                .ok_or_else(|| {
+                    Error::invalid("field `duration_secs` must be a positive integer")
+                })?;
             Some(ids::now_ms() + secs as i64 * 1000)
         }
     };
-    state.auth.store.user_by_id(&user_id).await?.ok_or_else(|| Error::not_found("user"))?;
-    let closed = state.auth.revoke_user(&user_id, CloseCode::Kicked, &reason, Some(banned_until)).await?;
+    state
+        .auth
+        .store
+        .user_by_id(&user_id)
+        .await?
+        .ok_or_else(|| Error::not_found("user"))?;
+    let closed = state
+        .auth
+        .revoke_user(&user_id, CloseCode::Kicked, &reason, Some(banned_until))
+        .await?;
     tracing::info!(admin = %admin.claims.sub, user_id = %user_id, closed, ?banned_until, "user banned");
-    Ok(Json(BanResponse { closed: closed as u64, banned_until }))
+    Ok(Json(BanResponse {
+        closed: closed as u64,
+        banned_until,
+    }))
 }
 
 pub async fn unban(
@@ -63,16 +96,26 @@ pub async fn unban(
     AdminUser(admin): AdminUser,
     Path(user_id): Path<String>,
 ) -> Result<StatusCode> {
-    state.auth.store.user_by_id(&user_id).await?.ok_or_else(|| Error::not_found("user"))?;
+    state
+        .auth
+        .store
+        .user_by_id(&user_id)
+        .await?
+        .ok_or_else(|| Error::not_found("user"))?;
     state.auth.unban(&user_id).await?;
     tracing::info!(admin = %admin.claims.sub, user_id = %user_id, "user unbanned");
     Ok(StatusCode::NO_CONTENT)
 }
 
 fn reason_or(reason: Option<String>, default: &str) -> Result<String> {
-    match reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty()) {
+    match reason
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty())
+    {
         None => Ok(default.to_string()),
         Some(r) if r.chars().count() <= 200 => Ok(r),
-        Some(_) => Err(Error::invalid("field `reason` must be at most 200 characters")),
+        Some(_) => Err(Error::invalid(
+            "field `reason` must be at most 200 characters",
+        )),
     }
 }

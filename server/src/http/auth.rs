@@ -2,7 +2,9 @@
 
 use std::net::SocketAddr;
 
-use arena_protocol::http::{Credentials, LogoutRequest, MeResponse, RefreshRequest, RegisterResponse, User};
+use arena_protocol::http::{
+    Credentials, LogoutRequest, MeResponse, RefreshRequest, RegisterResponse, User,
+};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -21,7 +23,10 @@ pub async fn register(
     let username = required(&body.username, "username")?;
     let password = required(&body.password, "password")?;
     state.check_auth_rate(addr, username)?;
-    let user = state.auth.register(username, password, arena_protocol::Role::Player).await?;
+    let user = state
+        .auth
+        .register(username, password, arena_protocol::Role::Player)
+        .await?;
     Ok((StatusCode::CREATED, Json(RegisterResponse { user })).into_response())
 }
 
@@ -35,7 +40,10 @@ pub async fn login(
     let password = required(&body.password, "password")?;
     state.check_auth_rate(addr, username)?;
     let client = ClientInfo {
-        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(String::from),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from),
         remote_addr: Some(addr.ip().to_string()),
     };
     let issued = state.auth.login(username, password, client).await?;
@@ -56,7 +64,10 @@ pub async fn logout(
     user: AuthUser,
     JsonBody(body): JsonBody<LogoutRequest>,
 ) -> Result<Response> {
-    state.auth.logout(&user.claims, body.all.unwrap_or(false)).await?;
+    state
+        .auth
+        .logout(&user.claims, body.all.unwrap_or(false))
+        .await?;
     let cookie = cleared_cookie(state.config.secure_cookies);
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
 }
@@ -64,7 +75,11 @@ pub async fn logout(
 pub async fn me(user: AuthUser) -> Json<MeResponse> {
     let c = user.claims;
     Json(MeResponse {
-        user: User { id: c.sub, username: c.username, role: c.role },
+        user: User {
+            id: c.sub,
+            username: c.username,
+            role: c.role,
+        },
         session_id: c.sid,
         expires_at: c.exp * 1000,
     })
@@ -72,9 +87,19 @@ pub async fn me(user: AuthUser) -> Json<MeResponse> {
 
 fn session_response(state: &AppState, issued: IssuedSession) -> Response {
     let max_age = issued.claims.exp - issued.claims.iat;
-    let cookie = access_cookie(&issued.session.access_token, max_age, state.config.secure_cookies);
+    let cookie = access_cookie(
+        &issued.session.access_token,
+        max_age,
+        state.config.secure_cookies,
+    );
     (
-        [(header::SET_COOKIE, cookie), (header::CACHE_CONTROL, "no-store".parse().expect("static header"))],
+        [
+            (header::SET_COOKIE, cookie),
+            (
+                header::CACHE_CONTROL,
+                "no-store".parse().expect("static header"),
+            ),
+        ],
         Json(issued.session),
     )
         .into_response()

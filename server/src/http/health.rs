@@ -8,11 +8,13 @@ use crate::app::AppState;
 use crate::error::{Error, Result};
 
 pub async fn healthz(State(state): State<AppState>) -> Result<Json<Health>> {
-    state
-        .auth
-        .store
-        .ping()
-        .await
-        .map_err(|_| Error::new(arena_protocol::ErrorCode::Unavailable, "the database is not answering"))?;
-    Ok(Json(Health { status: "ok".into() }))
+    state.auth.store.ping().await.map_err(|_| {
+        Error::new(
+            arena_protocol::ErrorCode::Unavailable,
+            "the database is not answering",
+        )
+    })?;
+    Ok(Json(Health {
+        status: "ok".into(),
+    }))
 }

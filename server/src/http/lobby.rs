@@ -14,7 +14,9 @@ use crate::auth::AuthUser;
 use crate::error::{Error, Result};
 
 pub async fn list(State(state): State<AppState>, _user: AuthUser) -> Json<RoomsResponse> {
-    Json(RoomsResponse { rooms: state.rooms.list() })
+    Json(RoomsResponse {
+        rooms: state.rooms.list(),
+    })
 }
 
 pub async fn create(
@@ -34,7 +36,10 @@ pub async fn create(
             .map(|c| c as u32)
             .ok_or_else(|| Error::invalid("field `capacity` must be an integer from 2 to 64"))?,
     };
-    Ok((StatusCode::CREATED, Json(state.rooms.create(name, capacity)?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(state.rooms.create(name, capacity)?),
+    ))
 }
 
 pub async fn detail(
@@ -42,6 +47,9 @@ pub async fn detail(
     _user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<RoomDetail>> {
-    let room = state.rooms.get(&id).ok_or_else(|| Error::not_found("room"))?;
+    let room = state
+        .rooms
+        .get(&id)
+        .ok_or_else(|| Error::not_found("room"))?;
     Ok(Json(room.detail()))
 }

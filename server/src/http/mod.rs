@@ -10,11 +10,11 @@ mod lobby;
 use std::path::PathBuf;
 
 use arena_protocol::ACCESS_COOKIE;
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
-use axum::body::Bytes;
 use serde::de::DeserializeOwned;
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
@@ -77,7 +77,10 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Error::new(arena_protocol::ErrorCode::PayloadTooLarge, "the request body is too large")
+                Error::new(
+                    arena_protocol::ErrorCode::PayloadTooLarge,
+                    "the request body is too large",
+                )
             } else {
                 Error::invalid("the request body could not be read")
             }
@@ -86,17 +89,19 @@ where
             return Ok(JsonBody(T::default()));
         }
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(de).map(JsonBody).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            let syntax = inner.is_syntax() || inner.is_eof();
-            let message = arena_protocol::describe_json_error(&inner);
-            if syntax || path == "." {
-                Error::invalid(format!("malformed JSON body: {message}"))
-            } else {
-                Error::invalid(format!("field `{path}` is invalid: {message}"))
-            }
-        })
+        serde_path_to_error::deserialize(de)
+            .map(JsonBody)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                let syntax = inner.is_syntax() || inner.is_eof();
+                let message = arena_protocol::describe_json_error(&inner);
+                if syntax || path == "." {
+                    Error::invalid(format!("malformed JSON body: {message}"))
+                } else {
+                    Error::invalid(format!("field `{path}` is invalid: {message}"))
+                }
+            })
     }
 }
 

@@ -61,8 +61,12 @@ impl Store {
                     if is_sqlite {
                         // WAL (sqlx's default for SQLite) plus synchronous=FULL: a write
                         // the client was told succeeded survives a SIGKILL and a crash.
-                        sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA synchronous = FULL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 10000")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -70,9 +74,14 @@ impl Store {
             .connect_with(options)
             .await?;
         if is_sqlite {
-            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
         }
-        MIGRATOR.run(&pool).await.map_err(|e| Error::internal(format!("migration: {e}")))?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| Error::internal(format!("migration: {e}")))?;
         Ok(Store { pool })
     }
 
@@ -112,14 +121,18 @@ impl Store {
         .bind(username.to_lowercase())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| Ok((UserRow::from_row(&r)?, r.try_get("password_hash")?))).transpose()
+        row.map(|r| Ok((UserRow::from_row(&r)?, r.try_get("password_hash")?)))
+            .transpose()
     }
 
     pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRow>> {
-        let row = sqlx::query(&format!("SELECT {} FROM users WHERE id = $1", UserRow::COLUMNS))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM users WHERE id = $1",
+            UserRow::COLUMNS
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.as_ref().map(UserRow::from_row).transpose()?)
     }
 
@@ -185,12 +198,11 @@ impl Store {
 
         if spent.rows_affected() == 0 {
             // Not current: unknown, expired, or already spent. Only the last is theft.
-            let row = sqlx::query(
-                "SELECT session_id, used_at FROM refresh_tokens WHERE token_hash = $1",
-            )
-            .bind(old_hash)
-            .fetch_optional(&mut *tx)
-            .await?;
+            let row =
+                sqlx::query("SELECT session_id, used_at FROM refresh_tokens WHERE token_hash = $1")
+                    .bind(old_hash)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             let reused_session = match row {
                 Some(r) if r.try_get::<Option<i64>, _>("used_at")?.is_some() => {
                     Some(r.try_get::<String, _>("session_id")?)
@@ -201,7 +213,8 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(RefreshOutcome::Invalid);
             };
-            let revoked = revoke_sessions_where(&mut tx, "id = $3", &session_id, None, now, "refresh_reuse")
+            let revoked =
+                revoke_sessions_where(&mut tx, "id = $3", &session_id, None, now, "refresh_reuse")
                     .await?;
             tx.commit().await?;
             return Ok(match revoked.into_iter().next() {
@@ -227,10 +240,13 @@ impl Store {
             tx.rollback().await?;
             return Ok(RefreshOutcome::Invalid);
         }
-        let user = sqlx::query(&format!("SELECT {} FROM users WHERE id = $1", UserRow::COLUMNS))
-            .bind(&session.user_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let user = sqlx::query(&format!(
+            "SELECT {} FROM users WHERE id = $1",
+            UserRow::COLUMNS
+        ))
+        .bind(&session.user_id)
+        .fetch_one(&mut *tx)
+        .await?;
         let user = UserRow::from_row(&user)?;
         let refresh_expires_at = now + refresh_ttl_ms;
         insert_refresh(&mut tx, new_hash, &session.id, now, refresh_expires_at).await?;
@@ -350,7 +366,10 @@ impl Store {
         .bind(since_secs)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(RevokedSession::from_row).collect::<sqlx::Result<_>>()?)
+        Ok(rows
+            .iter()
+            .map(RevokedSession::from_row)
+            .collect::<sqlx::Result<_>>()?)
     }
 
     /// Users whose "tokens issued before T" mark is newer than `since_secs`.

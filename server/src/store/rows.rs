@@ -22,16 +22,19 @@ impl UserRow {
         Ok(UserRow {
             id: r.try_get("id")?,
             username: r.try_get("username")?,
-            role: Role::parse(&role).ok_or_else(|| sqlx::Error::Decode(
-                format!("unknown role {role:?}").into(),
-            ))?,
+            role: Role::parse(&role)
+                .ok_or_else(|| sqlx::Error::Decode(format!("unknown role {role:?}").into()))?,
             created_at: r.try_get("created_at")?,
             tokens_valid_after_secs: r.try_get("tokens_valid_after_secs")?,
         })
     }
 
     pub fn to_wire(&self) -> User {
-        User { id: self.id.clone(), username: self.username.clone(), role: self.role }
+        User {
+            id: self.id.clone(),
+            username: self.username.clone(),
+            role: self.role,
+        }
     }
 }
 

@@ -11,7 +11,7 @@ pub mod session;
 use std::net::SocketAddr;
 
 use arena_protocol::{ErrorCode, SUBPROTOCOL};
-use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
@@ -65,7 +65,10 @@ fn accept(
     // has either seen this registration (and will close it) or is visible here.
     if state.auth.revocations.is_revoked(&claims) {
         drop(registration);
-        return Err(Error::new(ErrorCode::TokenRevoked, "the token has been revoked"));
+        return Err(Error::new(
+            ErrorCode::TokenRevoked,
+            "the token has been revoked",
+        ));
     }
 
     let limits = &state.config;

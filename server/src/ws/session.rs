@@ -138,7 +138,7 @@ impl Session {
                     }
                 }
                 queued = outbound.recv() => {
-                    let Some(msg) = queued else { return None };
+                    let msg = queued?;
                     if socket.send(msg).await.is_err() {
                         return None;
                     }
@@ -182,7 +182,10 @@ impl Session {
                 }
                 if self.rate_strikes == 1 {
                     return self
-                        .reply(socket, ServerMessage::error(ErrorCode::RateLimited, "slow down"))
+                        .reply(
+                            socket,
+                            ServerMessage::error(ErrorCode::RateLimited, "slow down"),
+                        )
                         .await;
                 }
                 return Next::Continue;
@@ -197,19 +200,37 @@ impl Session {
         self.invalid_frames = 0;
         match message {
             ClientMessage::Ping { id } => {
-                self.reply(socket, ServerMessage::Pong { id, server_time: ids::now_ms() }).await
+                self.reply(
+                    socket,
+                    ServerMessage::Pong {
+                        id,
+                        server_time: ids::now_ms(),
+                    },
+                )
+                .await
             }
             ClientMessage::Join { room } => match self.state.rooms.join(&self.conn, &room) {
                 Ok(joined) => {
                     if let Some(old) = joined.left {
-                        if let Next::Close(c, r) = self.reply(socket, ServerMessage::Left { room: old }).await {
+                        if let Next::Close(c, r) =
+                            self.reply(socket, ServerMessage::Left { room: old }).await
+                        {
                             return Next::Close(c, r);
                         }
                     }
-                    self.reply(socket, ServerMessage::Joined { room: joined.room, members: joined.members })
+                    self.reply(
+                        socket,
+                        ServerMessage::Joined {
+                            room: joined.room,
+                            members: joined.members,
+                        },
+                    )
+                    .await
+                }
+                Err(code) => {
+                    self.reply(socket, ServerMessage::error(code, room_error(code)))
                         .await
                 }
-                Err(code) => self.reply(socket, ServerMessage::error(code, room_error(code))).await,
             },
             ClientMessage::Leave => match self.state.rooms.leave_current(&self.conn) {
                 Some(room) => self.reply(socket, ServerMessage::Left { room }).await,
@@ -224,11 +245,16 @@ impl Session {
                 Next::Continue
             }
             ClientMessage::Chat { text: body } => {
-                let Some(room_id) = self.conn.room() else { return self.not_in_room(socket).await };
+                let Some(room_id) = self.conn.room() else {
+                    return self.not_in_room(socket).await;
+                };
                 if let Some(room) = self.state.rooms.get(&room_id) {
                     room.broadcast(&ServerMessage::Chat {
                         room: room_id,
-                        from: ChatFrom { id: self.claims.sub.clone(), username: self.claims.username.clone() },
+                        from: ChatFrom {
+                            id: self.claims.sub.clone(),
+                            username: self.claims.username.clone(),
+                        },
                         text: body,
                         ts: ids::now_ms(),
                     });
@@ -247,7 +273,10 @@ impl Session {
         };
         if claims.sub != self.claims.sub {
             return self
-                .reply(socket, ServerMessage::error(ErrorCode::Forbidden, "the token is for another user"))
+                .reply(
+                    socket,
+                    ServerMessage::error(ErrorCode::Forbidden, "the token is for another user"),
+                )
                 .await;
         }
         self.conn.set_session_id(claims.sid.clone());
@@ -256,10 +285,16 @@ impl Session {
         if self.state.auth.revocations.is_revoked(&claims) {
             self.conn.set_session_id(self.claims.sid.clone());
             return self
-                .reply(socket, ServerMessage::error(ErrorCode::TokenRevoked, "the token has been revoked"))
+                .reply(
+                    socket,
+                    ServerMessage::error(ErrorCode::TokenRevoked, "the token has been revoked"),
+                )
                 .await;
         }
-        let answer = ServerMessage::Reauthed { session_id: claims.sid.clone(), expires_at: claims.exp * 1000 };
+        let answer = ServerMessage::Reauthed {
+            session_id: claims.sid.clone(),
+            expires_at: claims.exp * 1000,
+        };
         self.claims = claims;
         self.warned_expiry = false;
         self.reply(socket, answer).await
@@ -268,13 +303,21 @@ impl Session {
     async fn invalid(&mut self, socket: &mut WebSocket, code: ErrorCode, message: &str) -> Next {
         self.invalid_frames += 1;
         if self.invalid_frames > MAX_INVALID_FRAMES {
-            return Next::Close(CloseCode::ProtocolError, CloseCode::ProtocolError.reason().into());
+            return Next::Close(
+                CloseCode::ProtocolError,
+                CloseCode::ProtocolError.reason().into(),
+            );
         }
-        self.reply(socket, ServerMessage::error(code, message)).await
+        self.reply(socket, ServerMessage::error(code, message))
+            .await
     }
 
     async fn not_in_room(&mut self, socket: &mut WebSocket) -> Next {
-        self.reply(socket, ServerMessage::error(ErrorCode::NotInRoom, "join a room first")).await
+        self.reply(
+            socket,
+            ServerMessage::error(ErrorCode::NotInRoom, "join a room first"),
+        )
+        .await
     }
 
     async fn reply(&mut self, socket: &mut WebSocket, message: ServerMessage) -> Next {
