@@ -11,6 +11,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+#[derive(Clone)]
 pub struct Api {
     base: String,
     http: reqwest::Client,

@@ -10,6 +10,7 @@
 //! any server that implements the protocol.
 
 mod api;
+mod load;
 
 use std::process::ExitCode;
 
@@ -87,6 +88,9 @@ enum Command {
         #[arg(long)]
         duration: Option<u64>,
     },
+    /// Load-test scenarios (the server needs --auth-rate-limit 0).
+    #[command(subcommand)]
+    Load(load::Scenario),
     /// Admin: lift a ban.
     Unban {
         #[command(flatten)]
@@ -197,6 +201,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 r["closed"], r["banned_until"]
             );
         }
+        Command::Load(scenario) => load::run(&api, scenario).await?,
         Command::Unban { login, user } => {
             let token = api
                 .login(&login.username, &login.password)

@@ -93,8 +93,9 @@ pub struct Config {
     pub max_ws_message_bytes: usize,
 
     /// Per-socket read buffer, in bytes. tungstenite's 128 KiB default costs that much
-    /// memory for every idle socket.
-    #[arg(long, env = "ARENA_WS_READ_BUFFER_BYTES", default_value_t = 4 * 1024)]
+    /// memory for every idle socket; game frames are small, and a larger message is
+    /// still read whole (up to the message limit) in several reads.
+    #[arg(long, env = "ARENA_WS_READ_BUFFER_BYTES", default_value_t = 1024)]
     pub ws_read_buffer_bytes: usize,
 
     /// Frames queued for one socket before it is closed as too slow (1008).

@@ -87,17 +87,35 @@ impl TestServer {
     }
 
     pub async fn start_raw(data: &DataDir, args: &[&str]) -> TestServer {
+        Self::spawn(data, args, &[]).await
+    }
+
+    /// Start configured through `ARENA_*` variables only (plus listen and data dir).
+    pub async fn start_env(data: &DataDir, env: &[(&str, &str)]) -> TestServer {
+        Self::spawn(data, &[], env).await
+    }
+
+    async fn spawn(data: &DataDir, args: &[&str], env: &[(&str, &str)]) -> TestServer {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(data.0.join("server.log"))
             .expect("server log");
-        let mut child = Command::new(server_binary())
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(&data.0)
+        let mut command = Command::new(server_binary());
+        if env.is_empty() {
+            command
+                .arg("--listen")
+                .arg("127.0.0.1:0")
+                .arg("--data-dir")
+                .arg(&data.0);
+        } else {
+            command
+                .env("ARENA_LISTEN", "127.0.0.1:0")
+                .env("ARENA_DATA_DIR", &data.0);
+        }
+        let mut child = command
             .args(args)
+            .envs(env.iter().copied())
             .env("ARENA_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

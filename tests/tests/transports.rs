@@ -192,3 +192,82 @@ async fn missing_and_garbage_tokens_get_plain_http_errors() {
         (401, Some("token_invalid"))
     );
 }
+
+#[tokio::test]
+async fn logs_never_contain_tokens_or_passwords() {
+    let data = DataDir::new();
+    let (server, admin) = start_with_admin(&data, &[]).await;
+    let p = server.new_player("lg").await;
+    let mut ws = server.ws_ok(p.token()).await;
+    ws.send_json(json!({"type": "reauth", "access_token": p.token()}))
+        .await;
+    ws.recv_type("reauthed").await;
+    let _ = server
+        .get(&format!("/auth/me?token={}", p.token()), None)
+        .await;
+    let (_, rotated) = server
+        .post(
+            "/auth/refresh",
+            None,
+            json!({"refresh_token": p.session.refresh_token}),
+        )
+        .await;
+    server
+        .post(
+            &format!("/admin/users/{}/kick", p.id()),
+            Some(&admin),
+            json!({}),
+        )
+        .await;
+    assert_eq!(ws.close_code().await, 4003);
+    assert_eq!(server.signal_and_wait("TERM").await, Some(0));
+
+    let log = std::fs::read_to_string(data.0.join("server.log")).unwrap();
+    assert!(log.contains("user kicked"), "the log is being written");
+    for secret in [
+        p.token(),
+        p.session.refresh_token.as_str(),
+        rotated["access_token"].as_str().unwrap(),
+        rotated["refresh_token"].as_str().unwrap(),
+        p.password.as_str(),
+        ADMIN_PASSWORD,
+        admin.as_str(),
+    ] {
+        assert!(!log.contains(secret), "the server log contains a secret");
+    }
+}
+
+#[tokio::test]
+async fn every_option_reads_its_environment_variable() {
+    let data = DataDir::new();
+    let server = TestServer::start_env(
+        &data,
+        &[
+            ("ARENA_ADMIN_USERNAME", "envadmin"),
+            ("ARENA_ADMIN_PASSWORD", "env-admin-pass"),
+            ("ARENA_AUTH_RATE_LIMIT", "0"),
+            ("ARENA_MAX_SOCKETS_PER_USER", "1"),
+            ("ARENA_ACCESS_TTL", "120"),
+            ("ARENA_ALLOWED_ORIGINS", "https://game.example"),
+        ],
+    )
+    .await;
+    let admin = server.login("envadmin", "env-admin-pass").await;
+    assert_eq!(admin.user.role, arena_protocol::Role::Admin);
+    assert_eq!(admin.expires_in, 120);
+    let _one = server.ws_ok(&admin.access_token).await;
+    let refusal = server
+        .ws(WsAuth::Header(&admin.access_token))
+        .await
+        .err()
+        .expect("limit from env");
+    assert_eq!(refusal.status, 429);
+    // The configured allow-list replaces the default own origin.
+    let own = server.origin();
+    let refusal = server
+        .ws(WsAuth::Cookie(&admin.access_token, Some(&own)))
+        .await
+        .err()
+        .expect("own origin not listed");
+    assert_eq!(refusal.status, 403);
+}

@@ -142,6 +142,17 @@ impl RevocationList {
 /// Apply an event: record it, then close the sockets it concerns. Returns how many
 /// sockets were closed. The one path for every revocation, local or from elsewhere.
 pub async fn apply(event: &RevocationEvent, list: &RevocationList, registry: &Registry) -> usize {
+    let started = std::time::Instant::now();
+    let closed = apply_inner(event, list, registry).await;
+    tracing::debug!(
+        closed,
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "revocation applied"
+    );
+    closed
+}
+
+async fn apply_inner(event: &RevocationEvent, list: &RevocationList, registry: &Registry) -> usize {
     match event {
         RevocationEvent::Sessions { sessions, close } => {
             for s in sessions {

@@ -122,15 +122,20 @@ impl Session {
         socket: &mut WebSocket,
         outbound: &mut mpsc::Receiver<Message>,
     ) -> Option<(CloseCode, String)> {
+        // One timer pair per socket, reset only when `reauth` moves the expiry: the tokio
+        // timer wheel makes a pending timer cost nothing until it fires.
+        let (warn_at, expire_at) = self.expiry_instants();
+        let expiry = sleep_until(expire_at);
+        let warning = sleep_until(warn_at);
+        tokio::pin!(expiry, warning);
         loop {
-            let (warn_at, expire_at) = self.expiry_instants();
             tokio::select! {
                 biased;
                 _ = self.conn.closing() => return None, // the caller reads the request
-                _ = sleep_until(expire_at) => {
+                _ = &mut expiry => {
                     return Some((CloseCode::TokenExpired, CloseCode::TokenExpired.reason().into()));
                 }
-                _ = sleep_until(warn_at), if !self.warned_expiry => {
+                _ = &mut warning, if !self.warned_expiry => {
                     self.warned_expiry = true;
                     let msg = text(&ServerMessage::TokenExpiring { expires_at: self.claims.exp * 1000 });
                     if socket.send(msg).await.is_err() {
@@ -147,7 +152,16 @@ impl Session {
                     let next = match incoming {
                         None => return None,
                         Some(Err(e)) => return read_error_close(e),
-                        Some(Ok(Message::Text(t))) => self.on_text(socket, t.as_str()).await,
+                        Some(Ok(Message::Text(t))) => {
+                            let exp_before = self.claims.exp;
+                            let next = self.on_text(socket, t.as_str()).await;
+                            if self.claims.exp != exp_before {
+                                let (warn_at, expire_at) = self.expiry_instants();
+                                expiry.as_mut().reset(expire_at);
+                                warning.as_mut().reset(warn_at);
+                            }
+                            next
+                        }
                         Some(Ok(Message::Binary(_))) => {
                             self.invalid(socket, ErrorCode::InvalidJson, "frames must be JSON text").await
                         }
