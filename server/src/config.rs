@@ -106,6 +106,11 @@ pub struct Config {
     #[arg(long, env = "ARENA_WS_MAX_WRITE_BUFFER_BYTES", default_value_t = 256 * 1024)]
     pub ws_max_write_buffer_bytes: usize,
 
+    /// How long one frame may take to be written before the socket is closed as too
+    /// slow to read (1008), in ms.
+    #[arg(long, env = "ARENA_WS_SEND_TIMEOUT_MS", default_value_t = 5_000)]
+    pub ws_send_timeout_ms: u64,
+
     /// How long a revocation waits for each socket to send its close frame, in ms.
     #[arg(long, env = "ARENA_CLOSE_TIMEOUT_MS", default_value_t = 2_000)]
     pub close_timeout_ms: u64,
@@ -127,6 +132,10 @@ pub struct Config {
 impl Config {
     pub fn access_ttl(&self) -> Duration {
         Duration::from_secs(self.access_ttl)
+    }
+
+    pub fn ws_send_timeout(&self) -> Duration {
+        Duration::from_millis(self.ws_send_timeout_ms)
     }
 
     pub fn close_timeout(&self) -> Duration {

@@ -43,7 +43,11 @@ struct Session {
 /// What handling one client frame decided.
 enum Next {
     Continue,
+    /// Close the socket with this code.
     Close(CloseCode, String),
+    /// Stop serving: a close was requested from outside (the caller sends it), or the
+    /// peer is gone.
+    Stop,
 }
 
 pub async fn run(
@@ -69,9 +73,10 @@ pub async fn run(
     };
 
     let welcome = session.welcome();
-    let mut close = match socket.send(welcome).await {
-        Ok(()) => session.drive(&mut socket, &mut outbound).await,
-        Err(_) => None,
+    let mut close = match session.send(&mut socket, welcome).await {
+        Next::Continue => session.drive(&mut socket, &mut outbound).await,
+        Next::Close(code, reason) => Some((code, reason)),
+        Next::Stop => None,
     };
     // A close requested from outside wins over one we decided ourselves.
     if let Some(req) = conn.close_requested() {
@@ -138,14 +143,13 @@ impl Session {
                 _ = &mut warning, if !self.warned_expiry => {
                     self.warned_expiry = true;
                     let msg = text(&ServerMessage::TokenExpiring { expires_at: self.claims.exp * 1000 });
-                    if socket.send(msg).await.is_err() {
-                        return None;
+                    if let Some(close) = self.send(socket, msg).await.into_close()? {
+                        return Some(close);
                     }
                 }
                 queued = outbound.recv() => {
-                    let msg = queued?;
-                    if socket.send(msg).await.is_err() {
-                        return None;
+                    if let Some(close) = self.send(socket, queued?).await.into_close()? {
+                        return Some(close);
                     }
                 }
                 incoming = socket.recv() => {
@@ -169,8 +173,8 @@ impl Session {
                         // tungstenite answers pings itself.
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => Next::Continue,
                     };
-                    if let Next::Close(code, reason) = next {
-                        return Some((code, reason));
+                    if let Some(close) = next.into_close()? {
+                        return Some(close);
                     }
                 }
             }
@@ -226,10 +230,9 @@ impl Session {
             ClientMessage::Join { room } => match self.state.rooms.join(&self.conn, &room) {
                 Ok(joined) => {
                     if let Some(old) = joined.left {
-                        if let Next::Close(c, r) =
-                            self.reply(socket, ServerMessage::Left { room: old }).await
-                        {
-                            return Next::Close(c, r);
+                        let next = self.reply(socket, ServerMessage::Left { room: old }).await;
+                        if !matches!(next, Next::Continue) {
+                            return next;
                         }
                     }
                     self.reply(
@@ -335,10 +338,34 @@ impl Session {
     }
 
     async fn reply(&mut self, socket: &mut WebSocket, message: ServerMessage) -> Next {
-        match socket.send(text(&message)).await {
-            Ok(()) => Next::Continue,
-            // The peer is gone; nothing to send a close frame to.
-            Err(_) => Next::Close(CloseCode::GoingAway, String::new()),
+        self.send(socket, text(&message)).await
+    }
+
+    /// Write one frame. A peer that does not take it within the send timeout is too slow
+    /// (1008); a close request interrupts the wait, so a stalled writer never keeps a
+    /// revoked socket open.
+    async fn send(&self, socket: &mut WebSocket, message: Message) -> Next {
+        let timeout = self.state.config.ws_send_timeout();
+        tokio::select! {
+            biased;
+            _ = self.conn.closing() => Next::Stop,
+            sent = tokio::time::timeout(timeout, socket.send(message)) => match sent {
+                Ok(Ok(())) => Next::Continue,
+                Ok(Err(_)) => Next::Stop,
+                Err(_) => Next::Close(CloseCode::Policy, "too slow to read".into()),
+            },
+        }
+    }
+}
+
+impl Next {
+    /// For `drive`: `None` stop without a close of our own, `Some(None)` carry on,
+    /// `Some(Some(close))` close with that code.
+    fn into_close(self) -> Option<Option<(CloseCode, String)>> {
+        match self {
+            Next::Continue => Some(None),
+            Next::Close(code, reason) => Some(Some((code, reason))),
+            Next::Stop => None,
         }
     }
 }
