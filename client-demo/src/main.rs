@@ -47,6 +47,15 @@ struct Login {
     password: String,
 }
 
+impl Login {
+    async fn token(&self, api: &Api) -> Result<String, String> {
+        Ok(api
+            .login(&self.username, &self.password)
+            .await?
+            .access_token)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create an account.
@@ -132,7 +141,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             );
         }
         Command::Rooms(l) => {
-            let token = api.login(&l.username, &l.password).await?.access_token;
+            let token = l.token(&api).await?;
             for room in api.rooms(&token).await? {
                 println!(
                     "{}  {:<24} {}/{}",
@@ -142,7 +151,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Play { login, room } => play(&api, &login, room).await?,
         Command::Connections(l) => {
-            let token = api.login(&l.username, &l.password).await?.access_token;
+            let token = l.token(&api).await?;
             let list = api.call("GET", "/admin/connections", &token, None).await?;
             for c in list["connections"].as_array().into_iter().flatten() {
                 println!(
@@ -161,10 +170,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             user,
             reason,
         } => {
-            let token = api
-                .login(&login.username, &login.password)
-                .await?
-                .access_token;
+            let token = login.token(&api).await?;
             let id = api.resolve_user(&token, &user).await?;
             let r = api
                 .call(
@@ -182,10 +188,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             reason,
             duration,
         } => {
-            let token = api
-                .login(&login.username, &login.password)
-                .await?
-                .access_token;
+            let token = login.token(&api).await?;
             let id = api.resolve_user(&token, &user).await?;
             let body = json!({"reason": reason, "duration_secs": duration});
             let r = api
@@ -203,10 +206,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Load(scenario) => load::run(&api, scenario).await?,
         Command::Unban { login, user } => {
-            let token = api
-                .login(&login.username, &login.password)
-                .await?
-                .access_token;
+            let token = login.token(&api).await?;
             api.call("DELETE", &format!("/admin/users/{user}/ban"), &token, None)
                 .await?;
             println!("unbanned {user}");

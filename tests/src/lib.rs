@@ -239,6 +239,15 @@ impl TestServer {
         }
     }
 
+    pub async fn refresh(&self, refresh_token: &str) -> (u16, Value) {
+        self.post(
+            "/auth/refresh",
+            None,
+            json!({ "refresh_token": refresh_token }),
+        )
+        .await
+    }
+
     pub async fn logout(&self, token: &str, all: bool) -> u16 {
         let body = if all { json!({"all": true}) } else { json!({}) };
         self.post("/auth/logout", Some(token), body).await.0
@@ -300,6 +309,25 @@ impl TestServer {
         ws.welcome = welcome;
         ws
     }
+}
+
+/// Assert an HTTP error answer: its status and its protocol error code.
+#[track_caller]
+pub fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) {
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (want_status, Some(want_code)),
+        "answer: {body}"
+    );
+}
+
+/// The `Set-Cookie` header of a response (panics if there is none).
+pub fn set_cookie(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("a Set-Cookie header")
+        .to_string()
 }
 
 fn hv(s: &str) -> HeaderValue {

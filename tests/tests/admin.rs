@@ -43,10 +43,7 @@ async fn kick_closes_every_socket_of_the_user_with_4003() {
     }
     b.assert_alive().await;
     let (status, body) = server.get("/auth/me", Some(alice.token())).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (401, Some("token_revoked"))
-    );
+    assert_error(status, &body, 401, "token_revoked");
     // A kick is not a ban: the player may log in again.
     let back = server.login(&alice.username, &alice.password).await;
     server.ws_ok(&back.access_token).await.assert_alive().await;
@@ -78,10 +75,7 @@ async fn ban_closes_sockets_and_refuses_login_until_lifted() {
             json!({"username": p.username, "password": p.password}),
         )
         .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (403, Some("banned"))
-    );
+    assert_error(status, &body, 403, "banned");
     let (status, _) = server.get("/auth/me", Some(p.token())).await;
     assert!(status == 401 || status == 403);
     let refusal = server
@@ -105,10 +99,7 @@ async fn ban_closes_sockets_and_refuses_login_until_lifted() {
     server.ws_ok(&back.access_token).await.assert_alive().await;
     // The old token stays revoked after the unban.
     let (status, body) = server.get("/auth/me", Some(p.token())).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (401, Some("token_revoked"))
-    );
+    assert_error(status, &body, 401, "token_revoked");
 }
 
 #[tokio::test]
@@ -140,10 +131,7 @@ async fn timed_ban_reports_its_end() {
             json!({"duration_secs": -5}),
         )
         .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (400, Some("invalid_request"))
-    );
+    assert_error(status, &body, 400, "invalid_request");
 }
 
 #[tokio::test]
@@ -153,10 +141,7 @@ async fn admin_routes_need_the_admin_role() {
     let p = server.new_player("na").await;
     let victim = server.new_player("na").await;
     let (status, body) = server.get("/admin/connections", Some(p.token())).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (403, Some("forbidden"))
-    );
+    assert_error(status, &body, 403, "forbidden");
     let (status, _) = server
         .post(
             &format!("/admin/users/{}/kick", victim.id()),
@@ -178,10 +163,7 @@ async fn admin_routes_need_the_admin_role() {
     let (status, body) = server
         .post("/admin/users/u_nobody/kick", Some(&admin), json!({}))
         .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (404, Some("not_found"))
-    );
+    assert_error(status, &body, 404, "not_found");
 }
 
 #[tokio::test]
@@ -204,10 +186,7 @@ async fn bootstrap_promotes_an_existing_user_and_revokes_their_old_role() {
     .await;
     // Promotion is a role change: the player-role token is revoked.
     let (status, body) = server.get("/auth/me", Some(p.token())).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (401, Some("token_revoked"))
-    );
+    assert_error(status, &body, 401, "token_revoked");
     // The password is left as it was, and the new token carries the admin role.
     let s = server.login(&p.username, &p.password).await;
     assert_eq!(s.user.role, arena_protocol::Role::Admin);

@@ -51,13 +51,7 @@ async fn reauth_keeps_the_socket_alive_past_its_first_token() {
             .unwrap()
             .as_millis() as i64
     };
-    let (_, fresh) = server
-        .post(
-            "/auth/refresh",
-            None,
-            json!({"refresh_token": p.session.refresh_token}),
-        )
-        .await;
+    let (_, fresh) = server.refresh(&p.session.refresh_token).await;
     let fresh_token = fresh["access_token"].as_str().unwrap().to_string();
     let mut token = fresh_token;
     let mut refresh = fresh["refresh_token"].as_str().unwrap().to_string();
@@ -66,9 +60,7 @@ async fn reauth_keeps_the_socket_alive_past_its_first_token() {
         if me["expires_at"].as_i64().unwrap() > first_exp {
             break;
         }
-        let (_, s) = server
-            .post("/auth/refresh", None, json!({"refresh_token": refresh}))
-            .await;
+        let (_, s) = server.refresh(&refresh).await;
         token = s["access_token"].as_str().unwrap().to_string();
         refresh = s["refresh_token"].as_str().unwrap().to_string();
         tokio::task::yield_now().await;

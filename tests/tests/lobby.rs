@@ -42,10 +42,7 @@ async fn rooms_can_be_created_listed_and_inspected() {
     assert_eq!(status, 200);
     assert_eq!(detail["members"], json!([]));
     let (status, body) = server.get("/lobby/rooms/r_missing", Some(p.token())).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (404, Some("not_found"))
-    );
+    assert_error(status, &body, 404, "not_found");
     assert_eq!(server.get("/lobby/rooms", None).await.0, 401);
 }
 

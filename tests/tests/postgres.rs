@@ -70,13 +70,7 @@ async fn sessions_revocation_and_bans_on_postgres_survive_restart() {
     let mut b = server.ws_ok(bob.token()).await;
 
     // Refresh rotation, then logout closes the socket with 4001.
-    let (status, rotated) = server
-        .post(
-            "/auth/refresh",
-            None,
-            json!({"refresh_token": alice.session.refresh_token}),
-        )
-        .await;
+    let (status, rotated) = server.refresh(&alice.session.refresh_token).await;
     assert_eq!(status, 200, "{rotated}");
     assert_eq!(server.logout(alice.token(), false).await, 204);
     assert_eq!(a.close_code().await, 4001);
@@ -97,10 +91,7 @@ async fn sessions_revocation_and_bans_on_postgres_survive_restart() {
     let (status, body) = server
         .get("/auth/me", rotated["access_token"].as_str())
         .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (401, Some("token_revoked"))
-    );
+    assert_error(status, &body, 401, "token_revoked");
     let (status, body) = server
         .post(
             "/auth/login",
@@ -108,10 +99,7 @@ async fn sessions_revocation_and_bans_on_postgres_survive_restart() {
             json!({"username": bob.username, "password": bob.password}),
         )
         .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (403, Some("banned"))
-    );
+    assert_error(status, &body, 403, "banned");
     let again = server.login(&alice.username, &alice.password).await;
     server.ws_ok(&again.access_token).await.assert_alive().await;
     // Usernames stay unique ignoring case on PostgreSQL too.

@@ -34,10 +34,7 @@ async fn logout_closes_exactly_this_sessions_sockets_before_answering() {
 
     // The revoked token: 401 token_revoked on HTTP and on upgrade.
     let (status, body) = server.get("/auth/me", Some(alice.token())).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (401, Some("token_revoked"))
-    );
+    assert_error(status, &body, 401, "token_revoked");
     let refusal = server
         .ws(WsAuth::Header(alice.token()))
         .await
@@ -53,17 +50,8 @@ async fn logout_closes_exactly_this_sessions_sockets_before_answering() {
     assert_eq!(refusal.status, 401);
 
     // Its refresh token is dead too.
-    let (status, body) = server
-        .post(
-            "/auth/refresh",
-            None,
-            json!({"refresh_token": alice.session.refresh_token}),
-        )
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (401, Some("refresh_invalid"))
-    );
+    let (status, body) = server.refresh(&alice.session.refresh_token).await;
+    assert_error(status, &body, 401, "refresh_invalid");
 
     // The other session still works on HTTP.
     assert_eq!(
@@ -95,15 +83,10 @@ async fn logout_all_closes_every_session_of_the_user_only() {
 
     for token in [alice.token(), alice2.access_token.as_str()] {
         let (status, body) = server.get("/auth/me", Some(token)).await;
-        assert_eq!(
-            (status, body["error"]["code"].as_str()),
-            (401, Some("token_revoked"))
-        );
+        assert_error(status, &body, 401, "token_revoked");
     }
     for refresh in [&alice.session.refresh_token, &alice2.refresh_token] {
-        let (status, _) = server
-            .post("/auth/refresh", None, json!({"refresh_token": refresh}))
-            .await;
+        let (status, _) = server.refresh(&refresh).await;
         assert_eq!(status, 401);
     }
     // Logging in again right away works: the new session is not caught by the old mark.
@@ -121,13 +104,7 @@ async fn refresh_rotates_and_reuse_revokes_the_session() {
     let server = TestServer::start(&data, &[]).await;
     let p = server.new_player("rf").await;
 
-    let (status, body) = server
-        .post(
-            "/auth/refresh",
-            None,
-            json!({"refresh_token": p.session.refresh_token}),
-        )
-        .await;
+    let (status, body) = server.refresh(&p.session.refresh_token).await;
     assert_eq!(status, 200, "{body}");
     let second: arena_protocol::http::Session = serde_json::from_value(body).unwrap();
     assert_eq!(second.session_id, p.session.session_id);
@@ -144,45 +121,22 @@ async fn refresh_rotates_and_reuse_revokes_the_session() {
     let mut other_socket = server.ws_ok(&other.access_token).await;
 
     // The spent token again: theft. The whole session goes, its socket gets 4001.
-    let (status, body) = server
-        .post(
-            "/auth/refresh",
-            None,
-            json!({"refresh_token": p.session.refresh_token}),
-        )
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (401, Some("refresh_invalid"))
-    );
+    let (status, body) = server.refresh(&p.session.refresh_token).await;
+    assert_error(status, &body, 401, "refresh_invalid");
     assert_eq!(socket.close_code().await, 4001);
     for token in [p.token(), second.access_token.as_str()] {
         let (status, body) = server.get("/auth/me", Some(token)).await;
-        assert_eq!(
-            (status, body["error"]["code"].as_str()),
-            (401, Some("token_revoked"))
-        );
+        assert_error(status, &body, 401, "token_revoked");
     }
     // The thief's copy of the newest refresh token is dead as well.
-    let (status, _) = server
-        .post(
-            "/auth/refresh",
-            None,
-            json!({"refresh_token": second.refresh_token}),
-        )
-        .await;
+    let (status, _) = server.refresh(&second.refresh_token).await;
     assert_eq!(status, 401);
     // Another session of the user is not touched.
     other_socket.assert_alive().await;
 
     // An unknown refresh token is just invalid.
-    let (status, body) = server
-        .post("/auth/refresh", None, json!({"refresh_token": "nope"}))
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (401, Some("refresh_invalid"))
-    );
+    let (status, body) = server.refresh(&"nope").await;
+    assert_error(status, &body, 401, "refresh_invalid");
 }
 
 #[tokio::test]
@@ -198,13 +152,7 @@ async fn refresh_sets_the_cookie_too() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    let cookie = resp
-        .headers()
-        .get("set-cookie")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let cookie = set_cookie(&resp);
     assert!(
         cookie.starts_with("arena_access=ey") && cookie.contains("HttpOnly"),
         "{cookie}"

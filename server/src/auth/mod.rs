@@ -293,6 +293,14 @@ impl Auth {
             .await)
     }
 
+    /// The user with this id, or `not_found`.
+    pub async fn existing_user(&self, user_id: &str) -> Result<UserRow> {
+        self.store
+            .user_by_id(user_id)
+            .await?
+            .ok_or_else(|| Error::not_found("user"))
+    }
+
     pub async fn unban(&self, user_id: &str) -> Result<()> {
         self.store.unban(user_id).await?;
         self.apply(RevocationEvent::Unban {

@@ -39,12 +39,7 @@ pub async fn kick(
     JsonBody(body): JsonBody<KickRequest>,
 ) -> Result<Json<KickResponse>> {
     let reason = reason_or(body.reason, "kicked by an admin")?;
-    state
-        .auth
-        .store
-        .user_by_id(&user_id)
-        .await?
-        .ok_or_else(|| Error::not_found("user"))?;
+    state.auth.existing_user(&user_id).await?;
     let closed = state
         .auth
         .revoke_user(&user_id, CloseCode::Kicked, &reason, None)
@@ -74,12 +69,7 @@ pub async fn ban(
             Some(ids::now_ms() + secs as i64 * 1000)
         }
     };
-    state
-        .auth
-        .store
-        .user_by_id(&user_id)
-        .await?
-        .ok_or_else(|| Error::not_found("user"))?;
+    state.auth.existing_user(&user_id).await?;
     let closed = state
         .auth
         .revoke_user(&user_id, CloseCode::Kicked, &reason, Some(banned_until))
@@ -96,12 +86,7 @@ pub async fn unban(
     AdminUser(admin): AdminUser,
     Path(user_id): Path<String>,
 ) -> Result<StatusCode> {
-    state
-        .auth
-        .store
-        .user_by_id(&user_id)
-        .await?
-        .ok_or_else(|| Error::not_found("user"))?;
+    state.auth.existing_user(&user_id).await?;
     state.auth.unban(&user_id).await?;
     tracing::info!(admin = %admin.claims.sub, user_id = %user_id, "user unbanned");
     Ok(StatusCode::NO_CONTENT)
