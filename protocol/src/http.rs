@@ -141,6 +141,18 @@ pub struct BanResponse {
     pub banned_until: Option<i64>,
 }
 
+/// `PUT /admin/users/{id}/role` (an extension of PROTOCOL.md).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RoleRequest {
+    pub role: Option<crate::Role>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoleResponse {
+    pub user: User,
+    pub changed: bool,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Health {
     pub status: String,

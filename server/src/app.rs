@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::keys::{Keyring, SigningAlgorithm};
 use crate::auth::password::Passwords;
 use crate::auth::revocation::RevocationList;
 use crate::auth::tokens::TokenKeys;
@@ -86,6 +87,9 @@ impl RunningServer {
                 Ok(())
             }
         };
+        if let Err(e) = self.state.auth.flush_last_seen().await {
+            tracing::warn!(error = %e, "could not record last_seen_at");
+        }
         self.state.auth.store.close().await;
         result
     }
@@ -93,14 +97,12 @@ impl RunningServer {
 
 pub async fn start(config: Config) -> Result<RunningServer> {
     prepare_data_dir(&config.data_dir)?;
-    let secret = signing_secret(&config)?;
-    let keys = TokenKeys::hs256(
-        &secret,
+    let keys = TokenKeys::new(
+        keyring(&config)?,
         &config.jwt_issuer,
         &config.jwt_audience,
         config.jwt_leeway,
-    )
-    .map_err(Error::Internal)?;
+    );
     let store = Store::open(config.database_url.as_deref(), &config.data_dir).await?;
 
     let registry = Registry::new(
@@ -118,6 +120,10 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         access_ttl_secs: config.access_ttl as i64,
         refresh_ttl_secs: config.refresh_ttl as i64,
         leeway_secs: leeway,
+        session_max_age_secs: config.session_max_age as i64,
+        refresh_grace_secs: config.refresh_grace_secs as i64,
+        single_session: config.single_session,
+        last_seen: dashmap::DashMap::new(),
     };
     auth.load_revocations().await?;
     if let (Some(name), Some(password)) = (&config.admin_username, &config.admin_password) {
@@ -177,6 +183,9 @@ fn spawn_pruner(state: AppState, stop: CancellationToken) {
                     if let Some(l) = &state.auth_limiter {
                         l.retain_recent();
                     }
+                    if let Err(e) = state.auth.flush_last_seen().await {
+                        tracing::warn!(error = %e, "could not record last_seen_at");
+                    }
                 }
             }
         }
@@ -194,41 +203,24 @@ fn prepare_data_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The HMAC secret: configured, or read from `<data>/jwt-secret`, or generated there on
-/// first run (mode 0600, created exclusively so two first starts cannot race).
-fn signing_secret(config: &Config) -> Result<Vec<u8>> {
+/// The signing keys: a fixed secret if one is configured, else the keyring under the
+/// data dir (created, rotated and pruned here).
+fn keyring(config: &Config) -> Result<Keyring> {
     if let Some(secret) = &config.jwt_secret {
-        return Ok(secret.as_bytes().to_vec());
-    }
-    let path = config.data_dir.join("jwt-secret");
-    let read = |p: &Path| {
-        std::fs::read_to_string(p)
-            .map(|s| s.trim().as_bytes().to_vec())
-            .map_err(|e| Error::internal(format!("cannot read {}: {e}", p.display())))
-    };
-    if path.exists() {
-        return read(&path);
-    }
-    let secret = crate::ids::random_token(48);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    match options.open(&path) {
-        Ok(mut file) => {
-            use std::io::Write;
-            file.write_all(secret.as_bytes())
-                .and_then(|_| file.sync_all())
-                .map_err(|e| Error::internal(format!("cannot write {}: {e}", path.display())))?;
-            Ok(secret.into_bytes())
+        if config.jwt_algorithm != SigningAlgorithm::Hs256 {
+            return Err(Error::internal(
+                "--jwt-secret is an HMAC secret: it needs --jwt-algorithm HS256",
+            ));
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(&path),
-        Err(e) => Err(Error::internal(format!(
-            "cannot create {}: {e}",
-            path.display()
-        ))),
+        return Keyring::from_secret(secret.as_bytes()).map_err(Error::Internal);
     }
+    // A retired key verifies until every token it signed has expired.
+    let retire_after = config.access_ttl as i64 + config.jwt_leeway as i64;
+    Keyring::load_or_create(
+        &config.data_dir.join("signing-keys.json"),
+        config.jwt_algorithm,
+        config.rotate_signing_key,
+        retire_after,
+    )
+    .map_err(Error::Internal)
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::auth::keys::SigningAlgorithm;
+
 #[derive(Debug, Clone, Parser)]
 #[command(name = "arena-server", version, about = "Arena real-time game server")]
 pub struct Config {
@@ -32,6 +34,25 @@ pub struct Config {
     #[arg(long, env = "ARENA_REFRESH_TTL", default_value_t = 30 * 86_400,
           value_parser = clap::value_parser!(u64).range(1..=366 * 86_400))]
     pub refresh_ttl: u64,
+
+    /// Absolute session lifetime since the user typed their password (default 30 days):
+    /// past it, refresh fails and the user must log in again.
+    #[arg(long, env = "ARENA_SESSION_MAX_AGE", default_value_t = 30 * 86_400,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_max_age: u64,
+
+    /// Seconds after a rotation during which the previous refresh token, presented again,
+    /// returns the same new pair instead of counting as theft (0: no grace).
+    #[arg(long, env = "ARENA_REFRESH_GRACE_SECS", default_value_t = 10)]
+    pub refresh_grace_secs: u64,
+
+    /// A new login revokes the user's other sessions and closes their sockets with 4004.
+    #[arg(long, env = "ARENA_SINGLE_SESSION", default_value_t = false)]
+    pub single_session: bool,
+
+    /// Seconds before a socket's token expires that it is sent `token_expiring`.
+    #[arg(long, env = "ARENA_TOKEN_EXPIRING_SECS", default_value_t = 60)]
+    pub token_expiring_secs: u64,
 
     /// Comma-separated Origins allowed for cookie-authenticated requests and sockets.
     /// Empty means the server's own origin(s).
@@ -72,7 +93,18 @@ pub struct Config {
     #[arg(long, env = "ARENA_JWT_AUDIENCE", default_value = "arena")]
     pub jwt_audience: String,
 
-    /// HMAC signing secret (at least 32 bytes). Default: generated under the data dir.
+    /// Token signing algorithm for new tokens. Keys live in `<data>/signing-keys.json`;
+    /// changing the algorithm rotates to a new key.
+    #[arg(long, env = "ARENA_JWT_ALGORITHM", value_enum, default_value = "HS256")]
+    pub jwt_algorithm: SigningAlgorithm,
+
+    /// Start signing with a new key; tokens signed by the previous one stay valid until
+    /// they expire.
+    #[arg(long, env = "ARENA_ROTATE_SIGNING_KEY", default_value_t = false)]
+    pub rotate_signing_key: bool,
+
+    /// A fixed HMAC signing secret (at least 32 bytes) instead of the generated keyring,
+    /// for servers that must share one key without sharing a data dir.
     #[arg(long, env = "ARENA_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 

@@ -7,15 +7,20 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
-/// `bytes` random bytes from the OS generator, base64url without padding.
-pub fn random_token(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
+/// `n` random bytes from the OS generator.
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
     // The system RNG only fails if the OS cannot supply randomness at all, in which case
     // no secret we could make would be safe to hand out.
     SystemRandom::new()
         .fill(&mut buf)
         .expect("operating system RNG failed");
-    URL_SAFE_NO_PAD.encode(buf)
+    buf
+}
+
+/// `bytes` random bytes from the OS generator, base64url without padding.
+pub fn random_token(bytes: usize) -> String {
+    URL_SAFE_NO_PAD.encode(random_bytes(bytes))
 }
 
 /// A new id with a readable prefix: `u_…` users, `s_…` sessions, `c_…` connections.
@@ -26,8 +31,19 @@ pub fn new_id(prefix: &str) -> String {
 /// SHA-256 of a high-entropy secret, hex-encoded. Refresh tokens carry 256 random bits,
 /// so a fast hash is enough: there is nothing to brute-force.
 pub fn sha256_hex(input: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, input.as_bytes());
+    sha256_hex_bytes(input.as_bytes())
+}
+
+pub fn sha256_hex_bytes(input: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, input);
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// HMAC-SHA256 of `message` under `key`, base64url: a value only the holder of `key` can
+/// compute, and the same every time.
+pub fn hmac_token(key: &[u8], message: &str) -> String {
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);
+    URL_SAFE_NO_PAD.encode(aws_lc_rs::hmac::sign(&key, message.as_bytes()).as_ref())
 }
 
 /// Unix milliseconds now.

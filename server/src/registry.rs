@@ -212,6 +212,17 @@ impl Registry {
         self.by_user.get(user_id).map_or(0, |v| v.len())
     }
 
+    /// Open sockets of a user, counted by session.
+    pub fn sockets_by_session(&self, user_id: &str) -> std::collections::HashMap<String, usize> {
+        let mut counts = std::collections::HashMap::new();
+        if let Some(conns) = self.by_user.get(user_id) {
+            for h in conns.iter() {
+                *counts.entry(h.session_id()).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
     pub fn snapshot(&self) -> Vec<Arc<ConnHandle>> {
         self.by_user
             .iter()

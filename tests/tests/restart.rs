@@ -26,6 +26,8 @@ async fn revocations_bans_and_refresh_tokens_survive_a_restart() {
         )
         .await;
     assert_eq!(status, 200);
+    let (status, kept_next) = server.refresh(&kept.session.refresh_token).await;
+    assert_eq!(status, 200);
     assert_eq!(server.signal_and_wait("TERM").await, Some(0));
 
     let server = TestServer::start(&data, &[]).await;
@@ -65,11 +67,15 @@ async fn revocations_bans_and_refresh_tokens_survive_a_restart() {
         .expect("banned refused");
     assert_eq!(refusal.status, 403);
 
-    // What was not revoked still works, and its refresh token still rotates.
+    // What was not revoked still works, and the refresh token issued before the
+    // restart still rotates.
     assert_eq!(server.get("/auth/me", Some(kept.token())).await.0, 200);
-    let (status, _) = server.refresh(&kept.session.refresh_token).await;
+    let (status, _) = server
+        .refresh(kept_next["refresh_token"].as_str().unwrap())
+        .await;
     assert_eq!(status, 200);
-    // A spent refresh token is still recognised as reuse after the restart.
+    // The token spent before the restart, whose successor is now spent too, is
+    // recognised as reuse after the restart.
     let (status, _) = server.refresh(&kept.session.refresh_token).await;
     assert_eq!(status, 401);
     let (status, body) = server.get("/auth/me", Some(kept.token())).await;
@@ -110,7 +116,7 @@ async fn first_run_creates_a_private_data_dir() {
             .mode()
             & 0o777
     };
-    assert_eq!(mode("jwt-secret"), 0o600);
+    assert_eq!(mode("signing-keys.json"), 0o600);
     assert_eq!(mode("arena.db"), 0o600);
     assert_eq!(
         server.get("/healthz", None).await,

@@ -7,19 +7,20 @@
 //! applied through [`revocation::apply`], then answered.
 
 pub mod extract;
+pub mod keys;
 pub mod password;
 pub mod revocation;
 pub mod tokens;
 
 use std::sync::Arc;
 
-use arena_protocol::http::{Session, User};
+use arena_protocol::http::{Session, SessionInfo, User};
 use arena_protocol::{CloseCode, ErrorCode, Role};
 
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::registry::Registry;
-use crate::store::{BanRow, NewSession, RefreshOutcome, Store, UserRow};
+use crate::store::{BanRow, CreateOutcome, NewSession, RefreshOutcome, Rotation, Store, UserRow};
 
 pub use extract::AuthUser;
 use password::Passwords;
@@ -42,6 +43,14 @@ pub struct Auth {
     pub access_ttl_secs: i64,
     pub refresh_ttl_secs: i64,
     pub leeway_secs: i64,
+    /// Absolute session lifetime since the password was typed.
+    pub session_max_age_secs: i64,
+    /// How long a just-rotated refresh token may be retried (see [`Auth::refresh`]).
+    pub refresh_grace_secs: i64,
+    /// A new login revokes the user's other sessions (4004).
+    pub single_session: bool,
+    /// session id → last use (ms), not yet written to the database.
+    pub last_seen: dashmap::DashMap<String, i64>,
 }
 
 /// A fresh session: the wire answer and the claims of its access token.
@@ -63,6 +72,7 @@ impl Auth {
                 "the token has been revoked",
             ));
         }
+        self.touch(&claims.sid, ids::now_ms());
         Ok(claims)
     }
 
@@ -101,16 +111,25 @@ impl Auth {
         Ok(user.to_wire())
     }
 
+    /// Change a user's role. A changed role revokes every token the user holds (their
+    /// sockets close with 4001), so no token carries a stale role.
+    pub async fn set_role(&self, user_id: &str, role: Role) -> Result<bool> {
+        self.existing_user(user_id).await?;
+        let changed = self.store.set_role(user_id, role).await?;
+        if changed {
+            self.revoke_user(user_id, CloseCode::SessionRevoked, "role changed", None)
+                .await?;
+        }
+        Ok(changed)
+    }
+
     /// Create the admin account, or promote an existing user (its password is left as it
     /// is). Promotion is a role change, so it revokes that user's sessions.
     pub async fn bootstrap_admin(&self, username: &str, password: &str) -> Result<User> {
         match self.store.user_by_name(username).await? {
             None => self.register(username, password, Role::Admin).await,
             Some((user, _)) => {
-                if self.store.set_role(&user.id, Role::Admin).await? {
-                    self.revoke_user(&user.id, CloseCode::SessionRevoked, "role changed", None)
-                        .await?;
-                }
+                self.set_role(&user.id, Role::Admin).await?;
                 Ok(User {
                     role: Role::Admin,
                     ..user.to_wire()
@@ -154,8 +173,9 @@ impl Auth {
                 auth_time,
             },
             auth_time,
-            self.access_ttl_secs,
+            self.access_ttl_secs.min(self.session_max_age_secs),
         )?;
+        let refresh_ttl_ms = self.refresh_ttl_secs.min(self.session_max_age_secs) * 1000;
         let new = NewSession {
             id: session_id.clone(),
             user_id: user.id.clone(),
@@ -163,39 +183,72 @@ impl Auth {
             user_agent: client.user_agent.map(|ua| ua.chars().take(256).collect()),
             remote_addr: client.remote_addr,
             refresh_hash: ids::sha256_hex(&refresh_token),
-            refresh_expires_at: now + self.refresh_ttl_secs * 1000,
+            refresh_expires_at: now + refresh_ttl_ms,
             access_expires_secs: claims.exp,
         };
-        if let Some(ban) = self.store.create_session(&new, now).await? {
-            return Err(banned(&ban));
+        match self
+            .store
+            .create_session(&new, self.single_session, now)
+            .await?
+        {
+            CreateOutcome::Banned(ban) => return Err(banned(&ban)),
+            CreateOutcome::Created { replaced } if !replaced.is_empty() => {
+                self.apply(RevocationEvent::Sessions {
+                    sessions: replaced,
+                    close: CloseCode::SessionReplaced,
+                })
+                .await;
+            }
+            CreateOutcome::Created { .. } => {}
         }
+        self.touch(&session_id, now);
         Ok(IssuedSession {
-            session: self.session_answer(access_token, refresh_token, session_id, user.to_wire()),
+            session: self.session_answer(
+                access_token,
+                &claims,
+                refresh_token,
+                refresh_ttl_ms / 1000,
+                user.to_wire(),
+            ),
             claims,
         })
     }
 
+    /// Rotate a refresh token.
+    ///
+    /// The rule for two honest refreshes racing (two tabs, a retry after a lost answer):
+    /// a token's successor is derived from it (HMAC under the keyring's chain key), and
+    /// the access token minted with it is derived from the same inputs. Presenting the
+    /// immediately previous token again within `--refresh-grace-secs` of its rotation,
+    /// while its successor is still unspent, returns exactly the same pair. Outside that
+    /// window, or once the successor has itself been used, a spent token is theft: the
+    /// session is revoked and its sockets closed with 4001.
     pub async fn refresh(&self, refresh_token: &str) -> Result<IssuedSession> {
         let invalid = || Error::new(ErrorCode::RefreshInvalid, "the refresh token is not valid");
         if refresh_token.is_empty() || refresh_token.len() > 256 {
             return Err(invalid());
         }
         let now = ids::now_ms();
-        let new_refresh = ids::random_token(32);
-        // The new access token's exp is recorded with the session before it is handed out.
-        let access_exp = now / 1000 + self.access_ttl_secs;
-        let outcome = self
-            .store
-            .rotate_refresh(
-                &ids::sha256_hex(refresh_token),
-                &ids::sha256_hex(&new_refresh),
-                access_exp,
-                self.refresh_ttl_secs * 1000,
-                now,
-            )
-            .await?;
-        match outcome {
-            RefreshOutcome::Invalid => Err(invalid()),
+        let chain = self.keys.chain_key();
+        let successor = ids::hmac_token(chain, refresh_token);
+        let rotation = Rotation {
+            old_hash: &ids::sha256_hex(refresh_token),
+            new_hash: &ids::sha256_hex(&successor),
+            // Recorded with the session before the token is handed out.
+            access_expires_secs: now / 1000 + self.access_ttl_secs,
+            refresh_ttl_ms: self.refresh_ttl_secs * 1000,
+            max_age_secs: self.session_max_age_secs,
+            grace_ms: self.refresh_grace_secs * 1000,
+            now,
+        };
+        let (session, user, rotated_at) = match self.store.rotate_refresh(&rotation).await? {
+            RefreshOutcome::Invalid => return Err(invalid()),
+            RefreshOutcome::TooOld => {
+                return Err(Error::new(
+                    ErrorCode::RefreshInvalid,
+                    "the session has reached its maximum age; log in again",
+                ))
+            }
             RefreshOutcome::Reused(revoked) => {
                 tracing::warn!(user_id = %revoked.user_id, session_id = %revoked.session_id,
                     "refresh token reused: session revoked");
@@ -204,31 +257,97 @@ impl Auth {
                     close: CloseCode::SessionRevoked,
                 })
                 .await;
-                Err(invalid())
+                return Err(invalid());
             }
-            RefreshOutcome::Rotated { session, user } => {
-                let (access_token, claims) = self.keys.issue(
-                    &TokenSubject {
-                        user_id: &user.id,
-                        username: &user.username,
-                        role: user.role,
-                        session_id: &session.id,
-                        auth_time: session.auth_time_secs,
-                    },
-                    now / 1000,
-                    self.access_ttl_secs,
-                )?;
-                Ok(IssuedSession {
-                    session: self.session_answer(
-                        access_token,
-                        new_refresh,
-                        session.id,
-                        user.to_wire(),
-                    ),
-                    claims,
-                })
+            RefreshOutcome::Rotated {
+                session,
+                user,
+                rotated_at,
+            }
+            | RefreshOutcome::Replayed {
+                session,
+                user,
+                rotated_at,
+            } => (session, user, rotated_at),
+        };
+        // Everything below depends only on the presented token and the rotation's time,
+        // so a replay within the grace window mints the identical answer.
+        let iat = rotated_at / 1000;
+        let session_ends = session.auth_time_secs + self.session_max_age_secs;
+        let jti = ids::hmac_token(chain, &format!("jti:{refresh_token}"))[..16].to_string();
+        let (access_token, claims) = self.keys.issue_with_id(
+            &TokenSubject {
+                user_id: &user.id,
+                username: &user.username,
+                role: user.role,
+                session_id: &session.id,
+                auth_time: session.auth_time_secs,
+            },
+            iat,
+            self.access_ttl_secs.min(session_ends - iat).max(1),
+            jti,
+        )?;
+        self.touch(&session.id, now);
+        let refresh_expires_in = self.refresh_ttl_secs.min(session_ends - iat).max(0);
+        Ok(IssuedSession {
+            session: self.session_answer(
+                access_token,
+                &claims,
+                successor,
+                refresh_expires_in,
+                user.to_wire(),
+            ),
+            claims,
+        })
+    }
+
+    /// The caller's live sessions, with their open socket counts.
+    pub async fn sessions(&self, claims: &Claims) -> Result<Vec<SessionInfo>> {
+        let rows = self.store.live_sessions(&claims.sub, ids::now_ms()).await?;
+        let sockets = self.registry.sockets_by_session(&claims.sub);
+        Ok(rows
+            .into_iter()
+            .map(|s| SessionInfo {
+                last_seen_at: self
+                    .last_seen
+                    .get(&s.id)
+                    .map_or(s.last_seen_at, |t| (*t).max(s.last_seen_at)),
+                sockets: sockets.get(&s.id).copied().unwrap_or(0) as u64,
+                current: s.id == claims.sid,
+                created_at: s.created_at,
+                user_agent: s.user_agent,
+                remote_addr: s.remote_addr,
+                session_id: s.id,
+            })
+            .collect())
+    }
+
+    /// Note that a session was just used. Kept in memory and written in batches by
+    /// [`Auth::flush_last_seen`], so a request costs no database write.
+    pub fn touch(&self, session_id: &str, now: i64) {
+        match self.last_seen.get_mut(session_id) {
+            Some(mut t) => *t = (*t).max(now),
+            None => {
+                self.last_seen.insert(session_id.to_string(), now);
             }
         }
+    }
+
+    /// Write the batched `last_seen_at` values.
+    pub async fn flush_last_seen(&self) -> Result<usize> {
+        let batch: Vec<(String, i64)> = self
+            .last_seen
+            .iter()
+            .map(|e| (e.key().clone(), *e.value()))
+            .collect();
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        self.store.touch_sessions(&batch).await?;
+        for (sid, t) in &batch {
+            self.last_seen.remove_if(sid, |_, v| *v == *t);
+        }
+        Ok(batch.len())
     }
 
     /// Logout: this session, or with `all` every session of the user.
@@ -316,18 +435,19 @@ impl Auth {
 
     fn session_answer(
         &self,
-        access: String,
-        refresh: String,
-        session_id: String,
+        access_token: String,
+        claims: &Claims,
+        refresh_token: String,
+        refresh_expires_in: i64,
         user: User,
     ) -> Session {
         Session {
-            access_token: access,
+            access_token,
             token_type: "Bearer".into(),
-            expires_in: self.access_ttl_secs as u64,
-            refresh_token: refresh,
-            refresh_expires_in: self.refresh_ttl_secs as u64,
-            session_id,
+            expires_in: (claims.exp - claims.iat).max(0) as u64,
+            refresh_token,
+            refresh_expires_in: refresh_expires_in.max(0) as u64,
+            session_id: claims.sid.clone(),
             user,
         }
     }

@@ -1,24 +1,22 @@
 //! Access tokens: what a JWT carries, how we sign it, and the one verification path
 //! every HTTP route and every WebSocket upgrade goes through.
 //!
-//! Verification pins the algorithm from configuration (the token's header never chooses
-//! it), requires `exp`, `nbf`, `iss`, `aud` and `sub`, validates `nbf`, allows a small
+//! Verification pins the algorithm to the one of the key the token's `kid` names (the
+//! header never chooses it), requires `exp`, `nbf`, `iss`, `aud` and `sub`, validates `nbf`, allows a small
 //! configured leeway, and refuses headers that point at outside keys (`jku`, `x5u`,
 //! `jwk`, `x5c`). Revocation is checked after this, in [`super::Authenticator`].
 
 use arena_protocol::{ErrorCode, Role};
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use super::keys::{Keyring, SigningAlgorithm};
 use crate::error::Error;
 use crate::ids;
 
 /// Tokens larger than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 4096;
-
-/// HMAC secrets shorter than this are refused at start (RFC 7518 §3.2 for HS256).
-pub const MIN_SECRET_BYTES: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Claims {
@@ -39,12 +37,12 @@ pub struct Claims {
     pub username: String,
 }
 
-/// Signs and verifies access tokens with the configured key.
+/// Signs access tokens with the keyring's current key and verifies them with the key
+/// their `kid` names.
 pub struct TokenKeys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
-    header: Header,
+    ring: Keyring,
+    hs256: Validation,
+    eddsa: Validation,
     issuer: String,
     audience: String,
 }
@@ -59,29 +57,44 @@ pub struct TokenSubject<'a> {
 }
 
 impl TokenKeys {
-    /// HS256 keys from a secret of at least [`MIN_SECRET_BYTES`].
-    pub fn hs256(secret: &[u8], issuer: &str, audience: &str, leeway: u64) -> Result<Self, String> {
-        if secret.len() < MIN_SECRET_BYTES {
-            return Err(format!(
-                "the HMAC secret must be at least {MIN_SECRET_BYTES} bytes (got {})",
-                secret.len()
-            ));
-        }
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        validation.validate_nbf = true;
-        validation.validate_exp = true;
-        validation.leeway = leeway;
-        validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
-        Ok(TokenKeys {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
-            header: Header::new(Algorithm::HS256),
+    pub fn new(ring: Keyring, issuer: &str, audience: &str, leeway: u64) -> TokenKeys {
+        let validation = |alg| {
+            let mut v = Validation::new(alg);
+            v.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+            v.validate_nbf = true;
+            v.validate_exp = true;
+            v.leeway = leeway;
+            v.set_issuer(&[issuer]);
+            v.set_audience(&[audience]);
+            v
+        };
+        TokenKeys {
+            ring,
+            hs256: validation(Algorithm::HS256),
+            eddsa: validation(Algorithm::EdDSA),
             issuer: issuer.to_string(),
             audience: audience.to_string(),
-        })
+        }
+    }
+
+    /// HS256 with a fixed secret of at least [`super::keys::MIN_SECRET_BYTES`].
+    pub fn hs256(secret: &[u8], issuer: &str, audience: &str, leeway: u64) -> Result<Self, String> {
+        Ok(TokenKeys::new(
+            Keyring::from_secret(secret)?,
+            issuer,
+            audience,
+            leeway,
+        ))
+    }
+
+    /// The secret that derives refresh-token successors.
+    pub fn chain_key(&self) -> &[u8] {
+        &self.ring.chain_key
+    }
+
+    /// The public keys, for `/.well-known/jwks.json`.
+    pub fn jwks(&self) -> serde_json::Value {
+        self.ring.jwks()
     }
 
     /// Mint an access token issued at `now` (seconds) and valid for `ttl_secs`. The
@@ -92,12 +105,25 @@ impl TokenKeys {
         now: i64,
         ttl_secs: i64,
     ) -> Result<(String, Claims), Error> {
+        self.issue_with_id(subject, now, ttl_secs, ids::random_token(12))
+    }
+
+    /// As [`TokenKeys::issue`] with a given `jti`: the same inputs give the same token
+    /// (HMAC and Ed25519 signatures are deterministic), which lets a refresh retried
+    /// within its grace window get back exactly the answer it lost.
+    pub fn issue_with_id(
+        &self,
+        subject: &TokenSubject<'_>,
+        now: i64,
+        ttl_secs: i64,
+        jti: String,
+    ) -> Result<(String, Claims), Error> {
         let claims = Claims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             sub: subject.user_id.to_string(),
             sid: subject.session_id.to_string(),
-            jti: ids::random_token(12),
+            jti,
             iat: now,
             nbf: now,
             exp: now + ttl_secs,
@@ -105,7 +131,10 @@ impl TokenKeys {
             role: subject.role,
             username: subject.username.to_string(),
         };
-        let token = jsonwebtoken::encode(&self.header, &claims, &self.encoding)
+        let key = &self.ring.signing;
+        let mut header = Header::new(key.alg.jwt());
+        header.kid = Some(key.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
             .map_err(|e| Error::internal(format!("signing a token: {e}")))?;
         Ok((token, claims))
     }
@@ -125,10 +154,17 @@ impl TokenKeys {
         {
             return Err(invalid("the token names an outside key"));
         }
-        if header.kid.is_some() {
-            return Err(invalid("the token names an unknown key"));
-        }
-        match jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation) {
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.ring.find(kid))
+            .ok_or_else(|| invalid("the token names an unknown key"))?;
+        // The key decides the algorithm; the token's header only has to agree.
+        let validation = match key.alg {
+            SigningAlgorithm::Hs256 => &self.hs256,
+            SigningAlgorithm::EdDsa => &self.eddsa,
+        };
+        match jsonwebtoken::decode::<Claims>(token, &key.decoding, validation) {
             Ok(data) => Ok(data.claims),
             Err(e) => Err(match e.kind() {
                 ErrorKind::ExpiredSignature => {
@@ -172,6 +208,71 @@ mod tests {
         let k = keys();
         let (t, c) = k.issue(&subject(), ids::now_secs(), 60).unwrap();
         assert_eq!(k.verify(&t).unwrap(), c);
+    }
+
+    fn eddsa_keys() -> TokenKeys {
+        let dir = std::env::temp_dir().join(format!("arena-tokens-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("keys-{}.json", ids::random_token(4)));
+        let ring = Keyring::load_or_create(&path, SigningAlgorithm::EdDsa, false, 60).unwrap();
+        TokenKeys::new(ring, "arena", "arena", 0)
+    }
+
+    #[test]
+    fn eddsa_round_trip_with_kid() {
+        let k = eddsa_keys();
+        let (t, c) = k.issue(&subject(), ids::now_secs(), 60).unwrap();
+        let header = jsonwebtoken::decode_header(&t).unwrap();
+        assert_eq!(header.alg, Algorithm::EdDSA);
+        assert!(header.kid.is_some());
+        assert_eq!(k.verify(&t).unwrap(), c);
+    }
+
+    #[test]
+    fn hmac_made_with_the_public_key_is_refused() {
+        let k = eddsa_keys();
+        let jwk = k.jwks()["keys"][0].clone();
+        let public = URL_SAFE_NO_PAD.decode(jwk["x"].as_str().unwrap()).unwrap();
+        let (_, claims) = k.issue(&subject(), ids::now_secs(), 60).unwrap();
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = jwk["kid"].as_str().map(String::from);
+        let forged = jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(&public),
+        )
+        .unwrap();
+        assert_eq!(
+            k.verify(&forged).unwrap_err().code(),
+            ErrorCode::TokenInvalid
+        );
+    }
+
+    #[test]
+    fn unknown_kid_refused() {
+        let (t, claims) = keys().issue(&subject(), ids::now_secs(), 60).unwrap();
+        let _ = t;
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("someone-elses".into());
+        let forged = jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(&[7u8; 32]),
+        )
+        .unwrap();
+        assert_eq!(
+            keys().verify(&forged).unwrap_err().code(),
+            ErrorCode::TokenInvalid
+        );
+    }
+
+    #[test]
+    fn deterministic_with_the_same_id() {
+        let k = keys();
+        let now = ids::now_secs();
+        let (a, _) = k.issue_with_id(&subject(), now, 60, "j1".into()).unwrap();
+        let (b, _) = k.issue_with_id(&subject(), now, 60, "j1".into()).unwrap();
+        assert_eq!(a, b);
     }
 
     #[test]

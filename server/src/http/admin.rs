@@ -1,7 +1,8 @@
 //! `/admin/*`: live connections, kick, ban, unban. Every route needs the admin role.
 
 use arena_protocol::http::{
-    BanRequest, BanResponse, ConnectionsResponse, KickRequest, KickResponse,
+    BanRequest, BanResponse, ConnectionsResponse, KickRequest, KickResponse, RoleRequest,
+    RoleResponse,
 };
 use arena_protocol::CloseCode;
 use axum::extract::{Path, State};
@@ -79,6 +80,22 @@ pub async fn ban(
         closed: closed as u64,
         banned_until,
     }))
+}
+
+/// Promote or demote a user; a change revokes the user's sessions.
+pub async fn set_role(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    Path(user_id): Path<String>,
+    JsonBody(body): JsonBody<RoleRequest>,
+) -> Result<Json<RoleResponse>> {
+    let role = body
+        .role
+        .ok_or_else(|| Error::invalid("field `role` is required"))?;
+    let changed = state.auth.set_role(&user_id, role).await?;
+    let user = state.auth.existing_user(&user_id).await?.to_wire();
+    tracing::info!(admin = %admin.claims.sub, user_id = %user_id, ?role, changed, "role set");
+    Ok(Json(RoleResponse { user, changed }))
 }
 
 pub async fn unban(

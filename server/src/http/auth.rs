@@ -2,10 +2,12 @@
 
 use std::net::SocketAddr;
 
+use arena_protocol::http::SessionsResponse;
 use arena_protocol::http::{
     Credentials, LogoutRequest, MeResponse, RefreshRequest, RegisterResponse, User,
 };
-use axum::extract::{ConnectInfo, State};
+use arena_protocol::CloseCode;
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -83,6 +85,33 @@ pub async fn me(user: AuthUser) -> Json<MeResponse> {
         session_id: c.sid,
         expires_at: c.exp * 1000,
     })
+}
+
+pub async fn sessions(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<SessionsResponse>> {
+    Ok(Json(SessionsResponse {
+        sessions: state.auth.sessions(&user.claims).await?,
+    }))
+}
+
+/// End one of the caller's own sessions (another device); its sockets close with 4001.
+pub async fn end_session(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(session_id): Path<String>,
+) -> Result<StatusCode> {
+    state
+        .auth
+        .revoke_session(&user.claims.sub, &session_id, CloseCode::SessionRevoked)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /.well-known/jwks.json`: the public keys that verify access tokens (EdDSA).
+pub async fn jwks(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(state.auth.keys.jwks())
 }
 
 fn session_response(state: &AppState, issued: IssuedSession) -> Response {

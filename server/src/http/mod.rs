@@ -13,7 +13,7 @@ use arena_protocol::ACCESS_COOKIE;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use tower_http::services::ServeDir;
@@ -33,11 +33,15 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/refresh", post(auth::refresh))
         .route("/auth/logout", post(auth::logout))
         .route("/auth/me", get(auth::me))
+        .route("/auth/sessions", get(auth::sessions))
+        .route("/auth/sessions/{id}", delete(auth::end_session))
+        .route("/.well-known/jwks.json", get(auth::jwks))
         .route("/lobby/rooms", get(lobby::list).post(lobby::create))
         .route("/lobby/rooms/{id}", get(lobby::detail))
         .route("/admin/connections", get(admin::connections))
         .route("/admin/users/{id}/kick", post(admin::kick))
         .route("/admin/users/{id}/ban", post(admin::ban).delete(admin::unban))
+        .route("/admin/users/{id}/role", put(admin::set_role))
         .route("/ws", get(crate::ws::upgrade))
         .fallback_service(ServeDir::new(web_dir).not_found_service(not_found))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

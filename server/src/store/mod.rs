@@ -30,14 +30,49 @@ pub struct Store {
     pool: AnyPool,
 }
 
-/// What a refresh-token lookup found.
+/// One refresh: the presented token's hash, its successor's, and the rules.
+pub struct Rotation<'a> {
+    pub old_hash: &'a str,
+    /// The successor is derived from the presented token, so a retry computes the same.
+    pub new_hash: &'a str,
+    /// The latest `exp` the new access token may have (recorded with the session).
+    pub access_expires_secs: i64,
+    pub refresh_ttl_ms: i64,
+    /// Absolute session lifetime since `auth_time`.
+    pub max_age_secs: i64,
+    /// How long after a rotation the previous token may be presented again.
+    pub grace_ms: i64,
+    pub now: i64,
+}
+
+/// What a refresh found.
 pub enum RefreshOutcome {
-    /// The token was current: it is now spent and `new_hash` replaces it.
-    Rotated { session: SessionRow, user: UserRow },
+    /// The token was current: it is now spent and its successor stored.
+    Rotated {
+        session: SessionRow,
+        user: UserRow,
+        rotated_at: i64,
+    },
+    /// The immediately previous token, within the grace window: answer as at `rotated_at`.
+    Replayed {
+        session: SessionRow,
+        user: UserRow,
+        rotated_at: i64,
+    },
     /// Unknown, expired, or its session is gone or revoked.
     Invalid,
+    /// The session has reached its absolute lifetime and is now ended.
+    TooOld,
     /// The token was already spent: the session is now revoked (theft detection).
     Reused(RevokedSession),
+}
+
+/// What starting a session did.
+pub enum CreateOutcome {
+    /// Started; in single-session mode, these sessions were revoked in its favour.
+    Created { replaced: Vec<RevokedSession> },
+    /// Nothing written: the user is banned.
+    Banned(BanRow),
 }
 
 impl Store {
@@ -148,9 +183,15 @@ impl Store {
 
     // ---- sessions ----
 
-    /// Start a session with its first refresh token, unless the user is banned: then
-    /// nothing is written and the ban is returned.
-    pub async fn create_session(&self, s: &NewSession, now: i64) -> Result<Option<BanRow>> {
+    /// Start a session with its first refresh token, unless the user is banned. With
+    /// `replace_others` (single-session mode) the user's other sessions are revoked in
+    /// the same transaction, so of two racing logins the later one wins.
+    pub async fn create_session(
+        &self,
+        s: &NewSession,
+        replace_others: bool,
+        now: i64,
+    ) -> Result<CreateOutcome> {
         let mut tx = self.pool.begin().await?;
         // Write first: this takes SQLite's write lock before we read the ban.
         sqlx::query(
@@ -170,49 +211,85 @@ impl Store {
         .await?;
         if let Some(ban) = active_ban(&mut tx, &s.user_id, now).await? {
             tx.rollback().await?;
-            return Ok(Some(ban));
+            return Ok(CreateOutcome::Banned(ban));
         }
         insert_refresh(&mut tx, &s.refresh_hash, &s.id, now, s.refresh_expires_at).await?;
+        let replaced = if replace_others {
+            revoke_sessions_where(
+                &mut tx,
+                "user_id = $3 AND id <> $4",
+                &s.user_id,
+                Some(&s.id),
+                now,
+                "replaced",
+            )
+            .await?
+        } else {
+            Vec::new()
+        };
         tx.commit().await?;
-        Ok(None)
+        Ok(CreateOutcome::Created { replaced })
     }
 
-    /// Spend `old_hash` and issue `new_hash` in its place, or detect reuse.
-    pub async fn rotate_refresh(
-        &self,
-        old_hash: &str,
-        new_hash: &str,
-        access_expires_secs: i64,
-        refresh_ttl_ms: i64,
-        now: i64,
-    ) -> Result<RefreshOutcome> {
+    /// Spend a refresh token and issue its successor, or recognise a retry within the
+    /// grace window, or detect reuse. See [`Rotation`] for the inputs.
+    pub async fn rotate_refresh(&self, r: &Rotation<'_>) -> Result<RefreshOutcome> {
+        let now = r.now;
         let mut tx = self.pool.begin().await?;
         let spent = sqlx::query(
             "UPDATE refresh_tokens SET used_at = $1
              WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1",
         )
         .bind(now)
-        .bind(old_hash)
+        .bind(r.old_hash)
         .execute(&mut *tx)
         .await?;
 
         if spent.rows_affected() == 0 {
-            // Not current: unknown, expired, or already spent. Only the last is theft.
+            // Not current: unknown, expired, already spent. Spent is theft, unless this is
+            // the immediately previous token retried within the grace window.
             let row =
                 sqlx::query("SELECT session_id, used_at FROM refresh_tokens WHERE token_hash = $1")
-                    .bind(old_hash)
+                    .bind(r.old_hash)
                     .fetch_optional(&mut *tx)
                     .await?;
-            let reused_session = match row {
-                Some(r) if r.try_get::<Option<i64>, _>("used_at")?.is_some() => {
-                    Some(r.try_get::<String, _>("session_id")?)
+            let (session_id, used_at) = match row {
+                Some(row) => (
+                    row.try_get::<String, _>("session_id")?,
+                    row.try_get::<Option<i64>, _>("used_at")?,
+                ),
+                None => {
+                    tx.rollback().await?;
+                    return Ok(RefreshOutcome::Invalid);
                 }
-                _ => None,
             };
-            let Some(session_id) = reused_session else {
-                tx.rollback().await?;
+            let Some(used_at) = used_at else {
+                tx.rollback().await?; // expired, never used
                 return Ok(RefreshOutcome::Invalid);
             };
+            if now - used_at <= r.grace_ms {
+                let successor_unspent = sqlx::query(
+                    "SELECT 1 AS one FROM refresh_tokens
+                     WHERE token_hash = $1 AND session_id = $2 AND used_at IS NULL",
+                )
+                .bind(r.new_hash)
+                .bind(&session_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+                if successor_unspent {
+                    let found = live_session_and_user(&mut tx, &session_id).await?;
+                    tx.rollback().await?;
+                    return Ok(match found {
+                        Some((session, user)) => RefreshOutcome::Replayed {
+                            session,
+                            user,
+                            rotated_at: used_at,
+                        },
+                        None => RefreshOutcome::Invalid,
+                    });
+                }
+            }
             let revoked =
                 revoke_sessions_where(&mut tx, "id = $3", &session_id, None, now, "refresh_reuse")
                     .await?;
@@ -224,32 +301,24 @@ impl Store {
             });
         }
 
-        let session = sqlx::query(&format!(
-            "SELECT {} FROM sessions s JOIN refresh_tokens t ON t.session_id = s.id
-             WHERE t.token_hash = $1",
-            SessionRow::COLUMNS
-        ))
-        .bind(old_hash)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(session) = session.as_ref().map(SessionRow::from_row).transpose()? else {
+        let session_id: String =
+            sqlx::query("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
+                .bind(r.old_hash)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("session_id")?;
+        let Some((session, user)) = live_session_and_user(&mut tx, &session_id).await? else {
             tx.rollback().await?;
             return Ok(RefreshOutcome::Invalid);
         };
-        if session.revoked_at.is_some() {
-            tx.rollback().await?;
-            return Ok(RefreshOutcome::Invalid);
+        let session_ends_ms = (session.auth_time_secs + r.max_age_secs) * 1000;
+        if session_ends_ms <= now {
+            revoke_sessions_where(&mut tx, "id = $3", &session.id, None, now, "max_age").await?;
+            tx.commit().await?;
+            return Ok(RefreshOutcome::TooOld);
         }
-        let user = sqlx::query(&format!(
-            "SELECT {} FROM users WHERE id = $1",
-            UserRow::COLUMNS
-        ))
-        .bind(&session.user_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let user = UserRow::from_row(&user)?;
-        let refresh_expires_at = now + refresh_ttl_ms;
-        insert_refresh(&mut tx, new_hash, &session.id, now, refresh_expires_at).await?;
+        let refresh_expires_at = (now + r.refresh_ttl_ms).min(session_ends_ms);
+        insert_refresh(&mut tx, r.new_hash, &session.id, now, refresh_expires_at).await?;
         sqlx::query(
             "UPDATE sessions SET expires_at = $1, last_seen_at = $2,
                  access_expires_secs = CASE WHEN access_expires_secs > $3
@@ -258,12 +327,16 @@ impl Store {
         )
         .bind(refresh_expires_at)
         .bind(now)
-        .bind(access_expires_secs)
+        .bind(r.access_expires_secs)
         .bind(&session.id)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(RefreshOutcome::Rotated { session, user })
+        Ok(RefreshOutcome::Rotated {
+            session,
+            user,
+            rotated_at: now,
+        })
     }
 
     /// Revoke one session of `user_id`. `None` when it does not exist or is not theirs;
@@ -342,6 +415,40 @@ impl Store {
         Ok(revoked)
     }
 
+    /// A user's sessions that are neither revoked nor past their refresh expiry.
+    pub async fn live_sessions(&self, user_id: &str, now: i64) -> Result<Vec<SessionRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM sessions s
+             WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2
+             ORDER BY s.created_at",
+            SessionRow::COLUMNS
+        ))
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(SessionRow::from_row)
+            .collect::<sqlx::Result<_>>()?)
+    }
+
+    /// Write batched `last_seen_at` values (never moving one backwards).
+    pub async fn touch_sessions(&self, seen: &[(String, i64)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (session_id, at) in seen {
+            sqlx::query(
+                "UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1",
+            )
+            .bind(at)
+            .bind(session_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn unban(&self, user_id: &str) -> Result<bool> {
         let r = sqlx::query("DELETE FROM bans WHERE user_id = $1")
             .bind(user_id)
@@ -411,6 +518,31 @@ fn create_private_file(path: &Path) -> Result<()> {
         .open(path)
         .map(drop)
         .map_err(|e| Error::internal(format!("cannot create {}: {e}", path.display())))
+}
+
+/// The session (if not revoked) and its user.
+async fn live_session_and_user(
+    conn: &mut sqlx::AnyConnection,
+    session_id: &str,
+) -> sqlx::Result<Option<(SessionRow, UserRow)>> {
+    let row = sqlx::query(&format!(
+        "SELECT {} FROM sessions s WHERE s.id = $1 AND s.revoked_at IS NULL",
+        SessionRow::COLUMNS
+    ))
+    .bind(session_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(session) = row.as_ref().map(SessionRow::from_row).transpose()? else {
+        return Ok(None);
+    };
+    let user = sqlx::query(&format!(
+        "SELECT {} FROM users WHERE id = $1",
+        UserRow::COLUMNS
+    ))
+    .bind(&session.user_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Some((session, UserRow::from_row(&user)?)))
 }
 
 async fn insert_refresh(

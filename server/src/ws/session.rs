@@ -186,7 +186,7 @@ impl Session {
         let now_ms = ids::now_ms();
         let exp_ms = self.claims.exp * 1000;
         let until_exp = Duration::from_millis((exp_ms - now_ms).max(0) as u64);
-        let warn_before = Duration::from_secs(60);
+        let warn_before = Duration::from_secs(self.state.config.token_expiring_secs);
         let now = Instant::now();
         (now + until_exp.saturating_sub(warn_before), now + until_exp)
     }
