@@ -49,7 +49,7 @@ async fn revocations_bans_and_refresh_tokens_survive_a_restart() {
         &logged_out.session.refresh_token,
         &everywhere2.refresh_token,
     ] {
-        let (status, _) = server.refresh(&refresh).await;
+        let (status, _) = server.refresh(refresh).await;
         assert_eq!(status, 401);
     }
     let (status, body) = server

@@ -86,7 +86,7 @@ async fn logout_all_closes_every_session_of_the_user_only() {
         assert_error(status, &body, 401, "token_revoked");
     }
     for refresh in [&alice.session.refresh_token, &alice2.refresh_token] {
-        let (status, _) = server.refresh(&refresh).await;
+        let (status, _) = server.refresh(refresh).await;
         assert_eq!(status, 401);
     }
     // Logging in again right away works: the new session is not caught by the old mark.
@@ -135,7 +135,7 @@ async fn refresh_rotates_and_reuse_revokes_the_session() {
     other_socket.assert_alive().await;
 
     // An unknown refresh token is just invalid.
-    let (status, body) = server.refresh(&"nope").await;
+    let (status, body) = server.refresh("nope").await;
     assert_error(status, &body, 401, "refresh_invalid");
 }
 
