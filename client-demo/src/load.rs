@@ -38,6 +38,17 @@ pub enum Scenario {
         #[arg(long, default_value_t = 128)]
         concurrency: usize,
     },
+    /// Open sockets whose tokens expire over a few seconds and check each is closed with
+    /// 4002 on time; with the server's pid, what the expiry machinery costs it. Run the
+    /// server with a short `--access-ttl` (say 30).
+    Expiry {
+        #[arg(long, default_value_t = 400)]
+        users: usize,
+        #[arg(long, default_value_t = 25)]
+        sockets: usize,
+        #[arg(long)]
+        server_pid: Option<u32>,
+    },
     /// Log out users that have sockets open and time how fast every socket is closed.
     Revoke {
         #[arg(long, default_value_t = 50)]
@@ -57,24 +68,39 @@ pub async fn run(api: &Api, scenario: Scenario) -> Result<(), String> {
             concurrency,
         } => connect(api, users, sockets, server_pid, hold, concurrency).await,
         Scenario::Revoke { users, sockets } => revoke(api, users, sockets).await,
+        Scenario::Expiry {
+            users,
+            sockets,
+            server_pid,
+        } => expiry(api, users, sockets, server_pid).await,
     }
 }
 
 /// Register and log in `n` fresh users; returns their access tokens.
 async fn make_users(api: &Api, n: usize) -> Result<Vec<String>, String> {
-    let run_id = std::process::id();
+    let names = register_users(api, n).await?;
     let mut tokens = Vec::with_capacity(n);
+    for name in &names {
+        tokens.push(api.login(name, PASSWORD).await?.access_token);
+    }
+    Ok(tokens)
+}
+
+/// Register `n` fresh users; returns their names.
+async fn register_users(api: &Api, n: usize) -> Result<Vec<String>, String> {
+    let run_id = std::process::id();
     let started = Instant::now();
+    let mut names = Vec::with_capacity(n);
     for i in 0..n {
         let name = format!("load{run_id}_{i}");
         api.register(&name, PASSWORD).await?;
-        tokens.push(api.login(&name, PASSWORD).await?.access_token);
+        names.push(name);
         if (i + 1) % 50 == 0 || i + 1 == n {
             eprint!("\r  users: {}/{n}", i + 1);
         }
     }
     eprintln!("  ({:.1} s)", started.elapsed().as_secs_f64());
-    Ok(tokens)
+    Ok(names)
 }
 
 async fn open(api: &Api, token: &str) -> Result<(Socket, Duration), String> {
@@ -248,6 +274,162 @@ async fn revoke(api: &Api, users: usize, per_user: usize) -> Result<(), String> 
         ));
     }
     Ok(())
+}
+
+async fn expiry(
+    api: &Api,
+    users: usize,
+    per_user: usize,
+    server_pid: Option<u32>,
+) -> Result<(), String> {
+    eprintln!("expiry: {users} users × {per_user} sockets; tokens expire as the logins went");
+    let names = register_users(api, users).await?;
+    let rss_before = server_pid.and_then(rss_bytes);
+    let api = Arc::new(api.clone());
+    // Log in one user after another and open their sockets at once: the tokens' expiry
+    // times spread over as long as the logins take.
+    let mut watchers = Vec::with_capacity(users * per_user);
+    let started = Instant::now();
+    for (i, name) in names.iter().enumerate() {
+        let token = api.login(name, PASSWORD).await?.access_token;
+        for _ in 0..per_user {
+            let (api, token) = (api.clone(), token.clone());
+            watchers.push(tokio::spawn(
+                async move { watch_expiry(&api, &token).await },
+            ));
+        }
+        if (i + 1) % 50 == 0 || i + 1 == users {
+            eprint!("\r  logged in: {}/{users}", i + 1);
+        }
+    }
+    eprintln!("  ({:.1} s)", started.elapsed().as_secs_f64());
+    let cpu_open = server_pid.and_then(cpu_seconds);
+    let rss_open = server_pid.and_then(rss_bytes);
+    let mut late_ms = Vec::with_capacity(watchers.len());
+    let (mut on_time, mut wrong, mut open_left, mut warned, mut failed) =
+        (0usize, 0usize, 0usize, 0usize, 0usize);
+    let mut first_exp = i64::MAX;
+    let mut last_exp = i64::MIN;
+    for w in watchers {
+        match w.await.map_err(|e| e.to_string())? {
+            Ok(o) => {
+                warned += o.warned as usize;
+                first_exp = first_exp.min(o.expires_at);
+                last_exp = last_exp.max(o.expires_at);
+                match o.code {
+                    Some(4002) => {
+                        on_time += 1;
+                        late_ms.push(Duration::from_millis(
+                            (o.closed_at - o.expires_at).max(0) as u64
+                        ));
+                    }
+                    Some(_) => wrong += 1,
+                    None => open_left += 1,
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                if failed <= 3 {
+                    eprintln!("  error: {e}");
+                }
+            }
+        }
+    }
+    let cpu_done = server_pid.and_then(cpu_seconds);
+    let late = Percentiles::of(&mut late_ms);
+    let cpu = cpu_open.zip(cpu_done).map(|(a, b)| b - a);
+    eprintln!(
+        "  {on_time} closed with 4002, {wrong} other codes, {open_left} left open, {failed} failed; {warned} token_expiring"
+    );
+    eprintln!(
+        "  expiries spread over {:.1} s; close after exp p50 {:.1} ms p99 {:.1} ms max {:.1} ms",
+        (last_exp - first_exp) as f64 / 1000.0,
+        late.p50,
+        late.p99,
+        late.max
+    );
+    if let (Some(cpu), Some(b), Some(o)) = (cpu, rss_before, rss_open) {
+        eprintln!(
+            "  server CPU from all-open to all-closed: {cpu:.2} s; RSS {:.1} MB → {:.1} MB with sockets open",
+            b as f64 / 1e6,
+            o as f64 / 1e6
+        );
+    }
+    println!(
+        "{}",
+        json!({
+            "scenario": "expiry", "users": users, "sockets_per_user": per_user,
+            "closed_4002": on_time, "other_codes": wrong, "left_open": open_left, "failed": failed,
+            "token_expiring_seen": warned,
+            "expiry_spread_ms": last_exp - first_exp,
+            "close_after_exp_ms": late.to_json(),
+            "server_cpu_secs_open_to_closed": cpu,
+            "server_rss_before": rss_before, "server_rss_open": rss_open,
+        })
+    );
+    if wrong + open_left + failed > 0 {
+        return Err("not every socket was closed with 4002".into());
+    }
+    Ok(())
+}
+
+struct ExpiryObservation {
+    expires_at: i64,
+    warned: bool,
+    code: Option<u16>,
+    closed_at: i64,
+}
+
+async fn watch_expiry(api: &Api, token: &str) -> Result<ExpiryObservation, String> {
+    let mut socket = api.connect(token).await?;
+    let welcome = match socket.next().await {
+        Some(Ok(Message::Text(t))) => {
+            serde_json::from_str::<serde_json::Value>(t.as_str()).map_err(|e| e.to_string())?
+        }
+        other => return Err(format!("no welcome: {other:?}")),
+    };
+    let expires_at = welcome["expires_at"]
+        .as_i64()
+        .ok_or("welcome without expires_at")?;
+    let wait = Duration::from_millis((expires_at - now_ms()).max(0) as u64 + 10_000);
+    let mut warned = false;
+    let code = tokio::time::timeout(wait, async {
+        while let Some(msg) = socket.next().await {
+            match msg {
+                Ok(Message::Text(t)) if t.as_str().contains("\"token_expiring\"") => warned = true,
+                Ok(Message::Close(f)) => return Some(f.map_or(1005, |f| u16::from(f.code))),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten();
+    Ok(ExpiryObservation {
+        expires_at,
+        warned,
+        code,
+        closed_at: now_ms(),
+    })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// User + system CPU time a process has used, in seconds (Linux /proc).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0) // USER_HZ is 100 on Linux
 }
 
 /// Resident memory of a process, from /proc (Linux).

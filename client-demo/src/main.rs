@@ -100,6 +100,17 @@ enum Command {
     /// Load-test scenarios (the server needs --auth-rate-limit 0).
     #[command(subcommand)]
     Load(load::Scenario),
+    /// Admin: make a user an admin or a player (revokes that user's sessions).
+    Role {
+        #[command(flatten)]
+        login: Login,
+        /// The user's id, or the username of a connected user.
+        #[arg(long)]
+        user: String,
+        /// `admin` or `player`.
+        #[arg(long)]
+        role: String,
+    },
     /// Admin: lift a ban.
     Unban {
         #[command(flatten)]
@@ -205,6 +216,27 @@ async fn run(cli: Cli) -> Result<(), String> {
             );
         }
         Command::Load(scenario) => load::run(&api, scenario).await?,
+        Command::Role { login, user, role } => {
+            let token = login.token(&api).await?;
+            let id = api.resolve_user(&token, &user).await?;
+            let r = api
+                .call(
+                    "PUT",
+                    &format!("/admin/users/{id}/role"),
+                    &token,
+                    Some(json!({ "role": role })),
+                )
+                .await?;
+            let verb = if r["changed"] == true {
+                "is now"
+            } else {
+                "was already"
+            };
+            println!(
+                "{user} {verb} {}",
+                r["user"]["role"].as_str().unwrap_or("?")
+            );
+        }
         Command::Unban { login, user } => {
             let token = login.token(&api).await?;
             api.call("DELETE", &format!("/admin/users/{user}/ban"), &token, None)
