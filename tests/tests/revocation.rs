@@ -101,7 +101,9 @@ async fn logout_all_closes_every_session_of_the_user_only() {
 #[tokio::test]
 async fn refresh_rotates_and_reuse_revokes_the_session() {
     let data = DataDir::new();
-    let server = TestServer::start(&data, &[]).await;
+    // No grace window: any second use of a refresh token is theft (the grace rule has
+    // its own tests in lifecycle.rs).
+    let server = TestServer::start(&data, &["--refresh-grace-secs", "0"]).await;
     let p = server.new_player("rf").await;
 
     let (status, body) = server.refresh(&p.session.refresh_token).await;
