@@ -267,7 +267,7 @@ impl Store {
                 tx.rollback().await?; // expired, never used
                 return Ok(RefreshOutcome::Invalid);
             };
-            if now - used_at <= r.grace_ms {
+            if r.grace_ms > 0 && now - used_at <= r.grace_ms {
                 let successor_unspent = sqlx::query(
                     "SELECT 1 AS one FROM refresh_tokens
                      WHERE token_hash = $1 AND session_id = $2 AND used_at IS NULL",
