@@ -322,7 +322,7 @@ fn show(text: &str) {
                 user.username, user.role
             )
         }
-        Ok(ServerMessage::Joined { room, members }) => {
+        Ok(ServerMessage::Joined { room, members, .. }) => {
             let names: Vec<_> = members.iter().map(|m| m.username.as_str()).collect();
             println!("* joined {} ({}): {}", room.name, room.id, names.join(", "))
         }

@@ -114,6 +114,16 @@ pub struct PlayerState {
     pub last_seq: u64,
 }
 
+/// The arena a room's game runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WorldInfo {
+    pub width: f64,
+    pub height: f64,
+    /// Units per second.
+    pub speed: f64,
+    pub tick_hz: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatFrom {
     pub id: String,
@@ -138,6 +148,9 @@ pub enum ServerMessage {
     Joined {
         room: Room,
         members: Vec<Member>,
+        /// The arena's geometry (an extension of PROTOCOL.md, for drawing).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        world: Option<WorldInfo>,
     },
     Left {
         room: String,

@@ -140,7 +140,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
 
     let auth_limiter =
         NonZeroU32::new(config.auth_rate_limit).map(|n| RateLimiter::keyed(Quota::per_minute(n)));
-    let rooms = Rooms::new(config.max_rooms);
+    let rooms = Rooms::new(config.max_rooms, config.tick_hz);
     let _ = rooms.create("Main Hall", arena_protocol::http::ROOM_CAPACITY_DEFAULT);
     let state = Arc::new(App {
         origins: config.effective_origins(addr),

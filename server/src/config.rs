@@ -147,6 +147,11 @@ pub struct Config {
     #[arg(long, env = "ARENA_CLOSE_TIMEOUT_MS", default_value_t = 2_000)]
     pub close_timeout_ms: u64,
 
+    /// Game ticks per second in every room.
+    #[arg(long, env = "ARENA_TICK_HZ", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=120))]
+    pub tick_hz: u32,
+
     /// Rooms that may exist at once.
     #[arg(long, env = "ARENA_MAX_ROOMS", default_value_t = 1_000)]
     pub max_rooms: usize,

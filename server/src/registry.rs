@@ -21,7 +21,7 @@ use std::time::Duration;
 use arena_protocol::{http::Connection, CloseCode};
 use axum::extract::ws::Message;
 use dashmap::DashMap;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// Why a socket may not register.
@@ -48,6 +48,8 @@ pub struct ConnHandle {
     session_id: Mutex<String>,
     room: Mutex<Option<String>>,
     outbound: mpsc::Sender<Message>,
+    /// The latest `state` frame not yet written; a newer one replaces it.
+    latest_state: watch::Sender<Option<Message>>,
     close_request: OnceLock<CloseRequest>,
     close: CancellationToken,
     gone: CancellationToken,
@@ -82,6 +84,12 @@ impl ConnHandle {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+
+    /// Offer a `state` frame. It replaces any older one the socket has not written yet:
+    /// for a game, only the newest state matters, so a slow reader drops stale frames.
+    pub fn offer_state(&self, message: Message) {
+        self.latest_state.send_replace(Some(message));
     }
 
     /// Ask the socket to close. The first request wins; later ones are ignored.
@@ -120,6 +128,12 @@ impl ConnHandle {
 /// is still usable, and one socket's bug must not take down revocation.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a socket's task writes: queued frames in order, and the latest `state` frame.
+pub struct Outbound {
+    pub queue: mpsc::Receiver<Message>,
+    pub state: watch::Receiver<Option<Message>>,
 }
 
 /// What a new socket registers with.
@@ -163,11 +177,12 @@ impl Registry {
     pub fn register(
         self: &Arc<Self>,
         conn: NewConnection,
-    ) -> Result<(Registration, mpsc::Receiver<Message>), RegisterError> {
+    ) -> Result<(Registration, Outbound), RegisterError> {
         if self.shutting_down.load(Ordering::Acquire) {
             return Err(RegisterError::ShuttingDown);
         }
         let (tx, rx) = mpsc::channel(self.outbound_queue);
+        let (state_tx, state_rx) = watch::channel(None);
         let seq = self.next_id.fetch_add(1, Ordering::Relaxed);
         let handle = Arc::new(ConnHandle {
             id: format!("c_{seq}_{}", crate::ids::random_token(6)),
@@ -178,6 +193,7 @@ impl Registry {
             session_id: Mutex::new(conn.session_id),
             room: Mutex::new(None),
             outbound: tx,
+            latest_state: state_tx,
             close_request: OnceLock::new(),
             close: CancellationToken::new(),
             gone: CancellationToken::new(),
@@ -195,12 +211,16 @@ impl Registry {
         if self.shutting_down.load(Ordering::Acquire) {
             handle.request_close(CloseCode::GoingAway, CloseCode::GoingAway.reason());
         }
+        let outbound = Outbound {
+            queue: rx,
+            state: state_rx,
+        };
         Ok((
             Registration {
                 registry: self.clone(),
                 handle,
             },
-            rx,
+            outbound,
         ))
     }
 

@@ -1,5 +1,6 @@
-//! The game: rooms now; the fixed-tick simulation lives here too.
+//! The game: rooms, and the server-authoritative simulation each runs at a fixed tick.
 
 pub mod rooms;
+pub mod sim;
 
 pub use rooms::Rooms;

@@ -15,14 +15,13 @@ use arena_protocol::ws::{ChatFrom, ClientMessage, ServerMessage};
 use arena_protocol::{CloseCode, ErrorCode, PROTOCOL_VERSION};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 use crate::app::AppState;
 use crate::auth::tokens::Claims;
 use crate::error::Error;
 use crate::ids;
-use crate::registry::{ConnHandle, Registration};
+use crate::registry::{ConnHandle, Outbound, Registration};
 
 /// Invalid frames in a row tolerated before the socket is closed with 4000.
 const MAX_INVALID_FRAMES: u32 = 10;
@@ -54,7 +53,7 @@ pub async fn run(
     state: AppState,
     mut socket: WebSocket,
     registration: Registration,
-    mut outbound: mpsc::Receiver<Message>,
+    mut outbound: Outbound,
     claims: Claims,
 ) {
     let conn = registration.handle().clone();
@@ -125,7 +124,7 @@ impl Session {
     async fn drive(
         &mut self,
         socket: &mut WebSocket,
-        outbound: &mut mpsc::Receiver<Message>,
+        outbound: &mut Outbound,
     ) -> Option<(CloseCode, String)> {
         // One timer pair per socket, reset only when `reauth` moves the expiry: the tokio
         // timer wheel makes a pending timer cost nothing until it fires.
@@ -147,9 +146,18 @@ impl Session {
                         return Some(close);
                     }
                 }
-                queued = outbound.recv() => {
+                queued = outbound.queue.recv() => {
                     if let Some(close) = self.send(socket, queued?).await.into_close()? {
                         return Some(close);
+                    }
+                }
+                changed = outbound.state.changed() => {
+                    changed.ok()?;
+                    let latest = outbound.state.borrow_and_update().clone();
+                    if let Some(frame) = latest {
+                        if let Some(close) = self.send(socket, frame).await.into_close()? {
+                            return Some(close);
+                        }
                     }
                 }
                 incoming = socket.recv() => {
@@ -240,6 +248,7 @@ impl Session {
                         ServerMessage::Joined {
                             room: joined.room,
                             members: joined.members,
+                            world: Some(self.state.rooms.world()),
                         },
                     )
                     .await
@@ -253,10 +262,8 @@ impl Session {
                 Some(room) => self.reply(socket, ServerMessage::Left { room }).await,
                 None => self.not_in_room(socket).await,
             },
-            ClientMessage::Input { .. } => {
-                // The game loop (rooms at a fixed tick) applies inputs; until a room runs
-                // one, an input outside a room is still an error the client should see.
-                if self.conn.room().is_none() {
+            ClientMessage::Input { seq, dx, dy } => {
+                if !self.state.rooms.input(&self.conn, seq, dx, dy) {
                     return self.not_in_room(socket).await;
                 }
                 Next::Continue
