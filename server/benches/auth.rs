@@ -9,7 +9,7 @@ use arena_protocol::{CloseCode, Role};
 use arena_server::auth::revocation::RevocationList;
 use arena_server::auth::tokens::{TokenKeys, TokenSubject};
 use arena_server::ids;
-use arena_server::registry::{NewConnection, Registry};
+use arena_server::registry::{NewConnection, Registry, RegistryLimits};
 use arena_server::store::RevokedSession;
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -53,7 +53,12 @@ fn registry(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let registry = Registry::new(64, 16, Duration::from_millis(50));
+    let registry = Registry::new(RegistryLimits {
+        max_per_user: 64,
+        max_total: 100_000,
+        outbound_queue: 16,
+        close_timeout: Duration::from_millis(50),
+    });
     // 10k other users online.
     let _others: Vec<_> = (0..10_000)
         .map(|i| registry.register(conn(&format!("u_{i}"), "s")).unwrap())

@@ -22,7 +22,8 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::game::Rooms;
-use crate::registry::Registry;
+use crate::registry::{Registry, RegistryLimits};
+use crate::serve::{serve, ServeLimits};
 use crate::store::Store;
 
 pub type AppState = Arc<App>;
@@ -64,7 +65,7 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     pub state: AppState,
     stop: CancellationToken,
-    task: JoinHandle<std::io::Result<()>>,
+    task: JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -79,13 +80,11 @@ impl RunningServer {
             .await;
         tracing::info!(sockets = closed, "sockets closed for shutdown");
         self.stop.cancel();
-        let result = match tokio::time::timeout(Duration::from_secs(10), self.task).await {
-            Ok(Ok(r)) => r,
+        // The accept loop bounds its own drain; this only guards against a bug there.
+        let result = match tokio::time::timeout(Duration::from_secs(30), self.task).await {
+            Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(std::io::Error::other(e)),
-            Err(_) => {
-                tracing::warn!("in-flight requests did not finish in 10 s");
-                Ok(())
-            }
+            Err(_) => Err(std::io::Error::other("the server did not stop in time")),
         };
         if let Err(e) = self.state.auth.flush_last_seen().await {
             tracing::warn!(error = %e, "could not record last_seen_at");
@@ -97,6 +96,7 @@ impl RunningServer {
 
 pub async fn start(config: Config) -> Result<RunningServer> {
     prepare_data_dir(&config.data_dir)?;
+    crate::telemetry::install();
     let keys = TokenKeys::new(
         keyring(&config)?,
         &config.jwt_issuer,
@@ -105,11 +105,12 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     );
     let store = Store::open(config.database_url.as_deref(), &config.data_dir).await?;
 
-    let registry = Registry::new(
-        config.max_sockets_per_user as usize,
-        config.ws_outbound_queue,
-        config.close_timeout(),
-    );
+    let registry = Registry::new(RegistryLimits {
+        max_per_user: config.max_sockets_per_user as usize,
+        max_total: config.max_sockets,
+        outbound_queue: config.ws_outbound_queue,
+        close_timeout: config.close_timeout(),
+    });
     let leeway = config.jwt_leeway as i64;
     let auth = Auth {
         store,
@@ -152,14 +153,28 @@ pub async fn start(config: Config) -> Result<RunningServer> {
 
     let stop = CancellationToken::new();
     spawn_pruner(state.clone(), stop.clone());
-    let app =
-        crate::http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let stopped = stop.clone();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stopped.cancelled().await })
+    let limits = limits_for(&state.config);
+    if let Some(addr) = state.config.metrics_listen {
+        let metrics_listener = TcpListener::bind(addr)
             .await
-    });
+            .map_err(|e| Error::internal(format!("cannot listen on {addr} for metrics: {e}")))?;
+        let metrics_limits = ServeLimits {
+            max_connections: 64,
+            ..limits_for(&state.config)
+        };
+        tokio::spawn(serve(
+            metrics_listener,
+            crate::http::metrics_router(),
+            metrics_limits,
+            stop.clone(),
+        ));
+    }
+    let task = tokio::spawn(serve(
+        listener,
+        crate::http::router(state.clone()),
+        limits,
+        stop.clone(),
+    ));
     Ok(RunningServer {
         addr,
         state,
@@ -190,6 +205,14 @@ fn spawn_pruner(state: AppState, stop: CancellationToken) {
             }
         }
     });
+}
+
+fn limits_for(config: &Config) -> ServeLimits {
+    ServeLimits {
+        header_timeout: Duration::from_millis(config.header_timeout_ms),
+        max_connections: config.max_connections,
+        drain: Duration::from_secs(10),
+    }
 }
 
 fn prepare_data_dir(dir: &Path) -> Result<()> {

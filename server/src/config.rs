@@ -116,6 +116,33 @@ pub struct Config {
     #[arg(long, env = "ARENA_SECURE_COOKIES", default_value_t = false)]
     pub secure_cookies: bool,
 
+    /// Time a client has to send a request's headers before its connection is closed
+    /// (slowloris), in ms.
+    #[arg(long, env = "ARENA_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+
+    /// HTTP connections served at once (further clients wait to be accepted).
+    #[arg(long, env = "ARENA_MAX_CONNECTIONS", default_value_t = 19_000)]
+    pub max_connections: usize,
+
+    /// Open WebSockets the server holds at once; one more is refused with 503.
+    #[arg(long, env = "ARENA_MAX_SOCKETS", default_value_t = 19_000)]
+    pub max_sockets: usize,
+
+    /// Seconds between server pings on an idle socket; a socket that sends nothing for
+    /// two intervals is closed as dead (half-open TCP). 0 turns heartbeats off.
+    #[arg(long, env = "ARENA_HEARTBEAT_SECS", default_value_t = 30)]
+    pub heartbeat_secs: u64,
+
+    /// Invalid frames in a row a socket may send before it is closed with 4000.
+    #[arg(long, env = "ARENA_MAX_INVALID_FRAMES", default_value_t = 10)]
+    pub max_invalid_frames: u32,
+
+    /// Separate address for `GET /metrics` (it is also served on the main address
+    /// unless this is set).
+    #[arg(long, env = "ARENA_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Largest HTTP request body, in bytes.
     #[arg(long, env = "ARENA_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,

@@ -12,5 +12,7 @@ pub mod game;
 pub mod http;
 pub mod ids;
 pub mod registry;
+pub mod serve;
 pub mod store;
+pub mod telemetry;
 pub mod ws;

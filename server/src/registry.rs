@@ -28,6 +28,8 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegisterError {
     TooManySockets,
+    /// The server holds as many sockets as it may.
+    ServerFull,
     ShuttingDown,
 }
 
@@ -50,6 +52,8 @@ pub struct ConnHandle {
     outbound: mpsc::Sender<Message>,
     /// The latest `state` frame not yet written; a newer one replaces it.
     latest_state: watch::Sender<Option<Message>>,
+    /// Whether `latest_state` holds a frame the socket has not taken yet.
+    state_pending: AtomicBool,
     close_request: OnceLock<CloseRequest>,
     close: CancellationToken,
     gone: CancellationToken,
@@ -79,6 +83,9 @@ impl ConnHandle {
         match self.outbound.try_send(message) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
+                if self.close_request.get().is_none() {
+                    crate::telemetry::outbound_overflow();
+                }
                 self.request_close(CloseCode::Policy, "too slow to read");
                 false
             }
@@ -89,7 +96,15 @@ impl ConnHandle {
     /// Offer a `state` frame. It replaces any older one the socket has not written yet:
     /// for a game, only the newest state matters, so a slow reader drops stale frames.
     pub fn offer_state(&self, message: Message) {
+        if self.state_pending.swap(true, Ordering::AcqRel) {
+            crate::telemetry::state_frame_dropped();
+        }
         self.latest_state.send_replace(Some(message));
+    }
+
+    /// The socket task took the latest state frame.
+    pub fn state_taken(&self) {
+        self.state_pending.store(false, Ordering::Release);
     }
 
     /// Ask the socket to close. The first request wins; later ones are ignored.
@@ -145,29 +160,40 @@ pub struct NewConnection {
     pub connected_at: i64,
 }
 
+/// The registry's bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct RegistryLimits {
+    /// Sockets one user may hold.
+    pub max_per_user: usize,
+    /// Sockets the server may hold.
+    pub max_total: usize,
+    /// Frames queued for one socket before it is closed as too slow.
+    pub outbound_queue: usize,
+    /// How long a close waits for each socket to write its close frame.
+    pub close_timeout: Duration,
+}
+
 pub struct Registry {
     by_user: DashMap<String, Vec<Arc<ConnHandle>>>,
     live: AtomicUsize,
     next_id: AtomicU64,
     max_per_user: usize,
+    max_total: usize,
     outbound_queue: usize,
     close_timeout: Duration,
     shutting_down: AtomicBool,
 }
 
 impl Registry {
-    pub fn new(
-        max_per_user: usize,
-        outbound_queue: usize,
-        close_timeout: Duration,
-    ) -> Arc<Registry> {
+    pub fn new(limits: RegistryLimits) -> Arc<Registry> {
         Arc::new(Registry {
             by_user: DashMap::new(),
             live: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
-            max_per_user,
-            outbound_queue: outbound_queue.max(1),
-            close_timeout,
+            max_per_user: limits.max_per_user,
+            max_total: limits.max_total,
+            outbound_queue: limits.outbound_queue.max(1),
+            close_timeout: limits.close_timeout,
             shutting_down: AtomicBool::new(false),
         })
     }
@@ -180,6 +206,11 @@ impl Registry {
     ) -> Result<(Registration, Outbound), RegisterError> {
         if self.shutting_down.load(Ordering::Acquire) {
             return Err(RegisterError::ShuttingDown);
+        }
+        // Reserve a place under the server-wide cap first; give it back on refusal.
+        if self.live.fetch_add(1, Ordering::AcqRel) >= self.max_total {
+            self.live.fetch_sub(1, Ordering::AcqRel);
+            return Err(RegisterError::ServerFull);
         }
         let (tx, rx) = mpsc::channel(self.outbound_queue);
         let (state_tx, state_rx) = watch::channel(None);
@@ -194,6 +225,7 @@ impl Registry {
             room: Mutex::new(None),
             outbound: tx,
             latest_state: state_tx,
+            state_pending: AtomicBool::new(false),
             close_request: OnceLock::new(),
             close: CancellationToken::new(),
             gone: CancellationToken::new(),
@@ -201,11 +233,12 @@ impl Registry {
         {
             let mut entry = self.by_user.entry(handle.user_id.clone()).or_default();
             if entry.len() >= self.max_per_user {
+                drop(entry);
+                self.live.fetch_sub(1, Ordering::AcqRel);
                 return Err(RegisterError::TooManySockets);
             }
             entry.push(handle.clone());
         }
-        self.live.fetch_add(1, Ordering::Relaxed);
         // Shutdown may have begun between the check above and the insert; its sweep may
         // have missed us. Re-check after inserting (the same argument as revocation).
         if self.shutting_down.load(Ordering::Acquire) {
@@ -350,7 +383,12 @@ mod tests {
 
     #[tokio::test]
     async fn per_user_limit_and_release() {
-        let r = Registry::new(2, 4, Duration::from_millis(100));
+        let r = Registry::new(RegistryLimits {
+            max_per_user: 2,
+            max_total: 100_000,
+            outbound_queue: 4,
+            close_timeout: Duration::from_millis(100),
+        });
         let a = r.register(conn("u", "s")).unwrap();
         let _b = r.register(conn("u", "s")).unwrap();
         assert_eq!(
@@ -363,8 +401,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn server_wide_cap() {
+        let r = Registry::new(RegistryLimits {
+            max_per_user: 8,
+            max_total: 2,
+            outbound_queue: 4,
+            close_timeout: Duration::from_millis(100),
+        });
+        let a = r.register(conn("u", "s")).unwrap();
+        let _b = r.register(conn("v", "s")).unwrap();
+        assert_eq!(
+            r.register(conn("w", "s")).err(),
+            Some(RegisterError::ServerFull)
+        );
+        assert_eq!(r.live(), 2);
+        drop(a);
+        assert!(r.register(conn("w", "s")).is_ok());
+    }
+
+    #[tokio::test]
     async fn close_user_session_only_matches_that_session() {
-        let r = Registry::new(8, 4, Duration::from_millis(100));
+        let r = Registry::new(RegistryLimits {
+            max_per_user: 8,
+            max_total: 100_000,
+            outbound_queue: 4,
+            close_timeout: Duration::from_millis(100),
+        });
         let (a, _ra) = r.register(conn("u", "s1")).unwrap();
         let (b, _rb) = r.register(conn("u", "s2")).unwrap();
         let (c, _rc) = r.register(conn("v", "s1")).unwrap();
@@ -384,7 +446,12 @@ mod tests {
 
     #[tokio::test]
     async fn full_queue_requests_policy_close() {
-        let r = Registry::new(8, 1, Duration::from_millis(100));
+        let r = Registry::new(RegistryLimits {
+            max_per_user: 8,
+            max_total: 100_000,
+            outbound_queue: 1,
+            close_timeout: Duration::from_millis(100),
+        });
         let (a, _rx) = r.register(conn("u", "s")).unwrap();
         assert!(a.handle().send(Message::Text("1".into())));
         assert!(!a.handle().send(Message::Text("2".into())));

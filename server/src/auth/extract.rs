@@ -116,13 +116,25 @@ pub fn authenticate_request(
     headers: &HeaderMap,
     websocket: bool,
 ) -> Result<(Claims, TokenSource), Error> {
+    let found = find_and_check(state, method, headers, websocket);
+    if let Err(e) = &found {
+        crate::telemetry::auth_failure(e.code().as_str());
+    }
+    found
+}
+
+fn find_and_check(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    websocket: bool,
+) -> Result<(Claims, TokenSource), Error> {
     let (token, source) = find_token(headers, websocket)?
         .ok_or_else(|| Error::new(ErrorCode::TokenMissing, "no access token was sent"))?;
     if source == TokenSource::Cookie && cookie_needs_origin(method, websocket) {
         check_origin(headers, &state.origins)?;
     }
-    let claims = state.auth.authenticate(&token)?;
-    Ok((claims, source))
+    Ok((state.auth.authenticate(&token)?, source))
 }
 
 /// An authenticated caller: the verified, unrevoked claims of their access token.

@@ -142,6 +142,13 @@ impl RevocationList {
 /// Apply an event: record it, then close the sockets it concerns. Returns how many
 /// sockets were closed. The one path for every revocation, local or from elsewhere.
 pub async fn apply(event: &RevocationEvent, list: &RevocationList, registry: &Registry) -> usize {
+    match event {
+        RevocationEvent::Sessions { sessions, .. } => {
+            crate::telemetry::revocation("session", sessions.len())
+        }
+        RevocationEvent::User { .. } => crate::telemetry::revocation("user", 1),
+        RevocationEvent::Unban { .. } => {}
+    }
     let started = std::time::Instant::now();
     let closed = apply_inner(event, list, registry).await;
     tracing::debug!(

@@ -7,6 +7,8 @@
 //! `jwk`, `x5c`). Revocation is checked after this, in [`super::Authenticator`].
 
 use arena_protocol::{ErrorCode, Role};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -145,15 +147,9 @@ impl TokenKeys {
         if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
             return Err(invalid("the token is malformed"));
         }
+        check_header_members(token).map_err(invalid)?;
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| invalid("the token is malformed"))?;
-        if header.jku.is_some()
-            || header.x5u.is_some()
-            || header.jwk.is_some()
-            || header.x5c.is_some()
-        {
-            return Err(invalid("the token names an outside key"));
-        }
         let key = header
             .kid
             .as_deref()
@@ -181,6 +177,28 @@ impl TokenKeys {
             }),
         }
     }
+}
+
+/// Header members we refuse outright (RFC 8725 §3.10, OWASP JWT cheat sheet): keys or
+/// key locations supplied by the token itself (`jku`, `x5u`, `jwk`, `x5c`), and `crit`,
+/// which names extensions a recipient must understand; we understand none, so RFC 7515
+/// §4.1.11 requires rejecting the token. The jsonwebtoken crate ignores `crit`, so we
+/// read the header's members ourselves.
+fn check_header_members(token: &str) -> Result<(), &'static str> {
+    const OUTSIDE_KEYS: [&str; 5] = ["jku", "x5u", "jwk", "x5c", "x5t#S256"];
+    let encoded = token.split('.').next().unwrap_or("");
+    let bytes = URL_SAFE_NO_PAD
+        .decode(encoded)
+        .map_err(|_| "the token is malformed")?;
+    let members: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes).map_err(|_| "the token is malformed")?;
+    if members.contains_key("crit") {
+        return Err("the token requires extensions this server does not support");
+    }
+    if OUTSIDE_KEYS.iter().any(|k| members.contains_key(*k)) {
+        return Err("the token names an outside key");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

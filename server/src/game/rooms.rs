@@ -103,6 +103,7 @@ impl Room {
     /// Advance the game one tick and send every member the new state. Returns `false`
     /// (and marks the room idle) when nobody is left to play.
     fn tick(&self, dt: f64) -> bool {
+        let started = std::time::Instant::now();
         let mut state = lock(&self.state);
         if state.seats.is_empty() {
             state.running = false;
@@ -132,6 +133,7 @@ impl Room {
         for seat in state.seats.iter() {
             seat.conn.offer_state(frame.clone());
         }
+        crate::telemetry::tick(started.elapsed());
         true
     }
 }

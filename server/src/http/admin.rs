@@ -46,6 +46,7 @@ pub async fn kick(
         .revoke_user(&user_id, CloseCode::Kicked, &reason, None)
         .await?;
     tracing::info!(admin = %admin.claims.sub, user_id = %user_id, closed, "user kicked");
+    crate::telemetry::admin_action("kick");
     Ok(Json(KickResponse {
         closed: closed as u64,
     }))
@@ -76,6 +77,7 @@ pub async fn ban(
         .revoke_user(&user_id, CloseCode::Kicked, &reason, Some(banned_until))
         .await?;
     tracing::info!(admin = %admin.claims.sub, user_id = %user_id, closed, ?banned_until, "user banned");
+    crate::telemetry::admin_action("ban");
     Ok(Json(BanResponse {
         closed: closed as u64,
         banned_until,
@@ -106,6 +108,7 @@ pub async fn unban(
     state.auth.existing_user(&user_id).await?;
     state.auth.unban(&user_id).await?;
     tracing::info!(admin = %admin.claims.sub, user_id = %user_id, "user unbanned");
+    crate::telemetry::admin_action("unban");
     Ok(StatusCode::NO_CONTENT)
 }
 

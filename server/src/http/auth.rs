@@ -40,7 +40,9 @@ pub async fn login(
 ) -> Result<Response> {
     let username = required(&body.username, "username")?;
     let password = required(&body.password, "password")?;
-    state.check_auth_rate(addr, username)?;
+    state
+        .check_auth_rate(addr, username)
+        .inspect_err(|_| crate::telemetry::login("rate_limited"))?;
     let client = ClientInfo {
         user_agent: headers
             .get(header::USER_AGENT)
@@ -48,8 +50,16 @@ pub async fn login(
             .map(String::from),
         remote_addr: Some(addr.ip().to_string()),
     };
-    let issued = state.auth.login(username, password, client).await?;
-    Ok(session_response(&state, issued))
+    let issued = state.auth.login(username, password, client).await;
+    crate::telemetry::login(match &issued {
+        Ok(_) => "ok",
+        Err(e) => match e.code() {
+            arena_protocol::ErrorCode::InvalidCredentials => "invalid_credentials",
+            arena_protocol::ErrorCode::Banned => "banned",
+            _ => "error",
+        },
+    });
+    Ok(session_response(&state, issued?))
 }
 
 pub async fn refresh(

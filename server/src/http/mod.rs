@@ -43,8 +43,10 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/users/{id}/ban", post(admin::ban).delete(admin::unban))
         .route("/admin/users/{id}/role", put(admin::set_role))
         .route("/ws", get(crate::ws::upgrade))
+        .merge(if state.config.metrics_listen.is_none() { metrics_router() } else { Router::new() })
         .fallback_service(ServeDir::new(web_dir).not_found_service(not_found))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn(crate::telemetry::track_http))
         .layer(
             // Log the path only: a query string may hold what a careless client put there.
             TraceLayer::new_for_http()
@@ -54,6 +56,22 @@ pub fn router(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().latency_unit(LatencyUnit::Micros)),
         )
         .with_state(state)
+}
+
+/// `GET /metrics`, on the main address or on `--metrics-listen`.
+pub fn metrics_router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new().route(
+        "/metrics",
+        get(|| async {
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4",
+                )],
+                crate::telemetry::render(),
+            )
+        }),
+    )
 }
 
 /// The browser client's directory: configured, or `client-demo/web` from the working

@@ -57,6 +57,10 @@ fn accept(
         })
         .map_err(|e| match e {
             RegisterError::TooManySockets => Error::RateLimited { retry_after: 1 },
+            RegisterError::ServerFull => Error::new(
+                ErrorCode::Unavailable,
+                "the server holds as many sockets as it can",
+            ),
             RegisterError::ShuttingDown => {
                 Error::new(ErrorCode::Unavailable, "the server is shutting down")
             }

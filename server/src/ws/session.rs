@@ -23,9 +23,6 @@ use crate::error::Error;
 use crate::ids;
 use crate::registry::{ConnHandle, Outbound, Registration};
 
-/// Invalid frames in a row tolerated before the socket is closed with 4000.
-const MAX_INVALID_FRAMES: u32 = 10;
-
 /// How long to wait for the client's close reply after we sent ours.
 const CLOSE_LINGER: Duration = Duration::from_millis(500);
 
@@ -71,6 +68,7 @@ pub async fn run(
         warned_expiry: false,
     };
 
+    crate::telemetry::socket_opened();
     let welcome = session.welcome();
     let mut close = match session.send(&mut socket, welcome).await {
         Next::Continue => session.drive(&mut socket, &mut outbound).await,
@@ -82,6 +80,7 @@ pub async fn run(
         close = Some((req.code, req.reason.clone()));
     }
     session.state.rooms.leave_current(&conn);
+    crate::telemetry::socket_closed(close.as_ref().map(|(code, _)| code.code()));
     if let Some((code, reason)) = close {
         let frame = CloseFrame {
             code: code.code(),
@@ -132,6 +131,14 @@ impl Session {
         let expiry = sleep_until(expire_at);
         let warning = sleep_until(warn_at);
         tokio::pin!(expiry, warning);
+        // Heartbeat: ping when the socket has been quiet for an interval; a socket that
+        // stays silent for a second interval (no pong, nothing) is a dead peer.
+        let heartbeat = Duration::from_secs(self.state.config.heartbeat_secs);
+        let beats = !heartbeat.is_zero();
+        let mut last_heard = Instant::now();
+        let mut pinged = false;
+        let next_beat = sleep_until(last_heard + heartbeat);
+        tokio::pin!(next_beat);
         loop {
             tokio::select! {
                 biased;
@@ -154,13 +161,30 @@ impl Session {
                 changed = outbound.state.changed() => {
                     changed.ok()?;
                     let latest = outbound.state.borrow_and_update().clone();
+                    self.conn.state_taken();
                     if let Some(frame) = latest {
                         if let Some(close) = self.send(socket, frame).await.into_close()? {
                             return Some(close);
                         }
                     }
                 }
+                _ = &mut next_beat, if beats => {
+                    if pinged {
+                        tracing::debug!(connection = %self.conn.id, "no answer to ping: dropping");
+                        return None;
+                    }
+                    pinged = true;
+                    next_beat.as_mut().reset(Instant::now() + heartbeat);
+                    if let Some(close) = self.send(socket, Message::Ping(Default::default())).await.into_close()? {
+                        return Some(close);
+                    }
+                }
                 incoming = socket.recv() => {
+                    last_heard = Instant::now();
+                    if beats {
+                        pinged = false;
+                        next_beat.as_mut().reset(last_heard + heartbeat);
+                    }
                     let next = match incoming {
                         None => return None,
                         Some(Err(e)) => return read_error_close(e),
@@ -326,7 +350,7 @@ impl Session {
 
     async fn invalid(&mut self, socket: &mut WebSocket, code: ErrorCode, message: &str) -> Next {
         self.invalid_frames += 1;
-        if self.invalid_frames > MAX_INVALID_FRAMES {
+        if self.invalid_frames > self.state.config.max_invalid_frames {
             return Next::Close(
                 CloseCode::ProtocolError,
                 CloseCode::ProtocolError.reason().into(),

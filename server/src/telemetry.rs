@@ -1,0 +1,118 @@
+//! What an operator can see: Prometheus metrics (served at `/metrics`) and the names of
+//! every series in one place. Recording is a few atomic operations through the `metrics`
+//! facade; rendering happens only when scraped.
+//!
+//! Series (all prefixed `arena_`):
+//! - `sockets_live` gauge; `sockets_opened_total`; `sockets_closed_total{code}`
+//!   (`code` = the close code sent, or `none` when the peer vanished)
+//! - `logins_total{outcome}`: `ok`, `invalid_credentials`, `banned`, `rate_limited`, `error`
+//! - `revocations_total{kind}`: `session`, `user`; `admin_actions_total{action}`
+//! - `auth_failures_total{reason}`: the protocol error code of a refused token
+//! - `tick_duration_seconds` histogram; `state_frames_dropped_total` (stale frames a
+//!   slow reader never got); `outbound_overflows_total` (sockets closed as too slow)
+//! - `http_request_duration_seconds{method,route,status}` histogram
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Install the Prometheus recorder (once per process).
+pub fn install() {
+    HANDLE.get_or_init(|| {
+        let latency = [
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            2.5,
+        ];
+        let tick = [
+            0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+        ];
+        PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("arena_http_request_duration_seconds".into()),
+                &latency,
+            )
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full("arena_tick_duration_seconds".into()), &tick)
+            })
+            .and_then(|b| b.install_recorder())
+            .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
+            .ok()
+    });
+}
+
+/// The current metrics in Prometheus' text format.
+pub fn render() -> String {
+    match HANDLE.get().and_then(Option::as_ref) {
+        Some(handle) => {
+            handle.run_upkeep();
+            handle.render()
+        }
+        None => String::new(),
+    }
+}
+
+pub fn socket_opened() {
+    gauge!("arena_sockets_live").increment(1.0);
+    counter!("arena_sockets_opened_total").increment(1);
+}
+
+pub fn socket_closed(code: Option<u16>) {
+    gauge!("arena_sockets_live").decrement(1.0);
+    let code = code.map_or_else(|| "none".to_string(), |c| c.to_string());
+    counter!("arena_sockets_closed_total", "code" => code).increment(1);
+}
+
+pub fn login(outcome: &'static str) {
+    counter!("arena_logins_total", "outcome" => outcome).increment(1);
+}
+
+pub fn revocation(kind: &'static str, sessions: usize) {
+    counter!("arena_revocations_total", "kind" => kind).increment(sessions.max(1) as u64);
+}
+
+pub fn admin_action(action: &'static str) {
+    counter!("arena_admin_actions_total", "action" => action).increment(1);
+}
+
+pub fn auth_failure(reason: &'static str) {
+    counter!("arena_auth_failures_total", "reason" => reason).increment(1);
+}
+
+pub fn tick(duration: Duration) {
+    histogram!("arena_tick_duration_seconds").record(duration.as_secs_f64());
+}
+
+pub fn state_frame_dropped() {
+    counter!("arena_state_frames_dropped_total").increment(1);
+}
+
+pub fn outbound_overflow() {
+    counter!("arena_outbound_overflows_total").increment(1);
+}
+
+/// Middleware: the latency of every HTTP request, labelled by its route pattern (not
+/// its path, so ids do not explode the series count).
+pub async fn track_http(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "other".to_string(), |p| p.as_str().to_string());
+    let response = next.run(request).await;
+    histogram!(
+        "arena_http_request_duration_seconds",
+        "method" => method,
+        "route" => route,
+        "status" => response.status().as_u16().to_string()
+    )
+    .record(started.elapsed().as_secs_f64());
+    response
+}
