@@ -27,7 +27,10 @@ fn signed(header: Value, claims: &Value) -> String {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 async fn start(extra: &[&str]) -> (DataDir, TestServer) {
@@ -43,11 +46,19 @@ async fn forged_and_malformed_tokens_are_refused_on_http_and_upgrade_without_out
     let (_data, server) = start(&[]).await;
     let p = server.new_player("ak").await;
     let real = p.token().to_string();
-    let real_header: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(real.split('.').next().unwrap()).unwrap()).unwrap();
+    let real_header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(real.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
     let kid = real_header["kid"].as_str().unwrap().to_string();
-    let claims: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(real.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(real.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
 
     // A listener standing in for an attacker's key server: nothing may ever connect.
     let trap = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -66,43 +77,170 @@ async fn forged_and_malformed_tokens_are_refused_on_http_and_upgrade_without_out
         c
     };
     let payload = real.split('.').nth(1).unwrap().to_string();
-    let unsigned = |alg: &str| format!("{}.{payload}.", b64(&json!({"alg": alg, "typ": "JWT", "kid": kid})));
+    let unsigned = |alg: &str| {
+        format!(
+            "{}.{payload}.",
+            b64(&json!({"alg": alg, "typ": "JWT", "kid": kid}))
+        )
+    };
 
     let forged: Vec<(&str, String)> = vec![
         ("alg none", unsigned("none")),
         ("alg None", unsigned("None")),
         ("alg NONE", unsigned("NONE")),
         ("alg nOnE", unsigned("nOnE")),
-        ("signature stripped", format!("{}.{}.", real.split('.').next().unwrap(), payload)),
+        (
+            "signature stripped",
+            format!("{}.{}.", real.split('.').next().unwrap(), payload),
+        ),
         ("signature of another secret", {
             let mut h = Header::new(Algorithm::HS256);
             h.kid = Some(kid.clone());
-            encode(&h, &claims, &EncodingKey::from_secret(b"another-secret-another-secret-00")).unwrap()
+            encode(
+                &h,
+                &claims,
+                &EncodingKey::from_secret(b"another-secret-another-secret-00"),
+            )
+            .unwrap()
         }),
-        ("alg HS512 with our key", signed(json!({"alg": "HS512", "kid": kid}), &claims)),
-        ("alg RS256", signed(json!({"alg": "RS256", "kid": kid}), &claims)),
-        ("jku to an attacker's keys", signed(hs(json!({"jku": trap_url})), &claims)),
-        ("x5u to an attacker's cert", signed(hs(json!({"x5u": trap_url})), &claims)),
-        ("embedded jwk", signed(hs(json!({"jwk": {"kty": "oct", "k": "AAAA"}})), &claims)),
-        ("embedded x5c", signed(hs(json!({"x5c": ["MIIB"]})), &claims)),
-        ("crit extension", signed(hs(json!({"crit": ["exp"]})), &claims)),
-        ("unknown kid", signed(json!({"alg": "HS256", "kid": "not-ours"}), &claims)),
-        ("kid path traversal", signed(json!({"alg": "HS256", "kid": "../../../../dev/null"}), &claims)),
-        ("kid SQL injection", signed(json!({"alg": "HS256", "kid": "x' OR '1'='1"}), &claims)),
+        (
+            "alg HS512 with our key",
+            signed(json!({"alg": "HS512", "kid": kid}), &claims),
+        ),
+        (
+            "alg RS256",
+            signed(json!({"alg": "RS256", "kid": kid}), &claims),
+        ),
+        (
+            "jku to an attacker's keys",
+            signed(hs(json!({"jku": trap_url})), &claims),
+        ),
+        (
+            "x5u to an attacker's cert",
+            signed(hs(json!({"x5u": trap_url})), &claims),
+        ),
+        (
+            "embedded jwk",
+            signed(hs(json!({"jwk": {"kty": "oct", "k": "AAAA"}})), &claims),
+        ),
+        (
+            "embedded x5c",
+            signed(hs(json!({"x5c": ["MIIB"]})), &claims),
+        ),
+        (
+            "crit extension",
+            signed(hs(json!({"crit": ["exp"]})), &claims),
+        ),
+        (
+            "unknown kid",
+            signed(json!({"alg": "HS256", "kid": "not-ours"}), &claims),
+        ),
+        (
+            "kid path traversal",
+            signed(
+                json!({"alg": "HS256", "kid": "../../../../dev/null"}),
+                &claims,
+            ),
+        ),
+        (
+            "kid SQL injection",
+            signed(json!({"alg": "HS256", "kid": "x' OR '1'='1"}), &claims),
+        ),
         ("no kid", signed(json!({"alg": "HS256"}), &claims)),
-        ("missing exp", signed(hs(json!({})), &with(&|c| { c.as_object_mut().unwrap().remove("exp"); }))),
-        ("string exp", signed(hs(json!({})), &with(&|c| c["exp"] = json!((now() + 600).to_string())))),
-        ("missing nbf", signed(hs(json!({})), &with(&|c| { c.as_object_mut().unwrap().remove("nbf"); }))),
-        ("string nbf", signed(hs(json!({})), &with(&|c| c["nbf"] = json!(now().to_string())))),
-        ("nbf in the future", signed(hs(json!({})), &with(&|c| c["nbf"] = json!(now() + 3600)))),
-        ("wrong iss", signed(hs(json!({})), &with(&|c| c["iss"] = json!("evil")))),
-        ("missing iss", signed(hs(json!({})), &with(&|c| { c.as_object_mut().unwrap().remove("iss"); }))),
-        ("wrong aud", signed(hs(json!({})), &with(&|c| c["aud"] = json!("someone-else")))),
-        ("missing aud", signed(hs(json!({})), &with(&|c| { c.as_object_mut().unwrap().remove("aud"); }))),
-        ("missing sub", signed(hs(json!({})), &with(&|c| { c.as_object_mut().unwrap().remove("sub"); }))),
-        ("expired", signed(hs(json!({})), &with(&|c| { c["exp"] = json!(now() - 3600); c["nbf"] = json!(now() - 7200); }))),
-        ("refresh token as access token", p.session.refresh_token.clone()),
-        ("absurd size", format!("{}.{}.{}", "a".repeat(6000), "b".repeat(6000), "c".repeat(3000))),
+        (
+            "missing exp",
+            signed(
+                hs(json!({})),
+                &with(&|c| {
+                    c.as_object_mut().unwrap().remove("exp");
+                }),
+            ),
+        ),
+        (
+            "string exp",
+            signed(
+                hs(json!({})),
+                &with(&|c| c["exp"] = json!((now() + 600).to_string())),
+            ),
+        ),
+        (
+            "missing nbf",
+            signed(
+                hs(json!({})),
+                &with(&|c| {
+                    c.as_object_mut().unwrap().remove("nbf");
+                }),
+            ),
+        ),
+        (
+            "string nbf",
+            signed(
+                hs(json!({})),
+                &with(&|c| c["nbf"] = json!(now().to_string())),
+            ),
+        ),
+        (
+            "nbf in the future",
+            signed(hs(json!({})), &with(&|c| c["nbf"] = json!(now() + 3600))),
+        ),
+        (
+            "wrong iss",
+            signed(hs(json!({})), &with(&|c| c["iss"] = json!("evil"))),
+        ),
+        (
+            "missing iss",
+            signed(
+                hs(json!({})),
+                &with(&|c| {
+                    c.as_object_mut().unwrap().remove("iss");
+                }),
+            ),
+        ),
+        (
+            "wrong aud",
+            signed(hs(json!({})), &with(&|c| c["aud"] = json!("someone-else"))),
+        ),
+        (
+            "missing aud",
+            signed(
+                hs(json!({})),
+                &with(&|c| {
+                    c.as_object_mut().unwrap().remove("aud");
+                }),
+            ),
+        ),
+        (
+            "missing sub",
+            signed(
+                hs(json!({})),
+                &with(&|c| {
+                    c.as_object_mut().unwrap().remove("sub");
+                }),
+            ),
+        ),
+        (
+            "expired",
+            signed(
+                hs(json!({})),
+                &with(&|c| {
+                    c["exp"] = json!(now() - 3600);
+                    c["nbf"] = json!(now() - 7200);
+                }),
+            ),
+        ),
+        (
+            "refresh token as access token",
+            p.session.refresh_token.clone(),
+        ),
+        (
+            "absurd size",
+            format!(
+                "{}.{}.{}",
+                "a".repeat(6000),
+                "b".repeat(6000),
+                "c".repeat(3000)
+            ),
+        ),
         ("garbage", "not-a-token".into()),
         ("four segments", format!("{real}.extra")),
         ("bad base64 header", format!("!!!.{payload}.sig")),
@@ -114,13 +252,32 @@ async fn forged_and_malformed_tokens_are_refused_on_http_and_upgrade_without_out
         let (status, body) = server.get("/auth/me", Some(token)).await;
         assert_eq!(status, 401, "{name}: HTTP {status} {body}");
         let code = body["error"]["code"].as_str().unwrap_or("");
-        let want = if *name == "expired" { "token_expired" } else { "token_invalid" };
+        let want = if *name == "expired" {
+            "token_expired"
+        } else {
+            "token_invalid"
+        };
         assert_eq!(code, want, "{name}");
-        let refusal = server.ws(WsAuth::Header(token)).await.err().unwrap_or_else(|| panic!("{name}: upgraded"));
+        let refusal = server
+            .ws(WsAuth::Header(token))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{name}: upgraded"));
         assert_eq!(refusal.status, 401, "{name}: upgrade {refusal:?}");
-        let refusal = server.ws(WsAuth::Subprotocol(token)).await.err().unwrap_or_else(|| panic!("{name}: upgraded"));
-        assert!(refusal.status == 401 || refusal.status == 0, "{name}: subprotocol upgrade {refusal:?}");
-        assert!(started.elapsed() < Duration::from_secs(2), "{name} took {:?}", started.elapsed());
+        let refusal = server
+            .ws(WsAuth::Subprotocol(token))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{name}: upgraded"));
+        assert!(
+            refusal.status == 401 || refusal.status == 0,
+            "{name}: subprotocol upgrade {refusal:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{name} took {:?}",
+            started.elapsed()
+        );
     }
     // The real token still works: nothing above disturbed the session.
     assert_eq!(server.get("/auth/me", Some(&real)).await.0, 200);
@@ -137,14 +294,26 @@ async fn hmac_made_with_the_published_eddsa_key_is_refused() {
     let (_, jwks) = server.get("/.well-known/jwks.json", None).await;
     let jwk = &jwks["keys"][0];
     let public = URL_SAFE_NO_PAD.decode(jwk["x"].as_str().unwrap()).unwrap();
-    let claims: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p.token().split('.').nth(1).unwrap()).unwrap()).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(p.token().split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
     let mut h = Header::new(Algorithm::HS256);
     h.kid = jwk["kid"].as_str().map(String::from);
     let forged = encode(&h, &claims, &EncodingKey::from_secret(&public)).unwrap();
     let (status, body) = server.get("/auth/me", Some(&forged)).await;
     assert_error(status, &body, 401, "token_invalid");
-    assert_eq!(server.ws(WsAuth::Header(&forged)).await.err().expect("refused").status, 401);
+    assert_eq!(
+        server
+            .ws(WsAuth::Header(&forged))
+            .await
+            .err()
+            .expect("refused")
+            .status,
+        401
+    );
 }
 
 #[tokio::test]
@@ -167,7 +336,11 @@ async fn a_one_mebibyte_frame_closes_with_1009() {
     let p = server.new_player("mb").await;
     let mut ws = server.ws_ok(p.token()).await;
     let huge = format!(r#"{{"type":"chat","text":"{}"}}"#, "x".repeat(1024 * 1024));
-    let _ = futures_util::SinkExt::send(&mut ws.stream, tokio_tungstenite::tungstenite::Message::text(huge)).await;
+    let _ = futures_util::SinkExt::send(
+        &mut ws.stream,
+        tokio_tungstenite::tungstenite::Message::text(huge),
+    )
+    .await;
     match ws.ended().await {
         Ended::Closed(code, _) => assert_eq!(code, 1009),
         Ended::Dropped(why) => panic!("expected close 1009, got a dropped socket: {why}"),
@@ -182,7 +355,11 @@ async fn a_flood_of_5000_messages_is_rate_limited_then_closed_with_1008() {
     let p = server.new_player("fd").await;
     let mut ws = server.ws_ok(p.token()).await;
     let frames: Vec<_> = (0..5000)
-        .map(|i| Ok(tokio_tungstenite::tungstenite::Message::text(json!({"type": "ping", "id": i}).to_string())))
+        .map(|i| {
+            Ok(tokio_tungstenite::tungstenite::Message::text(
+                json!({"type": "ping", "id": i}).to_string(),
+            ))
+        })
         .collect();
     let mut stream = futures_util::stream::iter(frames);
     let _ = futures_util::SinkExt::send_all(&mut ws.stream, &mut stream).await;
@@ -205,7 +382,9 @@ async fn a_flood_of_5000_messages_is_rate_limited_then_closed_with_1008() {
 async fn a_slowloris_client_is_cut_off_while_others_are_served() {
     let (_data, server) = start(&["--header-timeout-ms", "500"]).await;
     let mut slow = TcpStream::connect(&server.addr).await.unwrap();
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     let started = Instant::now();
     // Keep dribbling header bytes; the server must still hang up at its deadline.
     let closed = tokio::time::timeout(Duration::from_secs(10), async {
@@ -223,7 +402,11 @@ async fn a_slowloris_client_is_cut_off_while_others_are_served() {
     })
     .await;
     assert!(closed.is_ok(), "the slow client was never cut off");
-    assert!(started.elapsed() < Duration::from_secs(3), "cut off after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "cut off after {:?}",
+        started.elapsed()
+    );
     assert_eq!(server.get("/healthz", None).await.0, 200);
 }
 
@@ -237,7 +420,10 @@ async fn a_peer_that_stops_answering_pings_is_dropped() {
     assert_eq!(server.connections_of(&admin, p.id()).await.len(), 1);
     let deadline = Instant::now() + DEADLINE;
     while !server.connections_of(&admin, p.id()).await.is_empty() {
-        assert!(Instant::now() < deadline, "the silent socket is still registered");
+        assert!(
+            Instant::now() < deadline,
+            "the silent socket is still registered"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // A socket that answers stays.
@@ -273,10 +459,18 @@ async fn acknowledged_logouts_survive_a_sigkill_in_the_middle() {
     drop(acked_tx);
     let mut acked = Vec::new();
     while acked.len() < sessions.len() / 2 {
-        acked.push(acked_rx.recv().await.expect("half the logouts acknowledged"));
+        acked.push(
+            acked_rx
+                .recv()
+                .await
+                .expect("half the logouts acknowledged"),
+        );
     }
     let pid = server.pid();
-    std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
     // Whatever else was acknowledged before the kill counts too.
     while let Some(s) = acked_rx.recv().await {
         acked.push(s);
@@ -288,5 +482,9 @@ async fn acknowledged_logouts_survive_a_sigkill_in_the_middle() {
         assert_error(status, &body, 401, "token_revoked");
         assert_eq!(server.refresh(&s.refresh_token).await.0, 401);
     }
-    eprintln!("{} of {} logouts acknowledged before SIGKILL; all still hold", acked.len(), sessions.len());
+    eprintln!(
+        "{} of {} logouts acknowledged before SIGKILL; all still hold",
+        acked.len(),
+        sessions.len()
+    );
 }
