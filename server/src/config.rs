@@ -121,6 +121,11 @@ pub struct Config {
     #[arg(long, env = "ARENA_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
     pub header_timeout_ms: u64,
 
+    /// Time an accepted WebSocket upgrade has to complete before its place is released,
+    /// in ms.
+    #[arg(long, env = "ARENA_UPGRADE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub upgrade_timeout_ms: u64,
+
     /// HTTP connections served at once (further clients wait to be accepted).
     #[arg(long, env = "ARENA_MAX_CONNECTIONS", default_value_t = 19_000)]
     pub max_connections: usize,
