@@ -10,6 +10,7 @@
 //! any server that implements the protocol.
 
 mod api;
+mod dial;
 mod load;
 
 use std::process::ExitCode;
@@ -215,7 +216,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 r["closed"], r["banned_until"]
             );
         }
-        Command::Load(scenario) => load::run(&api, scenario).await?,
+        Command::Load(scenario) => load::run(&api, &cli.server, scenario).await?,
         Command::Role { login, user, role } => {
             let token = login.token(&api).await?;
             let id = api.resolve_user(&token, &user).await?;
