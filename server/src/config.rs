@@ -162,6 +162,11 @@ pub struct Config {
     #[arg(long, env = "ARENA_WS_READ_BUFFER_BYTES", default_value_t = 1024)]
     pub ws_read_buffer_bytes: usize,
 
+    /// Bytes of outgoing frames gathered before a write; a batch of queued frames is
+    /// written with one flush. (0: every frame is written at once.)
+    #[arg(long, env = "ARENA_WS_WRITE_BUFFER_BYTES", default_value_t = 8 * 1024)]
+    pub ws_write_buffer_bytes: usize,
+
     /// Frames queued for one socket before it is closed as too slow (1008).
     #[arg(long, env = "ARENA_WS_OUTBOUND_QUEUE", default_value_t = 256)]
     pub ws_outbound_queue: usize,

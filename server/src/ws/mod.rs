@@ -93,7 +93,7 @@ fn accept(
     let response = ws
         .protocols([SUBPROTOCOL])
         .read_buffer_size(limits.ws_read_buffer_bytes)
-        .write_buffer_size(0)
+        .write_buffer_size(limits.ws_write_buffer_bytes)
         .max_write_buffer_size(limits.ws_max_write_buffer_bytes)
         .max_message_size(limits.max_ws_message_bytes)
         .max_frame_size(limits.max_ws_message_bytes)

@@ -14,6 +14,7 @@ use std::time::Duration;
 use arena_protocol::ws::{ChatFrom, ClientMessage, ServerMessage};
 use arena_protocol::{CloseCode, ErrorCode, PROTOCOL_VERSION};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::SinkExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::{sleep_until, Instant};
 
@@ -22,6 +23,9 @@ use crate::auth::tokens::Claims;
 use crate::error::Error;
 use crate::ids;
 use crate::registry::{ConnHandle, Outbound, Registration};
+
+/// Queued frames written with one flush at most.
+const MAX_BATCH: usize = 64;
 
 /// How long to wait for the client's close reply after we sent ours.
 const CLOSE_LINGER: Duration = Duration::from_millis(500);
@@ -154,7 +158,15 @@ impl Session {
                     }
                 }
                 queued = outbound.queue.recv() => {
-                    if let Some(close) = self.send(socket, queued?).await.into_close()? {
+                    // Write everything already queued in one go: one flush, one syscall.
+                    let mut batch = vec![queued?];
+                    while batch.len() < MAX_BATCH {
+                        match outbound.queue.try_recv() {
+                            Ok(m) => batch.push(m),
+                            Err(_) => break,
+                        }
+                    }
+                    if let Some(close) = self.send_all(socket, batch).await.into_close()? {
                         return Some(close);
                     }
                 }
@@ -376,11 +388,22 @@ impl Session {
     /// (1008); a close request interrupts the wait, so a stalled writer never keeps a
     /// revoked socket open.
     async fn send(&self, socket: &mut WebSocket, message: Message) -> Next {
+        self.send_all(socket, vec![message]).await
+    }
+
+    /// Write frames and flush once.
+    async fn send_all(&self, socket: &mut WebSocket, messages: Vec<Message>) -> Next {
         let timeout = self.state.config.ws_send_timeout();
+        let write = async {
+            for m in messages {
+                socket.feed(m).await?;
+            }
+            socket.flush().await
+        };
         tokio::select! {
             biased;
             _ = self.conn.closing() => Next::Stop,
-            sent = tokio::time::timeout(timeout, socket.send(message)) => match sent {
+            sent = tokio::time::timeout(timeout, write) => match sent {
                 Ok(Ok(())) => Next::Continue,
                 Ok(Err(_)) => Next::Stop,
                 Err(_) => Next::Close(CloseCode::Policy, "too slow to read".into()),
