@@ -24,6 +24,7 @@ def metrics(r):
         # (label, value, unit, higher is better)
         ("Memory per idle socket", c.get("server_bytes_per_socket"), "bytes", False),
         ("Server CPU per handshake + token check", c.get("server_cpu_us_per_handshake"), "µs", False),
+        ("… of which in user space", c.get("server_user_cpu_us_per_handshake"), "µs", False),
         ("Handshakes per second (5,000 sockets)", c.get("handshakes_per_sec"), "/s", True),
         ("Handshake latency p99", c.get("latency_ms", {}).get("p99"), "ms", False),
         ("Logout with 10 sockets: request p99", v.get("logout_request_ms", {}).get("p99"), "ms", False),

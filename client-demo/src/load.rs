@@ -186,7 +186,7 @@ async fn connect(
     let tokens = make_users(api, users).await?;
     let pid = common.server_pid;
     let rss_before = pid.and_then(rss_bytes);
-    let cpu_before = pid.and_then(cpu_seconds);
+    let cpu_before = pid.and_then(cpu_split);
     let permits = Arc::new(Semaphore::new(common.concurrency.max(1)));
     let total = users * per_user;
     let progress = bar(total, "sockets");
@@ -220,13 +220,17 @@ async fn connect(
     }
     progress.finish();
     let elapsed = started.elapsed();
-    let cpu_after = pid.and_then(cpu_seconds);
+    let cpu_after = pid.and_then(cpu_split);
     // Let the server settle (welcome frames sent, allocator pages touched).
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = pid.and_then(rss_bytes);
     let open_count = sockets.len();
     let per_socket = rss_before.zip(rss_after).filter(|_| open_count > 0).map(|(b, a)| (a as f64 - b as f64) / open_count as f64);
-    let cpu_per_handshake_us = cpu_before.zip(cpu_after).filter(|_| open_count > 0).map(|(b, a)| (a - b) * 1e6 / open_count as f64);
+    let per_handshake = |f: fn((f64, f64)) -> f64| {
+        cpu_before.zip(cpu_after).filter(|_| open_count > 0).map(|(b, a)| (f(a) - f(b)) * 1e6 / open_count as f64)
+    };
+    let cpu_per_handshake_us = per_handshake(|(u, s)| u + s);
+    let user_cpu_per_handshake_us = per_handshake(|(u, _)| u);
     let p = Percentiles::of(&mut latencies);
     if let Some(e) = &first_error {
         eprintln!("  first error: {e}");
@@ -241,8 +245,8 @@ async fn connect(
     if let Some(b) = per_socket {
         eprintln!("  server memory: {b:.0} bytes per idle socket (RSS delta / sockets)");
     }
-    if let Some(us) = cpu_per_handshake_us {
-        eprintln!("  server CPU: {us:.1} µs per handshake (user+system, whole process)");
+    if let (Some(us), Some(user)) = (cpu_per_handshake_us, user_cpu_per_handshake_us) {
+        eprintln!("  server CPU: {us:.1} µs per handshake ({user:.1} µs in user space, the rest in the kernel)");
     }
     let mut samples = Vec::new();
     if hold > 0 {
@@ -277,6 +281,7 @@ async fn connect(
             "server_rss_before": rss_before, "server_rss_after": rss_after,
             "server_bytes_per_socket": per_socket,
             "server_cpu_us_per_handshake": cpu_per_handshake_us,
+            "server_user_cpu_us_per_handshake": user_cpu_per_handshake_us,
             "rss_samples": samples,
         })
     );
@@ -705,13 +710,18 @@ fn now_ms() -> i64 {
 
 /// User + system CPU time a process has used, in seconds (Linux /proc).
 fn cpu_seconds(pid: u32) -> Option<f64> {
+    cpu_split(pid).map(|(user, system)| user + system)
+}
+
+/// (user, system) CPU seconds of a process. System time is mostly the kernel's TCP work.
+fn cpu_split(pid: u32) -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0) // USER_HZ is 100 on Linux
+    Some((utime / 100.0, stime / 100.0)) // USER_HZ is 100 on Linux
 }
 
 /// Resident memory of a process, from /proc (Linux).

@@ -35,6 +35,9 @@ pub struct App {
     /// Origins allowed for cookie-authenticated state changes and upgrades.
     pub origins: Vec<String>,
     auth_limiter: Option<DefaultKeyedRateLimiter<String>>,
+    /// One clock for every per-socket rate limiter: creating a clock calibrates it
+    /// (cpuid and timing), far too slow to do per connection.
+    pub clock: governor::clock::DefaultClock,
 }
 
 impl App {
@@ -48,9 +51,7 @@ impl App {
             format!("user:{}", username.to_lowercase()),
         ] {
             if let Err(not_until) = limiter.check_key(&key) {
-                let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                    &governor::clock::DefaultClock::default(),
-                ));
+                let wait = not_until.wait_time_from(governor::clock::Clock::now(limiter.clock()));
                 return Err(Error::RateLimited {
                     retry_after: wait.as_secs().max(1),
                 });
@@ -149,6 +150,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         auth,
         rooms,
         auth_limiter,
+        clock: governor::clock::DefaultClock::default(),
     });
 
     let stop = CancellationToken::new();
@@ -200,6 +202,11 @@ fn spawn_pruner(state: AppState, stop: CancellationToken) {
                     }
                     if let Err(e) = state.auth.flush_last_seen().await {
                         tracing::warn!(error = %e, "could not record last_seen_at");
+                    }
+                    let cutoff = crate::ids::now_ms() - state.config.upgrade_timeout_ms as i64;
+                    let released = state.auth.registry.release_unstarted(cutoff);
+                    if released > 0 {
+                        tracing::debug!(released, "upgrades that never completed released");
                     }
                 }
             }

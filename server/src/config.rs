@@ -121,8 +121,8 @@ pub struct Config {
     #[arg(long, env = "ARENA_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
     pub header_timeout_ms: u64,
 
-    /// Time an accepted WebSocket upgrade has to complete before its place is released,
-    /// in ms.
+    /// Time an accepted WebSocket upgrade has to complete before its place in the
+    /// registry is released (checked every 30 s), in ms.
     #[arg(long, env = "ARENA_UPGRADE_TIMEOUT_MS", default_value_t = 10_000)]
     pub upgrade_timeout_ms: u64,
 

@@ -54,6 +54,8 @@ pub struct ConnHandle {
     latest_state: watch::Sender<Option<Message>>,
     /// Whether `latest_state` holds a frame the socket has not taken yet.
     state_pending: AtomicBool,
+    /// Whether the upgrade completed and the socket's task runs.
+    started: AtomicBool,
     close_request: OnceLock<CloseRequest>,
     close: CancellationToken,
     gone: CancellationToken,
@@ -100,6 +102,11 @@ impl ConnHandle {
             crate::telemetry::state_frame_dropped();
         }
         self.latest_state.send_replace(Some(message));
+    }
+
+    /// The upgrade completed; the socket's task is running.
+    pub fn mark_started(&self) {
+        self.started.store(true, Ordering::Release);
     }
 
     /// The socket task took the latest state frame.
@@ -226,6 +233,7 @@ impl Registry {
             outbound: tx,
             latest_state: state_tx,
             state_pending: AtomicBool::new(false),
+            started: AtomicBool::new(false),
             close_request: OnceLock::new(),
             close: CancellationToken::new(),
             gone: CancellationToken::new(),
@@ -318,6 +326,21 @@ impl Registry {
         self.close_handles(matched, code, reason).await
     }
 
+    /// Release the places of upgrades accepted before `before` (ms) that never completed
+    /// (the client vanished after its request). Returns how many.
+    pub fn release_unstarted(&self, before: i64) -> usize {
+        let stale: Vec<Arc<ConnHandle>> = self
+            .snapshot()
+            .into_iter()
+            .filter(|h| h.connected_at < before && !h.started.load(Ordering::Acquire))
+            .collect();
+        for h in &stale {
+            h.request_close(CloseCode::GoingAway, "upgrade did not complete");
+            self.remove(h);
+        }
+        stale.len()
+    }
+
     /// Close every socket (shutdown). New registrations are refused from now on.
     pub async fn close_all(&self, code: CloseCode) -> usize {
         self.shutting_down.store(true, Ordering::Release);
@@ -398,6 +421,23 @@ mod tests {
         assert!(r.register(conn("v", "s")).is_ok());
         drop(a);
         assert!(r.register(conn("u", "s")).is_ok());
+    }
+
+    #[tokio::test]
+    async fn upgrades_that_never_start_are_released() {
+        let r = Registry::new(RegistryLimits {
+            max_per_user: 1,
+            max_total: 10,
+            outbound_queue: 4,
+            close_timeout: Duration::from_millis(100),
+        });
+        let (stuck, _rx) = r.register(conn("u", "s")).unwrap(); // connected_at = 0
+        let (running, _rx2) = r.register(conn("v", "s")).unwrap();
+        running.handle().mark_started();
+        assert_eq!(r.release_unstarted(1), 1);
+        assert_eq!(stuck.handle().close_requested().map(|c| c.code), Some(CloseCode::GoingAway));
+        assert!(r.register(conn("u", "s")).is_ok(), "the place was given back");
+        assert_eq!(r.count_for_user("v"), 1);
     }
 
     #[tokio::test]

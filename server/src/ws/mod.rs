@@ -9,8 +9,6 @@
 pub mod session;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use arena_protocol::{ErrorCode, SUBPROTOCOL};
 use axum::extract::ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade};
@@ -22,7 +20,7 @@ use crate::app::AppState;
 use crate::auth::extract::authenticate_request;
 use crate::error::Error;
 use crate::ids;
-use crate::registry::{NewConnection, Outbound, RegisterError, Registration};
+use crate::registry::{NewConnection, RegisterError};
 
 pub async fn upgrade(
     State(state): State<AppState>,
@@ -77,18 +75,6 @@ fn accept(
         ));
     }
 
-    // The registration waits in a slot the socket task takes when the upgrade completes.
-    // An upgrade that never completes (the client vanished after its request) gives the
-    // slot back after the upgrade timeout, so it cannot hold a place in the registry.
-    let pending = Arc::new(Mutex::new(Some((registration, outbound))));
-    let expired = pending.clone();
-    let upgrade_timeout = Duration::from_millis(state.config.upgrade_timeout_ms);
-    tokio::spawn(async move {
-        tokio::time::sleep(upgrade_timeout).await;
-        if take(&expired).is_some() {
-            tracing::debug!("upgrade did not complete in time");
-        }
-    });
     let limits = &state.config;
     let response = ws
         .protocols([SUBPROTOCOL])
@@ -97,16 +83,6 @@ fn accept(
         .max_write_buffer_size(limits.ws_max_write_buffer_bytes)
         .max_message_size(limits.max_ws_message_bytes)
         .max_frame_size(limits.max_ws_message_bytes)
-        .on_upgrade(move |socket| async move {
-            if let Some((registration, outbound)) = take(&pending) {
-                session::run(state, socket, registration, outbound, claims).await;
-            }
-        });
+        .on_upgrade(move |socket| session::run(state, socket, registration, outbound, claims));
     Ok(response)
-}
-
-type Pending = Arc<Mutex<Option<(Registration, Outbound)>>>;
-
-fn take(pending: &Pending) -> Option<(Registration, Outbound)> {
-    pending.lock().unwrap_or_else(|e| e.into_inner()).take()
 }
