@@ -34,7 +34,7 @@ def metrics(r):
         ("Broadcast: chat latency p99", b.get("chat_latency_ms", {}).get("p99"), "ms", False),
         ("Broadcast: server CPU seconds (10 s run)", b.get("server_cpu_secs"), "s", False),
         ("Churn: visits per second", None if not ch else ch.get("visits", 0) / max(ch.get("seconds", 1), 1), "/s", True),
-        ("Churn: server RSS after", rss(ch.get("server_rss_after")), "MB", False),
+        ("Churn: server RSS growth over the run", None if not ch else rss(ch.get("server_rss_after", 0) - ch.get("server_rss_before", 0)), "MB", False),
     ]
 
 
@@ -47,7 +47,7 @@ def fmt(v):
 
 
 def ratio(a, n, higher_better):
-    if a is None or n is None or a == 0 or n == 0:
+    if a is None or n is None or a <= 0 or n <= 0:
         return None
     return (a / n) if higher_better else (n / a)
 
@@ -57,7 +57,8 @@ def main(results, doc, svg):
     am, nm = metrics(arena), metrics(node)
     rows = []
     for (label, a, unit, hb), (_, n, _, _) in zip(am, nm):
-        r = ratio(a, n, hb)
+        # A ratio against (almost) nothing says nothing: growth under 1 MB is "flat".
+        r = None if "growth" in label and min(a or 0, n or 0) < 1 else ratio(a, n, hb)
         rows.append((label, a, n, unit, r))
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
