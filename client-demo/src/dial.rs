@@ -32,17 +32,24 @@ impl Dialer {
             .trim_end_matches('/')
             .strip_prefix("http://")
             .ok_or("load scenarios need an http:// server URL")?;
-        let server: SocketAddr = hostport
-            .parse()
-            .map_err(|_| format!("load scenarios need an IP:port server address, not {hostport:?}"))?;
+        let server: SocketAddr = hostport.parse().map_err(|_| {
+            format!("load scenarios need an IP:port server address, not {hostport:?}")
+        })?;
         let sources = if !sources.is_empty() {
             sources.to_vec()
         } else if server.ip().is_loopback() {
-            (1..=8).map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i))).collect()
+            (1..=8)
+                .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
+                .collect()
         } else {
             vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)]
         };
-        Ok(Dialer { url: format!("ws://{hostport}/ws"), server, sources, next: AtomicUsize::new(0) })
+        Ok(Dialer {
+            url: format!("ws://{hostport}/ws"),
+            server,
+            sources,
+            next: AtomicUsize::new(0),
+        })
     }
 
     /// Open an authenticated socket (token in the Authorization header).
@@ -53,12 +60,24 @@ impl Dialer {
         socket.bind(SocketAddr::new(source, 0)).map_err(explain)?;
         let stream = socket.connect(self.server).await.map_err(explain)?;
         let _ = stream.set_nodelay(true);
-        let mut req = self.url.as_str().into_client_request().map_err(|e| e.to_string())?;
+        let mut req = self
+            .url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| e.to_string())?;
         let auth = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| e.to_string())?;
         req.headers_mut().insert("authorization", auth);
         // Small buffers: the load client holds thousands of sockets too.
-        let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-        match tokio_tungstenite::client_async_with_config(req, MaybeTlsStream::Plain(stream), Some(config)).await {
+        let config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0);
+        match tokio_tungstenite::client_async_with_config(
+            req,
+            MaybeTlsStream::Plain(stream),
+            Some(config),
+        )
+        .await
+        {
             Ok((socket, _)) => Ok(socket),
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
                 Err(format!("upgrade refused: HTTP {}", resp.status()))

@@ -106,29 +106,83 @@ pub async fn run(api: &Api, base: &str, scenario: Scenario) -> Result<(), String
         eprintln!("file-descriptor limit of this process: {limit}");
     }
     match scenario {
-        Scenario::Connect { users, sockets, hold, common } => {
-            connect(api, &Dialer::new(base, &common.source)?, users, sockets, hold, &common).await
+        Scenario::Connect {
+            users,
+            sockets,
+            hold,
+            common,
+        } => {
+            connect(
+                api,
+                &Dialer::new(base, &common.source)?,
+                users,
+                sockets,
+                hold,
+                &common,
+            )
+            .await
         }
-        Scenario::Revoke { users, sockets, common } => {
-            revoke(api, &Dialer::new(base, &common.source)?, users, sockets).await
+        Scenario::Revoke {
+            users,
+            sockets,
+            common,
+        } => revoke(api, &Dialer::new(base, &common.source)?, users, sockets).await,
+        Scenario::Expiry {
+            users,
+            sockets,
+            common,
+        } => {
+            expiry(
+                api,
+                Dialer::new(base, &common.source)?,
+                users,
+                sockets,
+                &common,
+            )
+            .await
         }
-        Scenario::Expiry { users, sockets, common } => {
-            expiry(api, Dialer::new(base, &common.source)?, users, sockets, &common).await
+        Scenario::Broadcast {
+            rooms,
+            players,
+            seconds,
+            chat_rate,
+            common,
+        } => {
+            broadcast(
+                api,
+                Dialer::new(base, &common.source)?,
+                rooms,
+                players,
+                seconds,
+                chat_rate,
+                &common,
+            )
+            .await
         }
-        Scenario::Broadcast { rooms, players, seconds, chat_rate, common } => {
-            broadcast(api, Dialer::new(base, &common.source)?, rooms, players, seconds, chat_rate, &common).await
-        }
-        Scenario::Churn { users, seconds, common } => {
-            churn(api, Dialer::new(base, &common.source)?, users, seconds, &common).await
+        Scenario::Churn {
+            users,
+            seconds,
+            common,
+        } => {
+            churn(
+                api,
+                Dialer::new(base, &common.source)?,
+                users,
+                seconds,
+                &common,
+            )
+            .await
         }
     }
 }
 
 fn bar(len: usize, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);
-    let style = ProgressStyle::with_template(&format!("  {what:<10} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} {{msg}}"))
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+    let style = ProgressStyle::with_template(&format!(
+        "  {what:<10} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} {{msg}}"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
     bar.set_style(style);
     bar
 }
@@ -195,15 +249,19 @@ async fn connect(
     let mut latencies = Vec::with_capacity(total);
     let mut errors = 0usize;
     let mut first_error = None;
-    let results = futures_util::stream::iter(tokens.iter().flat_map(|t| std::iter::repeat_n(t.clone(), per_user)))
-        .map(|token| {
-            let permits = permits.clone();
-            async move {
-                let _p = permits.acquire().await;
-                open(dialer, &token).await
-            }
-        })
-        .buffer_unordered(common.concurrency.max(1));
+    let results = futures_util::stream::iter(
+        tokens
+            .iter()
+            .flat_map(|t| std::iter::repeat_n(t.clone(), per_user)),
+    )
+    .map(|token| {
+        let permits = permits.clone();
+        async move {
+            let _p = permits.acquire().await;
+            open(dialer, &token).await
+        }
+    })
+    .buffer_unordered(common.concurrency.max(1));
     tokio::pin!(results);
     while let Some(r) = results.next().await {
         match r {
@@ -225,9 +283,15 @@ async fn connect(
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = pid.and_then(rss_bytes);
     let open_count = sockets.len();
-    let per_socket = rss_before.zip(rss_after).filter(|_| open_count > 0).map(|(b, a)| (a as f64 - b as f64) / open_count as f64);
+    let per_socket = rss_before
+        .zip(rss_after)
+        .filter(|_| open_count > 0)
+        .map(|(b, a)| (a as f64 - b as f64) / open_count as f64);
     let per_handshake = |f: fn((f64, f64)) -> f64| {
-        cpu_before.zip(cpu_after).filter(|_| open_count > 0).map(|(b, a)| (f(a) - f(b)) * 1e6 / open_count as f64)
+        cpu_before
+            .zip(cpu_after)
+            .filter(|_| open_count > 0)
+            .map(|(b, a)| (f(a) - f(b)) * 1e6 / open_count as f64)
     };
     let cpu_per_handshake_us = per_handshake(|(u, s)| u + s);
     let user_cpu_per_handshake_us = per_handshake(|(u, _)| u);
@@ -265,7 +329,10 @@ async fn connect(
         // Every held socket must still be open: send one ping on each and count pongs.
         let mut alive = 0;
         for s in sockets.iter_mut() {
-            if s.send(Message::text(r#"{"type":"ping","id":1}"#)).await.is_ok() {
+            if s.send(Message::text(r#"{"type":"ping","id":1}"#))
+                .await
+                .is_ok()
+            {
                 alive += 1;
             }
         }
@@ -319,7 +386,8 @@ async fn revoke(api: &Api, dialer: &Dialer, users: usize, per_user: usize) -> Re
             })
             .collect();
         let started = Instant::now();
-        api.call("POST", "/auth/logout", token, Some(json!({}))).await?;
+        api.call("POST", "/auth/logout", token, Some(json!({})))
+            .await?;
         request_ms.push(started.elapsed());
         let mut last = started;
         for w in watchers {
@@ -336,7 +404,10 @@ async fn revoke(api: &Api, dialer: &Dialer, users: usize, per_user: usize) -> Re
     progress.finish();
     let req = Percentiles::of(&mut request_ms);
     let closed = Percentiles::of(&mut all_closed_ms);
-    eprintln!("  logout request (client-observed) p50 {:.3} ms p99 {:.3} ms max {:.3} ms", req.p50, req.p99, req.max);
+    eprintln!(
+        "  logout request (client-observed) p50 {:.3} ms p99 {:.3} ms max {:.3} ms",
+        req.p50, req.p99, req.max
+    );
     eprintln!(
         "  logout → every socket closed     p50 {:.3} ms p99 {:.3} ms max {:.3} ms; {left_open} left open, {wrong_code} wrong code",
         closed.p50, closed.p99, closed.max
@@ -350,12 +421,20 @@ async fn revoke(api: &Api, dialer: &Dialer, users: usize, per_user: usize) -> Re
         })
     );
     if left_open + wrong_code > 0 {
-        return Err(format!("{left_open} sockets left open, {wrong_code} closed with the wrong code"));
+        return Err(format!(
+            "{left_open} sockets left open, {wrong_code} closed with the wrong code"
+        ));
     }
     Ok(())
 }
 
-async fn expiry(api: &Api, dialer: Dialer, users: usize, per_user: usize, common: &Common) -> Result<(), String> {
+async fn expiry(
+    api: &Api,
+    dialer: Dialer,
+    users: usize,
+    per_user: usize,
+    common: &Common,
+) -> Result<(), String> {
     eprintln!("expiry: {users} users × {per_user} sockets; tokens expire as the logins went");
     let names = register_users(api, users).await?;
     let pid = common.server_pid;
@@ -369,7 +448,9 @@ async fn expiry(api: &Api, dialer: Dialer, users: usize, per_user: usize, common
         let token = api.login(name, PASSWORD).await?.access_token;
         for _ in 0..per_user {
             let (dialer, token) = (dialer.clone(), token.clone());
-            watchers.push(tokio::spawn(async move { watch_expiry(&dialer, &token).await }));
+            watchers.push(tokio::spawn(
+                async move { watch_expiry(&dialer, &token).await },
+            ));
         }
         progress.inc(1);
     }
@@ -377,7 +458,8 @@ async fn expiry(api: &Api, dialer: Dialer, users: usize, per_user: usize, common
     let cpu_open = pid.and_then(cpu_seconds);
     let rss_open = pid.and_then(rss_bytes);
     let mut late_ms = Vec::with_capacity(watchers.len());
-    let (mut on_time, mut wrong, mut open_left, mut warned, mut failed) = (0usize, 0usize, 0usize, 0usize, 0usize);
+    let (mut on_time, mut wrong, mut open_left, mut warned, mut failed) =
+        (0usize, 0usize, 0usize, 0usize, 0usize);
     let (mut first_exp, mut last_exp) = (i64::MAX, i64::MIN);
     let progress = bar(watchers.len(), "expired");
     for w in watchers {
@@ -389,7 +471,9 @@ async fn expiry(api: &Api, dialer: Dialer, users: usize, per_user: usize, common
                 match o.code {
                     Some(4002) => {
                         on_time += 1;
-                        late_ms.push(Duration::from_millis((o.closed_at - o.expires_at).max(0) as u64));
+                        late_ms.push(Duration::from_millis(
+                            (o.closed_at - o.expires_at).max(0) as u64
+                        ));
                     }
                     Some(_) => wrong += 1,
                     None => open_left += 1,
@@ -447,7 +531,9 @@ struct ExpiryObservation {
 
 async fn watch_expiry(dialer: &Dialer, token: &str) -> Result<ExpiryObservation, String> {
     let (mut socket, welcome, _) = open(dialer, token).await?;
-    let expires_at = welcome["expires_at"].as_i64().ok_or("welcome without expires_at")?;
+    let expires_at = welcome["expires_at"]
+        .as_i64()
+        .ok_or("welcome without expires_at")?;
     let wait = Duration::from_millis((expires_at - now_ms()).max(0) as u64 + 10_000);
     let mut warned = false;
     let code = tokio::time::timeout(wait, async {
@@ -464,7 +550,12 @@ async fn watch_expiry(dialer: &Dialer, token: &str) -> Result<ExpiryObservation,
     .await
     .ok()
     .flatten();
-    Ok(ExpiryObservation { expires_at, warned, code, closed_at: now_ms() })
+    Ok(ExpiryObservation {
+        expires_at,
+        warned,
+        code,
+        closed_at: now_ms(),
+    })
 }
 
 /// Counters shared by every player task of a broadcast run.
@@ -487,12 +578,19 @@ async fn broadcast(
     chat_rate: f64,
     common: &Common,
 ) -> Result<(), String> {
-    eprintln!("broadcast: {rooms} rooms × {players} players for {seconds} s, {chat_rate} chats/s each");
+    eprintln!(
+        "broadcast: {rooms} rooms × {players} players for {seconds} s, {chat_rate} chats/s each"
+    );
     let tokens = make_users(api, rooms * players).await?;
     let mut room_ids = Vec::with_capacity(rooms);
     for i in 0..rooms {
         let room = api
-            .call("POST", "/lobby/rooms", &tokens[0], Some(json!({"name": format!("load {i}"), "capacity": players.clamp(2, 64)})))
+            .call(
+                "POST",
+                "/lobby/rooms",
+                &tokens[0],
+                Some(json!({"name": format!("load {i}"), "capacity": players.clamp(2, 64)})),
+            )
             .await?;
         room_ids.push(room["id"].as_str().unwrap_or_default().to_string());
     }
@@ -504,7 +602,9 @@ async fn broadcast(
     for (i, token) in tokens.iter().enumerate() {
         let (mut socket, _, _) = open(&dialer, token).await?;
         socket
-            .send(Message::text(json!({"type": "join", "room": room_ids[i / players]}).to_string()))
+            .send(Message::text(
+                json!({"type": "join", "room": room_ids[i / players]}).to_string(),
+            ))
             .await
             .map_err(|e| e.to_string())?;
         sockets.push(socket);
@@ -534,7 +634,9 @@ async fn broadcast(
         let _ = t.await;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = cpu_before.zip(pid.and_then(cpu_seconds)).map(|(a, b)| b - a);
+    let cpu = cpu_before
+        .zip(pid.and_then(cpu_seconds))
+        .map(|(a, b)| b - a);
     let received = traffic.received.load(Ordering::Relaxed);
     let mut lat = latencies.lock().map(|l| l.clone()).unwrap_or_default();
     let p = Percentiles::of(&mut lat);
@@ -546,7 +648,10 @@ async fn broadcast(
         traffic.sent.load(Ordering::Relaxed),
         traffic.errors.load(Ordering::Relaxed)
     );
-    eprintln!("  chat latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms", p.p50, p.p99, p.max);
+    eprintln!(
+        "  chat latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
+        p.p50, p.p99, p.max
+    );
     if let Some(cpu) = cpu {
         eprintln!("  server CPU {cpu:.2} s over {elapsed:.1} s");
     }
@@ -589,10 +694,13 @@ async fn play(
                     // Our chats carry "<player>:<micros since its epoch>"; only the
                     // sender can time its own (same clock), a sample per message.
                     if let Ok(v) = serde_json::from_str::<Value>(text) {
-                        if let Some((who, at)) = v["text"].as_str().and_then(|s| s.split_once(':')) {
+                        if let Some((who, at)) = v["text"].as_str().and_then(|s| s.split_once(':'))
+                        {
                             if who == i.to_string() {
                                 if let Ok(us) = at.parse::<u64>() {
-                                    local.push(epoch.elapsed().saturating_sub(Duration::from_micros(us)));
+                                    local.push(
+                                        epoch.elapsed().saturating_sub(Duration::from_micros(us)),
+                                    );
                                 }
                             }
                         }
@@ -605,7 +713,11 @@ async fn play(
         })
     };
     let mut input = tokio::time::interval(Duration::from_millis(50));
-    let chat_every = if chat_rate > 0.0 { Duration::from_secs_f64(1.0 / chat_rate) } else { Duration::MAX };
+    let chat_every = if chat_rate > 0.0 {
+        Duration::from_secs_f64(1.0 / chat_rate)
+    } else {
+        Duration::MAX
+    };
     let mut next_chat = Instant::now() + Duration::from_millis((i as u64 * 37) % 1000);
     let mut seq = 0u64;
     while Instant::now() < until {
@@ -621,7 +733,13 @@ async fn play(
         if Instant::now() >= next_chat {
             next_chat += chat_every;
             let text = format!("{i}:{}", epoch.elapsed().as_micros());
-            if write.send(Message::text(json!({"type": "chat", "text": text}).to_string())).await.is_ok() {
+            if write
+                .send(Message::text(
+                    json!({"type": "chat", "text": text}).to_string(),
+                ))
+                .await
+                .is_ok()
+            {
                 traffic.sent.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -630,10 +748,23 @@ async fn play(
     let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
 }
 
-async fn churn(api: &Api, dialer: Dialer, users: usize, seconds: u64, common: &Common) -> Result<(), String> {
+async fn churn(
+    api: &Api,
+    dialer: Dialer,
+    users: usize,
+    seconds: u64,
+    common: &Common,
+) -> Result<(), String> {
     eprintln!("churn: {users} users reconnecting continuously for {seconds} s");
     let tokens = make_users(api, users).await?;
-    let room = api.call("POST", "/lobby/rooms", &tokens[0], Some(json!({"name": "churn", "capacity": 64}))).await?;
+    let room = api
+        .call(
+            "POST",
+            "/lobby/rooms",
+            &tokens[0],
+            Some(json!({"name": "churn", "capacity": 64})),
+        )
+        .await?;
     let room_id = room["id"].as_str().unwrap_or_default().to_string();
     let pid = common.server_pid;
     let rss_before = pid.and_then(rss_bytes);
@@ -644,7 +775,12 @@ async fn churn(api: &Api, dialer: Dialer, users: usize, seconds: u64, common: &C
     let workers: Vec<_> = tokens
         .into_iter()
         .map(|token| {
-            let (dialer, cycles, errors, room_id) = (dialer.clone(), cycles.clone(), errors.clone(), room_id.clone());
+            let (dialer, cycles, errors, room_id) = (
+                dialer.clone(),
+                cycles.clone(),
+                errors.clone(),
+                room_id.clone(),
+            );
             tokio::spawn(async move {
                 while Instant::now() < until {
                     match one_visit(&dialer, &token, &room_id).await {
@@ -674,7 +810,11 @@ async fn churn(api: &Api, dialer: Dialer, users: usize, seconds: u64, common: &C
         errors.load(Ordering::Relaxed)
     );
     if let (Some(b), Some(a)) = (rss_before, rss_after) {
-        eprintln!("  server RSS {:.1} MB → {:.1} MB", b as f64 / 1e6, a as f64 / 1e6);
+        eprintln!(
+            "  server RSS {:.1} MB → {:.1} MB",
+            b as f64 / 1e6,
+            a as f64 / 1e6
+        );
     }
     println!(
         "{}",
@@ -691,11 +831,20 @@ async fn churn(api: &Api, dialer: Dialer, users: usize, seconds: u64, common: &C
 async fn one_visit(dialer: &Dialer, token: &str, room: &str) -> Result<(), String> {
     let (mut socket, _, _) = open(dialer, token).await?;
     let send = |v: Value| Message::text(v.to_string());
-    socket.send(send(json!({"type": "join", "room": room}))).await.map_err(|e| e.to_string())?;
+    socket
+        .send(send(json!({"type": "join", "room": room})))
+        .await
+        .map_err(|e| e.to_string())?;
     for seq in 1..=5u64 {
-        socket.send(send(json!({"type": "input", "seq": seq, "dx": 1, "dy": 0}))).await.map_err(|e| e.to_string())?;
+        socket
+            .send(send(json!({"type": "input", "seq": seq, "dx": 1, "dy": 0})))
+            .await
+            .map_err(|e| e.to_string())?;
     }
-    socket.send(send(json!({"type": "chat", "text": "hi"}))).await.map_err(|e| e.to_string())?;
+    socket
+        .send(send(json!({"type": "chat", "text": "hi"})))
+        .await
+        .map_err(|e| e.to_string())?;
     let _ = tokio::time::timeout(Duration::from_millis(100), async {
         while let Some(Ok(_)) = socket.next().await {}
     })
@@ -705,7 +854,9 @@ async fn one_visit(dialer: &Dialer, token: &str, room: &str) -> Result<(), Strin
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// User + system CPU time a process has used, in seconds (Linux /proc).
@@ -748,7 +899,11 @@ impl Percentiles {
             let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
             samples[i].as_secs_f64() * 1000.0
         };
-        Percentiles { p50: at(0.5), p99: at(0.99), max: at(1.0) }
+        Percentiles {
+            p50: at(0.5),
+            p99: at(0.99),
+            max: at(1.0),
+        }
     }
 
     fn to_json(&self) -> Value {

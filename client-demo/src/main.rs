@@ -182,16 +182,15 @@ async fn run(cli: Cli) -> Result<(), String> {
             user,
             reason,
         } => {
-            let token = login.token(&api).await?;
-            let id = api.resolve_user(&token, &user).await?;
-            let r = api
-                .call(
-                    "POST",
-                    &format!("/admin/users/{id}/kick"),
-                    &token,
-                    Some(json!({"reason": reason})),
-                )
-                .await?;
+            let r = admin_call(
+                &api,
+                &login,
+                &user,
+                "POST",
+                "kick",
+                json!({ "reason": reason }),
+            )
+            .await?;
             println!("kicked {user}: {} socket(s) closed", r["closed"]);
         }
         Command::Ban {
@@ -200,17 +199,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             reason,
             duration,
         } => {
-            let token = login.token(&api).await?;
-            let id = api.resolve_user(&token, &user).await?;
             let body = json!({"reason": reason, "duration_secs": duration});
-            let r = api
-                .call(
-                    "POST",
-                    &format!("/admin/users/{id}/ban"),
-                    &token,
-                    Some(body),
-                )
-                .await?;
+            let r = admin_call(&api, &login, &user, "POST", "ban", body).await?;
             println!(
                 "banned {user}: {} socket(s) closed, until {}",
                 r["closed"], r["banned_until"]
@@ -218,16 +208,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Load(scenario) => load::run(&api, &cli.server, scenario).await?,
         Command::Role { login, user, role } => {
-            let token = login.token(&api).await?;
-            let id = api.resolve_user(&token, &user).await?;
-            let r = api
-                .call(
-                    "PUT",
-                    &format!("/admin/users/{id}/role"),
-                    &token,
-                    Some(json!({ "role": role })),
-                )
-                .await?;
+            let r = admin_call(&api, &login, &user, "PUT", "role", json!({ "role": role })).await?;
             let verb = if r["changed"] == true {
                 "is now"
             } else {
@@ -246,6 +227,27 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Log in as the admin, resolve `user` (id or connected username) and call
+/// `/admin/users/{id}/{action}`.
+async fn admin_call(
+    api: &Api,
+    login: &Login,
+    user: &str,
+    method: &str,
+    action: &str,
+    body: serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    let token = login.token(api).await?;
+    let id = api.resolve_user(&token, user).await?;
+    api.call(
+        method,
+        &format!("/admin/users/{id}/{action}"),
+        &token,
+        Some(body),
+    )
+    .await
 }
 
 async fn play(api: &Api, login: &Login, room: Option<String>) -> Result<(), String> {

@@ -28,7 +28,9 @@ fn registry_contention(c: &mut Criterion) {
         outbound_queue: 16,
         close_timeout: Duration::from_millis(50),
     });
-    let _online: Vec<_> = (0..10_000).map(|i| registry.register(conn(format!("u_{i}"))).unwrap()).collect();
+    let _online: Vec<_> = (0..10_000)
+        .map(|i| registry.register(conn(format!("u_{i}"))).unwrap())
+        .collect();
     // Two threads register and drop sockets while this thread measures: the contention
     // a busy server sees between upgrades, closes and admin listings.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -49,7 +51,11 @@ fn registry_contention(c: &mut Criterion) {
         let mut i = 0u64;
         b.iter(|| {
             i += 1;
-            drop(black_box(registry.register(conn(format!("bench_{}", i % 1024))).unwrap()));
+            drop(black_box(
+                registry
+                    .register(conn(format!("bench_{}", i % 1024)))
+                    .unwrap(),
+            ));
         })
     });
     c.bench_function("registry lookup: sockets of one user by session", |b| {
@@ -71,7 +77,11 @@ fn state_frame(c: &mut Criterion) {
             last_seq: 100_000 + i,
         })
         .collect();
-    let message = ServerMessage::State { room: "r_abcdefghijklmnop".into(), tick: 123_456, players };
+    let message = ServerMessage::State {
+        room: "r_abcdefghijklmnop".into(),
+        tick: 123_456,
+        players,
+    };
     c.bench_function("encode a full room's state frame (64 players)", |b| {
         b.iter(|| black_box(black_box(&message).encode()))
     });

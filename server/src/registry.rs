@@ -435,8 +435,14 @@ mod tests {
         let (running, _rx2) = r.register(conn("v", "s")).unwrap();
         running.handle().mark_started();
         assert_eq!(r.release_unstarted(1), 1);
-        assert_eq!(stuck.handle().close_requested().map(|c| c.code), Some(CloseCode::GoingAway));
-        assert!(r.register(conn("u", "s")).is_ok(), "the place was given back");
+        assert_eq!(
+            stuck.handle().close_requested().map(|c| c.code),
+            Some(CloseCode::GoingAway)
+        );
+        assert!(
+            r.register(conn("u", "s")).is_ok(),
+            "the place was given back"
+        );
         assert_eq!(r.count_for_user("v"), 1);
     }
 

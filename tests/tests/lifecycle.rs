@@ -199,6 +199,23 @@ async fn single_session_mode_replaces_the_old_session_with_4004() {
     other.assert_alive().await;
 }
 
+async fn set_role(
+    server: &TestServer,
+    token: &str,
+    user_id: &str,
+    role: &str,
+) -> (u16, serde_json::Value) {
+    let path = format!("/admin/users/{user_id}/role");
+    server
+        .request(
+            reqwest::Method::PUT,
+            &path,
+            Some(token),
+            Some(json!({ "role": role })),
+        )
+        .await
+}
+
 #[tokio::test]
 async fn a_role_change_revokes_the_users_tokens() {
     let data = DataDir::new();
@@ -206,14 +223,7 @@ async fn a_role_change_revokes_the_users_tokens() {
     let p = server.new_player("rl").await;
     let mut socket = server.ws_ok(p.token()).await;
 
-    let (status, body) = server
-        .request(
-            reqwest::Method::PUT,
-            &format!("/admin/users/{}/role", p.id()),
-            Some(&admin),
-            Some(json!({"role": "admin"})),
-        )
-        .await;
+    let (status, body) = set_role(&server, &admin, p.id(), "admin").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["changed"], true);
     assert_eq!(body["user"]["role"], "admin");
@@ -231,14 +241,7 @@ async fn a_role_change_revokes_the_users_tokens() {
     );
 
     // Setting the same role again changes nothing and revokes nothing.
-    let (_, body) = server
-        .request(
-            reqwest::Method::PUT,
-            &format!("/admin/users/{}/role", p.id()),
-            Some(&admin),
-            Some(json!({"role": "admin"})),
-        )
-        .await;
+    let (_, body) = set_role(&server, &admin, p.id(), "admin").await;
     assert_eq!(body["changed"], false);
     assert_eq!(
         server.get("/auth/me", Some(&promoted.access_token)).await.0,
@@ -247,23 +250,9 @@ async fn a_role_change_revokes_the_users_tokens() {
 
     // A player cannot change roles; a bad role is a 400.
     let player = server.new_player("rl").await;
-    let (status, _) = server
-        .request(
-            reqwest::Method::PUT,
-            &format!("/admin/users/{}/role", player.id()),
-            Some(player.token()),
-            Some(json!({"role": "admin"})),
-        )
-        .await;
+    let (status, _) = set_role(&server, player.token(), player.id(), "admin").await;
     assert_eq!(status, 403);
-    let (status, body) = server
-        .request(
-            reqwest::Method::PUT,
-            &format!("/admin/users/{}/role", player.id()),
-            Some(&admin),
-            Some(json!({"role": "god"})),
-        )
-        .await;
+    let (status, body) = set_role(&server, &admin, player.id(), "god").await;
     assert_error(status, &body, 400, "invalid_request");
 }
 

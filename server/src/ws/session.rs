@@ -61,7 +61,10 @@ pub async fn run(
     conn.mark_started();
     let limiter = NonZeroU32::new(state.config.ws_rate_limit).map(|rate| {
         let burst = NonZeroU32::new(state.config.ws_rate_limit.saturating_mul(2)).unwrap_or(rate);
-        RateLimiter::direct_with_clock(Quota::per_second(rate).allow_burst(burst), state.clock.clone())
+        RateLimiter::direct_with_clock(
+            Quota::per_second(rate).allow_burst(burst),
+            state.clock.clone(),
+        )
     });
     let mut session = Session {
         state,
