@@ -313,30 +313,36 @@ async fn connect(
         eprintln!("  server CPU: {us:.1} µs per handshake ({user:.1} µs in user space, the rest in the kernel)");
     }
     let mut samples = Vec::new();
+    let mut alive = None;
     if hold > 0 {
+        // Each held socket is read by its own task (as a real client would: that is what
+        // answers the server's heartbeat pings), then proves it is still served with a
+        // ping/pong round trip at the end.
+        let (check_tx, check_rx) = tokio::sync::watch::channel(false);
+        let holders: Vec<_> = std::mem::take(&mut sockets)
+            .into_iter()
+            .map(|socket| tokio::spawn(hold_socket(socket, check_rx.clone())))
+            .collect();
         let progress = bar(hold as usize, "holding");
         let until = Instant::now() + Duration::from_secs(hold);
         let mut next_sample = Instant::now();
         while Instant::now() < until {
             if Instant::now() >= next_sample {
-                samples.push(json!({"t": (hold as i64 - (until - Instant::now()).as_secs() as i64), "rss": pid.and_then(rss_bytes)}));
+                let t = hold as i64 - (until - Instant::now()).as_secs() as i64;
+                samples.push(json!({"t": t, "rss": pid.and_then(rss_bytes)}));
                 next_sample += Duration::from_secs(10);
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
             progress.inc(1);
         }
         progress.finish();
-        // Every held socket must still be open: send one ping on each and count pongs.
-        let mut alive = 0;
-        for s in sockets.iter_mut() {
-            if s.send(Message::text(r#"{"type":"ping","id":1}"#))
-                .await
-                .is_ok()
-            {
-                alive += 1;
-            }
+        let _ = check_tx.send(true);
+        let mut count = 0usize;
+        for h in holders {
+            count += matches!(h.await, Ok(true)) as usize;
         }
-        eprintln!("  after {hold} s: {alive}/{open_count} sockets still writable");
+        eprintln!("  after {hold} s: {count}/{open_count} sockets answered a ping");
+        alive = Some(count);
     }
     println!(
         "{}",
@@ -349,11 +355,38 @@ async fn connect(
             "server_bytes_per_socket": per_socket,
             "server_cpu_us_per_handshake": cpu_per_handshake_us,
             "server_user_cpu_us_per_handshake": user_cpu_per_handshake_us,
-            "rss_samples": samples,
+            "rss_samples": samples, "alive_after_hold": alive,
         })
     );
     drop(sockets);
     Ok(())
+}
+
+/// Read a held socket until told to check, then do one ping/pong round trip.
+async fn hold_socket(mut socket: Socket, mut check: tokio::sync::watch::Receiver<bool>) -> bool {
+    loop {
+        tokio::select! {
+            _ = check.changed() => break,
+            msg = socket.next() => match msg {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return false,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    if socket.send(Message::text(r#"{"type":"ping","id":7}"#)).await.is_err() {
+        return false;
+    }
+    let pong = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(Ok(msg)) = socket.next().await {
+            if let Message::Text(t) = msg {
+                if t.as_str().contains("\"pong\"") {
+                    return true;
+                }
+            }
+        }
+        false
+    });
+    pong.await.unwrap_or(false)
 }
 
 async fn revoke(api: &Api, dialer: &Dialer, users: usize, per_user: usize) -> Result<(), String> {
