@@ -373,7 +373,11 @@ async fn hold_socket(mut socket: Socket, mut check: tokio::sync::watch::Receiver
             },
         }
     }
-    if socket.send(Message::text(r#"{"type":"ping","id":7}"#)).await.is_err() {
+    if socket
+        .send(Message::text(r#"{"type":"ping","id":7}"#))
+        .await
+        .is_err()
+    {
         return false;
     }
     let pong = tokio::time::timeout(Duration::from_secs(30), async {

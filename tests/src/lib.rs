@@ -252,6 +252,16 @@ impl TestServer {
         .await
     }
 
+    /// An admin kicks a user (no reason).
+    pub async fn kick(&self, admin_token: &str, user_id: &str) -> (u16, Value) {
+        self.post(
+            &format!("/admin/users/{user_id}/kick"),
+            Some(admin_token),
+            json!({}),
+        )
+        .await
+    }
+
     pub async fn logout(&self, token: &str, all: bool) -> u16 {
         let body = if all { json!({"all": true}) } else { json!({}) };
         self.post("/auth/logout", Some(token), body).await.0

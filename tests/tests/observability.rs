@@ -25,13 +25,7 @@ async fn metrics_count_what_happens() {
     let _ = server.get("/auth/me", Some("garbage")).await;
     let mut ws = server.ws_ok(p.token()).await;
     let _other = server.ws_ok(p.token()).await;
-    server
-        .post(
-            &format!("/admin/users/{}/kick", p.id()),
-            Some(&admin),
-            json!({}),
-        )
-        .await;
+    server.kick(&admin, p.id()).await;
     assert_eq!(ws.close_code().await, 4003);
 
     let resp = server

@@ -191,13 +191,7 @@ async fn logs_never_contain_tokens_or_passwords() {
         .get(&format!("/auth/me?token={}", p.token()), None)
         .await;
     let (_, rotated) = server.refresh(&p.session.refresh_token).await;
-    server
-        .post(
-            &format!("/admin/users/{}/kick", p.id()),
-            Some(&admin),
-            json!({}),
-        )
-        .await;
+    server.kick(&admin, p.id()).await;
     assert_eq!(ws.close_code().await, 4003);
     assert_eq!(server.signal_and_wait("TERM").await, Some(0));
 
