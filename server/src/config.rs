@@ -204,10 +204,6 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn access_ttl(&self) -> Duration {
-        Duration::from_secs(self.access_ttl)
-    }
-
     pub fn ws_send_timeout(&self) -> Duration {
         Duration::from_millis(self.ws_send_timeout_ms)
     }

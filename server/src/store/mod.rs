@@ -457,11 +457,6 @@ impl Store {
         Ok(r.rows_affected() > 0)
     }
 
-    pub async fn active_ban(&self, user_id: &str, now: i64) -> Result<Option<BanRow>> {
-        let mut conn = self.pool.acquire().await?;
-        Ok(active_ban(&mut conn, user_id, now).await?)
-    }
-
     // ---- loading state at start ----
 
     /// Revoked sessions whose tokens may still be alive at `now_secs - leeway`.

@@ -392,11 +392,15 @@ impl Session {
     /// (1008); a close request interrupts the wait, so a stalled writer never keeps a
     /// revoked socket open.
     async fn send(&self, socket: &mut WebSocket, message: Message) -> Next {
-        self.send_all(socket, vec![message]).await
+        self.send_all(socket, std::iter::once(message)).await
     }
 
     /// Write frames and flush once.
-    async fn send_all(&self, socket: &mut WebSocket, messages: Vec<Message>) -> Next {
+    async fn send_all(
+        &self,
+        socket: &mut WebSocket,
+        messages: impl IntoIterator<Item = Message>,
+    ) -> Next {
         let timeout = self.state.config.ws_send_timeout();
         let write = async {
             for m in messages {
