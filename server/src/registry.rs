@@ -394,6 +394,15 @@ impl Drop for Registration {
 mod tests {
     use super::*;
 
+    fn registry(max_per_user: usize, max_total: usize, outbound_queue: usize) -> Arc<Registry> {
+        Registry::new(RegistryLimits {
+            max_per_user,
+            max_total,
+            outbound_queue,
+            close_timeout: Duration::from_millis(100),
+        })
+    }
+
     fn conn(user: &str, session: &str) -> NewConnection {
         NewConnection {
             user_id: user.into(),
@@ -406,12 +415,7 @@ mod tests {
 
     #[tokio::test]
     async fn per_user_limit_and_release() {
-        let r = Registry::new(RegistryLimits {
-            max_per_user: 2,
-            max_total: 100_000,
-            outbound_queue: 4,
-            close_timeout: Duration::from_millis(100),
-        });
+        let r = registry(2, 100_000, 4);
         let a = r.register(conn("u", "s")).unwrap();
         let _b = r.register(conn("u", "s")).unwrap();
         assert_eq!(
@@ -425,12 +429,7 @@ mod tests {
 
     #[tokio::test]
     async fn upgrades_that_never_start_are_released() {
-        let r = Registry::new(RegistryLimits {
-            max_per_user: 1,
-            max_total: 10,
-            outbound_queue: 4,
-            close_timeout: Duration::from_millis(100),
-        });
+        let r = registry(1, 10, 4);
         let (stuck, _rx) = r.register(conn("u", "s")).unwrap(); // connected_at = 0
         let (running, _rx2) = r.register(conn("v", "s")).unwrap();
         running.handle().mark_started();
@@ -448,12 +447,7 @@ mod tests {
 
     #[tokio::test]
     async fn server_wide_cap() {
-        let r = Registry::new(RegistryLimits {
-            max_per_user: 8,
-            max_total: 2,
-            outbound_queue: 4,
-            close_timeout: Duration::from_millis(100),
-        });
+        let r = registry(8, 2, 4);
         let a = r.register(conn("u", "s")).unwrap();
         let _b = r.register(conn("v", "s")).unwrap();
         assert_eq!(
@@ -467,12 +461,7 @@ mod tests {
 
     #[tokio::test]
     async fn close_user_session_only_matches_that_session() {
-        let r = Registry::new(RegistryLimits {
-            max_per_user: 8,
-            max_total: 100_000,
-            outbound_queue: 4,
-            close_timeout: Duration::from_millis(100),
-        });
+        let r = registry(8, 100_000, 4);
         let (a, _ra) = r.register(conn("u", "s1")).unwrap();
         let (b, _rb) = r.register(conn("u", "s2")).unwrap();
         let (c, _rc) = r.register(conn("v", "s1")).unwrap();
@@ -492,12 +481,7 @@ mod tests {
 
     #[tokio::test]
     async fn full_queue_requests_policy_close() {
-        let r = Registry::new(RegistryLimits {
-            max_per_user: 8,
-            max_total: 100_000,
-            outbound_queue: 1,
-            close_timeout: Duration::from_millis(100),
-        });
+        let r = registry(8, 100_000, 1);
         let (a, _rx) = r.register(conn("u", "s")).unwrap();
         assert!(a.handle().send(Message::Text("1".into())));
         assert!(!a.handle().send(Message::Text("2".into())));
