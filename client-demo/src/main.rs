@@ -57,6 +57,17 @@ impl Login {
     }
 }
 
+/// An admin command's admin (who logs in) and the user it acts on.
+#[derive(clap::Args, Clone)]
+struct Target {
+    #[command(flatten)]
+    login: Login,
+    /// The user's id, or the username of a connected user (a banned user is not
+    /// connected: give the id).
+    #[arg(long)]
+    user: String,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create an account.
@@ -79,19 +90,14 @@ enum Command {
     /// Admin: close every socket of a user with 4003 and revoke their sessions.
     Kick {
         #[command(flatten)]
-        login: Login,
-        /// The user's id, or the username of a connected user.
-        #[arg(long)]
-        user: String,
+        target: Target,
         #[arg(long)]
         reason: Option<String>,
     },
     /// Admin: kick and refuse logins until the ban ends.
     Ban {
         #[command(flatten)]
-        login: Login,
-        #[arg(long)]
-        user: String,
+        target: Target,
         #[arg(long)]
         reason: Option<String>,
         /// Ban length in seconds (default: permanent).
@@ -104,10 +110,7 @@ enum Command {
     /// Admin: make a user an admin or a player (revokes that user's sessions).
     Role {
         #[command(flatten)]
-        login: Login,
-        /// The user's id, or the username of a connected user.
-        #[arg(long)]
-        user: String,
+        target: Target,
         /// `admin` or `player`.
         #[arg(long)]
         role: String,
@@ -115,10 +118,7 @@ enum Command {
     /// Admin: lift a ban.
     Unban {
         #[command(flatten)]
-        login: Login,
-        /// The user's id.
-        #[arg(long)]
-        user: String,
+        target: Target,
     },
 }
 
@@ -177,50 +177,38 @@ async fn run(cli: Cli) -> Result<(), String> {
                 );
             }
         }
-        Command::Kick {
-            login,
-            user,
-            reason,
-        } => {
-            let r = admin_call(
-                &api,
-                &login,
-                &user,
-                "POST",
-                "kick",
-                json!({ "reason": reason }),
-            )
-            .await?;
-            println!("kicked {user}: {} socket(s) closed", r["closed"]);
+        Command::Kick { target, reason } => {
+            let r = admin_call(&api, &target, "POST", "kick", json!({ "reason": reason })).await?;
+            println!("kicked {}: {} socket(s) closed", target.user, r["closed"]);
         }
         Command::Ban {
-            login,
-            user,
+            target,
             reason,
             duration,
         } => {
             let body = json!({"reason": reason, "duration_secs": duration});
-            let r = admin_call(&api, &login, &user, "POST", "ban", body).await?;
+            let r = admin_call(&api, &target, "POST", "ban", body).await?;
             println!(
-                "banned {user}: {} socket(s) closed, until {}",
-                r["closed"], r["banned_until"]
+                "banned {}: {} socket(s) closed, until {}",
+                target.user, r["closed"], r["banned_until"]
             );
         }
         Command::Load(scenario) => load::run(&api, &cli.server, scenario).await?,
-        Command::Role { login, user, role } => {
-            let r = admin_call(&api, &login, &user, "PUT", "role", json!({ "role": role })).await?;
+        Command::Role { target, role } => {
+            let r = admin_call(&api, &target, "PUT", "role", json!({ "role": role })).await?;
             let verb = if r["changed"] == true {
                 "is now"
             } else {
                 "was already"
             };
             println!(
-                "{user} {verb} {}",
+                "{} {verb} {}",
+                target.user,
                 r["user"]["role"].as_str().unwrap_or("?")
             );
         }
-        Command::Unban { login, user } => {
-            let token = login.token(&api).await?;
+        Command::Unban { target } => {
+            let (token, user) = (target.login.token(&api).await?, &target.user);
             api.call("DELETE", &format!("/admin/users/{user}/ban"), &token, None)
                 .await?;
             println!("unbanned {user}");
@@ -233,14 +221,13 @@ async fn run(cli: Cli) -> Result<(), String> {
 /// `/admin/users/{id}/{action}`.
 async fn admin_call(
     api: &Api,
-    login: &Login,
-    user: &str,
+    target: &Target,
     method: &str,
     action: &str,
     body: serde_json::Value,
 ) -> Result<serde_json::Value, String> {
-    let token = login.token(api).await?;
-    let id = api.resolve_user(&token, user).await?;
+    let token = target.login.token(api).await?;
+    let id = api.resolve_user(&token, &target.user).await?;
     api.call(
         method,
         &format!("/admin/users/{id}/{action}"),
