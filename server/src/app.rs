@@ -30,7 +30,7 @@ pub type AppState = Arc<App>;
 
 pub struct App {
     pub config: Config,
-    pub auth: Auth,
+    pub auth: Arc<Auth>,
     pub rooms: Rooms,
     /// Origins allowed for cookie-authenticated state changes and upgrades.
     pub origins: Vec<String>,
@@ -125,8 +125,11 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         session_max_age_secs: config.session_max_age as i64,
         refresh_grace_secs: config.refresh_grace_secs as i64,
         single_session: config.single_session,
+        max_sessions_per_user: config.max_sessions_per_user as usize,
+        ban_order: tokio::sync::Mutex::new(()),
         last_seen: dashmap::DashMap::new(),
     };
+    let auth = Arc::new(auth);
     auth.load_revocations().await?;
     if let (Some(name), Some(password)) = (&config.admin_username, &config.admin_password) {
         let admin = auth.bootstrap_admin(name, password).await?;
@@ -185,13 +188,20 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     })
 }
 
-/// Drop revocation entries and rate-limit keys that can no longer matter.
+/// Drop revocation entries and rate-limit keys that can no longer matter, and (on its
+/// own period) database rows that can no longer matter.
 fn spawn_pruner(state: AppState, stop: CancellationToken) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(30));
+        let mut database = tokio::time::interval(Duration::from_secs(state.config.db_prune_secs));
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
+                _ = database.tick() => match state.auth.prune_database().await {
+                    Ok(0) => {}
+                    Ok(rows) => tracing::debug!(rows, "ended sessions and tokens deleted"),
+                    Err(e) => tracing::warn!(error = %e, "could not prune the database"),
+                },
                 _ = every.tick() => {
                     let pruned = state.auth.revocations.prune(crate::ids::now_secs(), state.auth.leeway_secs);
                     if pruned > 0 {

@@ -50,6 +50,18 @@ pub struct Config {
     #[arg(long, env = "ARENA_SINGLE_SESSION", default_value_t = false)]
     pub single_session: bool,
 
+    /// Live sessions one user may hold; a login beyond it revokes the user's oldest
+    /// session (its sockets close with 4001).
+    #[arg(long, env = "ARENA_MAX_SESSIONS_PER_USER", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_sessions_per_user: u32,
+
+    /// Seconds between sweeps that delete ended sessions, expired refresh tokens and
+    /// ended bans from the database.
+    #[arg(long, env = "ARENA_DB_PRUNE_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub db_prune_secs: u64,
+
     /// Seconds before a socket's token expires that it is sent `token_expiring`.
     #[arg(long, env = "ARENA_TOKEN_EXPIRING_SECS", default_value_t = 60)]
     pub token_expiring_secs: u64,

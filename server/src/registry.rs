@@ -315,15 +315,52 @@ impl Registry {
         code: CloseCode,
         reason: &str,
     ) -> usize {
+        let closing = self.begin_close_user(user_id, session_id, code, reason);
+        self.wait_closed(&closing).await;
+        closing.len()
+    }
+
+    /// Ask every socket of `user_id` (of that session only, if given) to close with
+    /// `code` and remove it from the registry, without waiting. A revocation that
+    /// concerns several sessions requests every close first and then waits once
+    /// ([`Registry::wait_closed`]), so no socket's close waits on another's.
+    pub fn begin_close_user(
+        &self,
+        user_id: &str,
+        session_id: Option<&str>,
+        code: CloseCode,
+        reason: &str,
+    ) -> Vec<Arc<ConnHandle>> {
         let matched: Vec<Arc<ConnHandle>> = match self.by_user.get(user_id) {
             Some(conns) => conns
                 .iter()
                 .filter(|h| session_id.is_none_or(|sid| *lock(&h.session_id) == sid))
                 .cloned()
                 .collect(),
-            None => return 0,
+            None => return Vec::new(),
         };
-        self.close_handles(matched, code, reason).await
+        for h in &matched {
+            h.request_close(code, reason);
+            self.remove(h);
+        }
+        matched
+    }
+
+    /// Wait until each socket has sent its close frame and gone, or the close timeout.
+    pub async fn wait_closed(&self, handles: &[Arc<ConnHandle>]) {
+        if handles.is_empty() {
+            return;
+        }
+        let wait_all = futures_util::future::join_all(handles.iter().map(|h| h.gone.cancelled()));
+        if tokio::time::timeout(self.close_timeout, wait_all)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                sockets = handles.len(),
+                "some sockets did not finish closing in time"
+            );
+        }
     }
 
     /// Release the places of upgrades accepted before `before` (ms) that never completed
@@ -358,15 +395,8 @@ impl Registry {
             h.request_close(code, reason);
             self.remove(h);
         }
-        let n = handles.len();
-        let wait_all = futures_util::future::join_all(handles.iter().map(|h| h.gone.cancelled()));
-        if tokio::time::timeout(self.close_timeout, wait_all)
-            .await
-            .is_err()
-        {
-            tracing::warn!(sockets = n, "some sockets did not finish closing in time");
-        }
-        n
+        self.wait_closed(&handles).await;
+        handles.len()
     }
 }
 

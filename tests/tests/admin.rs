@@ -174,20 +174,44 @@ async fn bootstrap_promotes_an_existing_user_and_revokes_their_old_role() {
     assert_eq!(p.session.user.role, arena_protocol::Role::Player);
     assert_eq!(server.signal_and_wait("TERM").await, Some(0));
 
+    // Someone else's password for that name: the server refuses to start and says why,
+    // rather than hand the admin role to whoever registered the name first.
+    let refused = tokio::process::Command::new(server_binary())
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data.0)
+        .args([
+            "--admin-username",
+            &p.username,
+            "--admin-password",
+            "not-their-password",
+        ])
+        .kill_on_drop(true)
+        .output();
+    let refused = tokio::time::timeout(DEADLINE, refused)
+        .await
+        .expect("the server should exit at once")
+        .expect("run arena-server");
+    assert!(!refused.status.success(), "it must not start");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("already exists") && stderr.contains("--admin-password"),
+        "the message should say what is wrong: {stderr}"
+    );
+
+    // The account's own password: promoted.
     let server = TestServer::start(
         &data,
         &[
             "--admin-username",
             &p.username,
             "--admin-password",
-            "ignored-pass",
+            &p.password,
         ],
     )
     .await;
     // Promotion is a role change: the player-role token is revoked.
     let (status, body) = server.get("/auth/me", Some(p.token())).await;
     assert_error(status, &body, 401, "token_revoked");
-    // The password is left as it was, and the new token carries the admin role.
     let s = server.login(&p.username, &p.password).await;
     assert_eq!(s.user.role, arena_protocol::Role::Admin);
     assert_eq!(

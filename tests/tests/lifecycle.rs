@@ -227,7 +227,8 @@ async fn a_role_change_revokes_the_users_tokens() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["changed"], true);
     assert_eq!(body["user"]["role"], "admin");
-    assert_eq!(socket.close_code().await, 4001);
+    // PROTOCOL.md: a role change closes the user's sockets with 4003.
+    assert_eq!(socket.close_code().await, 4003);
     let (status, body) = server.get("/auth/me", Some(p.token())).await;
     assert_error(status, &body, 401, "token_revoked");
     let promoted = server.login(&p.username, &p.password).await;

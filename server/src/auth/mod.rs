@@ -5,6 +5,12 @@
 //! every upgrade passes (signature and claims, then ban, then revocation). Handlers only
 //! translate HTTP to these calls. Each change is written to the database first, then
 //! applied through [`revocation::apply`], then answered.
+//!
+//! A change and its application run as one spawned task ([`Auth::detached`]): a client
+//! that disconnects mid-request makes hyper drop the handler, and a commit must never land
+//! with nothing applied in memory, nor a multi-session revocation stop halfway. When a
+//! commit's outcome is unknown the revocation is applied anyway (fail closed) and the
+//! request answers with an error.
 
 pub mod extract;
 pub mod keys;
@@ -12,6 +18,7 @@ pub mod password;
 pub mod revocation;
 pub mod tokens;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use arena_protocol::http::{Session, SessionInfo, User};
@@ -20,7 +27,9 @@ use arena_protocol::{CloseCode, ErrorCode, Role};
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::registry::Registry;
-use crate::store::{BanRow, CreateOutcome, NewSession, RefreshOutcome, Rotation, Store, UserRow};
+use crate::store::{
+    BanRow, CreateOutcome, NewSession, RefreshOutcome, Rotation, SessionPolicy, Store, UserRow,
+};
 
 pub use extract::AuthUser;
 use password::Passwords;
@@ -49,6 +58,12 @@ pub struct Auth {
     pub refresh_grace_secs: i64,
     /// A new login revokes the user's other sessions (4004).
     pub single_session: bool,
+    /// Live sessions one user may hold; a login beyond it revokes the oldest (4001).
+    pub max_sessions_per_user: usize,
+    /// Held from a ban's or unban's commit until it is applied, so this server applies
+    /// them in the order they committed (both lock the user row in the database, so
+    /// that order is well defined). Bans are rare: one lock for all users is enough.
+    pub ban_order: tokio::sync::Mutex<()>,
     /// session id → last use (ms), not yet written to the database.
     pub last_seen: dashmap::DashMap<String, i64>,
 }
@@ -111,42 +126,68 @@ impl Auth {
         Ok(user.to_wire())
     }
 
-    /// Change a user's role. A changed role revokes every token the user holds (their
-    /// sockets close with 4001), so no token carries a stale role.
-    pub async fn set_role(&self, user_id: &str, role: Role) -> Result<bool> {
-        self.existing_user(user_id).await?;
-        let changed = self.store.set_role(user_id, role).await?;
-        if changed {
-            self.revoke_user(user_id, CloseCode::SessionRevoked, "role changed", None)
-                .await?;
-        }
-        Ok(changed)
+    /// Change a user's role. A change revokes every token the user holds in the same
+    /// transaction (their sockets close with 4003), so no token carries a stale role.
+    /// Returns the user as it now is and whether the role changed.
+    pub async fn set_role(self: &Arc<Self>, user_id: &str, role: Role) -> Result<(User, bool)> {
+        let user_id = user_id.to_string();
+        self.detached(move |auth| async move {
+            let written = auth
+                .store
+                .set_role(&user_id, role, "role changed")
+                .await?
+                .ok_or_else(|| Error::not_found("user"))?;
+            let change = written.value;
+            if change.changed {
+                auth.apply(RevocationEvent::User {
+                    user_id,
+                    before_secs: change.before_secs,
+                    sessions: change.revoked,
+                    close: CloseCode::Kicked,
+                    reason: "role changed".into(),
+                    ban: None,
+                })
+                .await;
+            }
+            written.commit?;
+            Ok((change.user.to_wire(), change.changed))
+        })
+        .await
     }
 
-    /// Create the admin account, or promote an existing user (its password is left as it
-    /// is). Promotion is a role change, so it revokes that user's sessions.
-    pub async fn bootstrap_admin(&self, username: &str, password: &str) -> Result<User> {
+    /// Create the admin account, or promote the existing account of that name, but only
+    /// if the configured password is that account's password: otherwise whoever
+    /// registered the name first would become the admin, keeping their own password.
+    pub async fn bootstrap_admin(self: &Arc<Self>, username: &str, password: &str) -> Result<User> {
+        validate_credentials(username, password)
+            .map_err(|e| Error::internal(format!("--admin-username/--admin-password: {e}")))?;
         match self.store.user_by_name(username).await? {
             None => self.register(username, password, Role::Admin).await,
-            Some((user, _)) => {
-                self.set_role(&user.id, Role::Admin).await?;
-                Ok(User {
-                    role: Role::Admin,
-                    ..user.to_wire()
-                })
+            Some((user, hash)) => {
+                if !self.passwords.verify(password, Some(hash)).await? {
+                    return Err(Error::internal(format!(
+                        "--admin-username {username:?}: an account with that name already \
+                         exists and --admin-password is not its password; refusing to make \
+                         it an admin (give that account's password, or choose another name)"
+                    )));
+                }
+                Ok(self.set_role(&user.id, Role::Admin).await?.0)
             }
         }
     }
 
     pub async fn login(
-        &self,
+        self: &Arc<Self>,
         username: &str,
         password: &str,
         client: ClientInfo,
     ) -> Result<IssuedSession> {
         let bad = || Error::new(ErrorCode::InvalidCredentials, "wrong username or password");
-        if username.is_empty() || password.is_empty() || password.chars().count() > 128 {
-            // Still pay for a hash so the answer's timing tells nothing.
+        if !arena_protocol::http::valid_username(username)
+            || password.is_empty()
+            || password.chars().count() > 128
+        {
+            // No such account can exist. Still pay for a hash so the timing tells nothing.
             self.passwords.verify(password, None).await?;
             return Err(bad());
         }
@@ -160,9 +201,54 @@ impl Auth {
             return Err(bad());
         };
 
-        let now = ids::now_ms();
         let session_id = ids::new_id("s");
         let refresh_token = ids::random_token(32);
+        let refresh_ttl_secs = self.refresh_ttl_secs.min(self.session_max_age_secs);
+        let access_ttl_secs = self.access_ttl_secs.min(self.session_max_age_secs);
+        let new = NewSession {
+            id: session_id.clone(),
+            user_id: user.id.clone(),
+            user_agent: client.user_agent.map(|ua| ua.chars().take(256).collect()),
+            remote_addr: client.remote_addr,
+            refresh_hash: ids::sha256_hex(&refresh_token),
+            refresh_ttl_ms: refresh_ttl_secs * 1000,
+        };
+        let policy = SessionPolicy {
+            replace_others: self.single_session,
+            max_sessions: self.max_sessions_per_user,
+            access_ttl_secs,
+        };
+        let outcome = self
+            .detached(move |auth| async move {
+                let written = auth.store.create_session(&new, &policy).await?;
+                if let CreateOutcome::Created {
+                    replaced, evicted, ..
+                } = &written.value
+                {
+                    for (sessions, close) in [
+                        (replaced, CloseCode::SessionReplaced),
+                        (evicted, CloseCode::SessionRevoked),
+                    ] {
+                        if !sessions.is_empty() {
+                            auth.apply(RevocationEvent::Sessions {
+                                sessions: sessions.clone(),
+                                close,
+                            })
+                            .await;
+                        }
+                    }
+                }
+                written.commit?;
+                Ok(written.value)
+            })
+            .await?;
+        // The token says what the session's own transaction saw: a demotion or a ban
+        // that committed before it is visible here; one after it revoked this session.
+        let (user, now) = match outcome {
+            CreateOutcome::Created { user, now, .. } => (user, now),
+            CreateOutcome::Banned(ban) => return Err(banned(&ban)),
+            CreateOutcome::NoUser => return Err(bad()),
+        };
         let auth_time = now / 1000;
         let (access_token, claims) = self.keys.issue(
             &TokenSubject {
@@ -173,41 +259,15 @@ impl Auth {
                 auth_time,
             },
             auth_time,
-            self.access_ttl_secs.min(self.session_max_age_secs),
+            access_ttl_secs,
         )?;
-        let refresh_ttl_ms = self.refresh_ttl_secs.min(self.session_max_age_secs) * 1000;
-        let new = NewSession {
-            id: session_id.clone(),
-            user_id: user.id.clone(),
-            auth_time_secs: auth_time,
-            user_agent: client.user_agent.map(|ua| ua.chars().take(256).collect()),
-            remote_addr: client.remote_addr,
-            refresh_hash: ids::sha256_hex(&refresh_token),
-            refresh_expires_at: now + refresh_ttl_ms,
-            access_expires_secs: claims.exp,
-        };
-        match self
-            .store
-            .create_session(&new, self.single_session, now)
-            .await?
-        {
-            CreateOutcome::Banned(ban) => return Err(banned(&ban)),
-            CreateOutcome::Created { replaced } if !replaced.is_empty() => {
-                self.apply(RevocationEvent::Sessions {
-                    sessions: replaced,
-                    close: CloseCode::SessionReplaced,
-                })
-                .await;
-            }
-            CreateOutcome::Created { .. } => {}
-        }
         self.touch(&session_id, now);
         Ok(IssuedSession {
             session: self.session_answer(
                 access_token,
                 &claims,
                 refresh_token,
-                refresh_ttl_ms / 1000,
+                refresh_ttl_secs,
                 user.to_wire(),
             ),
             claims,
@@ -223,7 +283,7 @@ impl Auth {
     /// while its successor is still unspent, returns exactly the same pair. Outside that
     /// window, or once the successor has itself been used, a spent token is theft: the
     /// session is revoked and its sockets closed with 4001.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<IssuedSession> {
+    pub async fn refresh(self: &Arc<Self>, refresh_token: &str) -> Result<IssuedSession> {
         let invalid = || Error::new(ErrorCode::RefreshInvalid, "the refresh token is not valid");
         if refresh_token.is_empty() || refresh_token.len() > 256 {
             return Err(invalid());
@@ -231,33 +291,41 @@ impl Auth {
         let now = ids::now_ms();
         let chain = self.keys.chain_key();
         let successor = ids::hmac_token(chain, refresh_token);
-        let rotation = Rotation {
-            old_hash: &ids::sha256_hex(refresh_token),
-            new_hash: &ids::sha256_hex(&successor),
-            // Recorded with the session before the token is handed out.
-            access_expires_secs: now / 1000 + self.access_ttl_secs,
-            refresh_ttl_ms: self.refresh_ttl_secs * 1000,
-            max_age_secs: self.session_max_age_secs,
-            grace_ms: self.refresh_grace_secs * 1000,
-            now,
-        };
-        let (session, user, rotated_at) = match self.store.rotate_refresh(&rotation).await? {
-            RefreshOutcome::Invalid => return Err(invalid()),
+        let old_hash = ids::sha256_hex(refresh_token);
+        let new_hash = ids::sha256_hex(&successor);
+        let outcome = self
+            .detached(move |auth| async move {
+                let rotation = Rotation {
+                    old_hash: &old_hash,
+                    new_hash: &new_hash,
+                    // Recorded with the session before the token is handed out.
+                    access_expires_secs: now / 1000 + auth.access_ttl_secs,
+                    refresh_ttl_ms: auth.refresh_ttl_secs * 1000,
+                    max_age_secs: auth.session_max_age_secs,
+                    grace_ms: auth.refresh_grace_secs * 1000,
+                    now,
+                };
+                let written = auth.store.rotate_refresh(&rotation).await?;
+                if let RefreshOutcome::Reused(revoked) = &written.value {
+                    tracing::warn!(user_id = %revoked.user_id, session_id = %revoked.session_id,
+                        "refresh token reused: session revoked");
+                    auth.apply(RevocationEvent::Sessions {
+                        sessions: vec![revoked.clone()],
+                        close: CloseCode::SessionRevoked,
+                    })
+                    .await;
+                }
+                written.commit?;
+                Ok(written.value)
+            })
+            .await?;
+        let (session, user, rotated_at) = match outcome {
+            RefreshOutcome::Invalid | RefreshOutcome::Reused(_) => return Err(invalid()),
             RefreshOutcome::TooOld => {
                 return Err(Error::new(
                     ErrorCode::RefreshInvalid,
                     "the session has reached its maximum age; log in again",
                 ))
-            }
-            RefreshOutcome::Reused(revoked) => {
-                tracing::warn!(user_id = %revoked.user_id, session_id = %revoked.session_id,
-                    "refresh token reused: session revoked");
-                self.apply(RevocationEvent::Sessions {
-                    sessions: vec![revoked],
-                    close: CloseCode::SessionRevoked,
-                })
-                .await;
-                return Err(invalid());
             }
             RefreshOutcome::Rotated {
                 session,
@@ -351,7 +419,7 @@ impl Auth {
     }
 
     /// Logout: this session, or with `all` every session of the user.
-    pub async fn logout(&self, claims: &Claims, all: bool) -> Result<usize> {
+    pub async fn logout(self: &Arc<Self>, claims: &Claims, all: bool) -> Result<usize> {
         if all {
             return self
                 .revoke_user(&claims.sub, CloseCode::SessionRevoked, "logged out", None)
@@ -363,53 +431,113 @@ impl Auth {
 
     /// Revoke one session of a user; `not_found` when it is not theirs.
     pub async fn revoke_session(
-        &self,
+        self: &Arc<Self>,
         user_id: &str,
         session_id: &str,
         close: CloseCode,
     ) -> Result<usize> {
-        let revoked = self
-            .store
-            .revoke_session(user_id, session_id, "logout", ids::now_ms())
-            .await?
-            .ok_or_else(|| Error::not_found("session"))?;
-        Ok(self
-            .apply(RevocationEvent::Sessions {
-                sessions: vec![revoked],
-                close,
-            })
-            .await)
+        let (user_id, session_id) = (user_id.to_string(), session_id.to_string());
+        self.detached(move |auth| async move {
+            let written = auth
+                .store
+                .revoke_session(&user_id, &session_id, "logout", ids::now_ms())
+                .await?;
+            let closed = match written.value {
+                Some(revoked) => {
+                    auth.apply(RevocationEvent::Sessions {
+                        sessions: vec![revoked],
+                        close,
+                    })
+                    .await
+                }
+                None => {
+                    written.commit?;
+                    return Err(Error::not_found("session"));
+                }
+            };
+            written.commit?;
+            Ok(closed)
+        })
+        .await
     }
 
-    /// Revoke every token and session of a user (and optionally ban them).
+    /// Revoke every token and session of a user (and with `ban`, ban them: `Some(None)`
+    /// permanently, `Some(Some(until))` until then). `not_found` for an unknown user.
     pub async fn revoke_user(
-        &self,
+        self: &Arc<Self>,
         user_id: &str,
         close: CloseCode,
         reason: &str,
         ban: Option<Option<i64>>,
     ) -> Result<usize> {
+        let (user_id, reason) = (user_id.to_string(), reason.to_string());
+        self.detached(move |auth| async move {
+            let _order = match ban {
+                Some(_) => Some(auth.ban_order.lock().await),
+                None => None,
+            };
+            let written = auth
+                .store
+                .revoke_user(&user_id, &reason, ban)
+                .await?
+                .ok_or_else(|| Error::not_found("user"))?;
+            let (before_secs, sessions) = written.value;
+            let closed = auth
+                .apply(RevocationEvent::User {
+                    user_id,
+                    before_secs,
+                    sessions,
+                    close,
+                    reason,
+                    ban,
+                })
+                .await;
+            written.commit?;
+            Ok(closed)
+        })
+        .await
+    }
+
+    /// Lift a ban. If the commit fails the ban stays in force here (fail closed).
+    pub async fn unban(self: &Arc<Self>, user_id: &str) -> Result<()> {
+        let user_id = user_id.to_string();
+        self.detached(move |auth| async move {
+            let _order = auth.ban_order.lock().await;
+            if !auth.store.unban(&user_id).await? {
+                return Err(Error::not_found("user"));
+            }
+            auth.apply(RevocationEvent::Unban { user_id }).await;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Delete sessions, refresh tokens and bans that can no longer matter (see
+    /// [`Store::prune`]): a session goes a minute after its last access token expired, a
+    /// spent refresh token a day after its own expiry (until then, presenting it again
+    /// still counts as theft). Returns how many rows went.
+    pub async fn prune_database(&self) -> Result<u64> {
         let now = ids::now_ms();
-        let ban_row = ban.map(|until| BanRow {
-            user_id: user_id.to_string(),
-            reason: Some(reason.to_string()),
-            banned_at: now,
-            banned_until: until,
-        });
-        let sessions = self
-            .store
-            .revoke_user(user_id, reason, ban_row.as_ref(), now)
-            .await?;
-        Ok(self
-            .apply(RevocationEvent::User {
-                user_id: user_id.to_string(),
-                before_secs: now / 1000,
-                sessions,
-                close,
-                reason: reason.to_string(),
-                ban,
-            })
-            .await)
+        self.store
+            .prune(
+                now,
+                now / 1000 - self.leeway_secs - 60,
+                now - 86_400_000,
+                1_000,
+            )
+            .await
+    }
+
+    /// Run a change and its application to memory as a task of its own, which runs to
+    /// the end even if the request that started it is dropped (see the module doc).
+    async fn detached<T, Fut>(self: &Arc<Self>, work: impl FnOnce(Arc<Auth>) -> Fut) -> Result<T>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = Result<T>> + Send + 'static,
+    {
+        tokio::spawn(work(self.clone()))
+            .await
+            .map_err(|e| Error::internal(format!("revocation task failed: {e}")))?
     }
 
     /// The user with this id, or `not_found`.
@@ -418,15 +546,6 @@ impl Auth {
             .user_by_id(user_id)
             .await?
             .ok_or_else(|| Error::not_found("user"))
-    }
-
-    pub async fn unban(&self, user_id: &str) -> Result<()> {
-        self.store.unban(user_id).await?;
-        self.apply(RevocationEvent::Unban {
-            user_id: user_id.to_string(),
-        })
-        .await;
-        Ok(())
     }
 
     async fn apply(&self, event: RevocationEvent) -> usize {

@@ -38,14 +38,13 @@ impl Passwords {
     pub async fn verify(&self, password: &str, hash: Option<String>) -> Result<bool> {
         let password = password.to_string();
         let real = hash.is_some();
-        let hash = match hash {
-            Some(h) => h,
-            None => dummy_hash().to_string(),
-        };
         let matched = self
             .run(move || {
+                // The dummy hash is made on first use: here, on the blocking pool, like
+                // every other hash, never on an async worker.
+                let hash = hash.as_deref().unwrap_or_else(|| dummy_hash());
                 Ok(Argon2::default()
-                    .verify_password(password.as_bytes(), hash.as_str())
+                    .verify_password(password.as_bytes(), hash)
                     .is_ok())
             })
             .await?;

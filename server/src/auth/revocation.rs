@@ -9,8 +9,11 @@
 //!
 //! Every change arrives as a [`RevocationEvent`] and goes through [`apply`]: record it in
 //! the lists first, then close the matching sockets. The database write that makes the
-//! event durable happens before `apply`; a cross-server backplane carries the same events
-//! and applies them the same way on every server.
+//! event durable happens before `apply` (and `apply` runs even when that commit's outcome
+//! is unknown: fail closed); a cross-server backplane carries the same events and applies
+//! them the same way on every server. Everything here is monotonic (a revoked session
+//! stays revoked, a mark only moves forward) except bans, which an unban lifts: the
+//! caller applies ban and unban in the order they committed (see `Auth::ban_order`).
 //!
 //! Why "record, then close" is race-free against a new socket: an upgrade registers its
 //! socket first and re-checks revocation after. Either its registration happened before
@@ -165,13 +168,21 @@ async fn apply_inner(event: &RevocationEvent, list: &RevocationList, registry: &
             for s in sessions {
                 list.revoke_session(s);
             }
-            let mut closed = 0;
-            for s in sessions {
-                closed += registry
-                    .close_user(&s.user_id, Some(&s.session_id), *close, close.reason())
-                    .await;
-            }
-            closed
+            // Every close is requested before any is awaited: each socket starts closing
+            // at once, and the wait is one timeout, not one per session.
+            let closing: Vec<_> = sessions
+                .iter()
+                .flat_map(|s| {
+                    registry.begin_close_user(
+                        &s.user_id,
+                        Some(&s.session_id),
+                        *close,
+                        close.reason(),
+                    )
+                })
+                .collect();
+            registry.wait_closed(&closing).await;
+            closing.len()
         }
         RevocationEvent::User {
             user_id,

@@ -40,7 +40,6 @@ pub async fn kick(
     JsonBody(body): JsonBody<KickRequest>,
 ) -> Result<Json<KickResponse>> {
     let reason = reason_or(body.reason, "kicked by an admin")?;
-    state.auth.existing_user(&user_id).await?;
     let closed = state
         .auth
         .revoke_user(&user_id, CloseCode::Kicked, &reason, None)
@@ -71,7 +70,6 @@ pub async fn ban(
             Some(ids::now_ms() + secs as i64 * 1000)
         }
     };
-    state.auth.existing_user(&user_id).await?;
     let closed = state
         .auth
         .revoke_user(&user_id, CloseCode::Kicked, &reason, Some(banned_until))
@@ -94,8 +92,7 @@ pub async fn set_role(
     let role = body
         .role
         .ok_or_else(|| Error::invalid("field `role` is required"))?;
-    let changed = state.auth.set_role(&user_id, role).await?;
-    let user = state.auth.existing_user(&user_id).await?.to_wire();
+    let (user, changed) = state.auth.set_role(&user_id, role).await?;
     tracing::info!(admin = %admin.claims.sub, user_id = %user_id, ?role, changed, "role set");
     Ok(Json(RoleResponse { user, changed }))
 }
@@ -105,7 +102,6 @@ pub async fn unban(
     AdminUser(admin): AdminUser,
     Path(user_id): Path<String>,
 ) -> Result<StatusCode> {
-    state.auth.existing_user(&user_id).await?;
     state.auth.unban(&user_id).await?;
     tracing::info!(admin = %admin.claims.sub, user_id = %user_id, "user unbanned");
     crate::telemetry::admin_action("unban");

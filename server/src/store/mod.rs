@@ -5,10 +5,20 @@
 //! the dialect both accept (`$n` parameters, `ON CONFLICT`), and schema changes go
 //! through the migrations in `server/migrations/`.
 //!
-//! Every change that touches more than one row runs in one transaction that starts with a
-//! write, so on SQLite it takes the write lock first and cannot be overtaken between its
-//! read and its write. That is what makes "a login racing a ban" safe: either the login's
-//! session exists when the ban revokes all sessions, or the login sees the ban.
+//! Concurrency rules (they must hold on PostgreSQL's READ COMMITTED, where two
+//! transactions interleave freely, not only on SQLite's single writer):
+//! - **A rule that spans a user's rows locks the user row first** ([`lock_user`]: a no-op
+//!   `UPDATE ... RETURNING`, which is a row lock on PostgreSQL and the write lock on
+//!   SQLite). Login, logout-everywhere, kick, ban, unban and role change all do, so they
+//!   run one after another per user: a login either commits before a ban (whose sweep then
+//!   revokes its session) or sees the ban; two single-session logins each see the other;
+//!   a demotion's role, "issued before" mark and session revocations commit together, and
+//!   a login after it reads the new role.
+//! - **Every update of a live session says `revoked_at IS NULL` and checks its row count**,
+//!   so a refresh that loses a race with a logout changes nothing (it finds no live row)
+//!   instead of extending a revoked session.
+//! - **A revocation's commit whose outcome is unknown is still reported** ([`Write`]): the
+//!   caller applies it in memory anyway (fail closed) and answers with an error.
 
 mod rows;
 
@@ -69,10 +79,68 @@ pub enum RefreshOutcome {
 
 /// What starting a session did.
 pub enum CreateOutcome {
-    /// Started; in single-session mode, these sessions were revoked in its favour.
-    Created { replaced: Vec<RevokedSession> },
+    /// Started, for the user as this transaction saw them (role, name), at `now` (ms).
+    Created {
+        user: UserRow,
+        now: i64,
+        /// Single-session mode: the user's other sessions, revoked in its favour (4004).
+        replaced: Vec<RevokedSession>,
+        /// The oldest sessions, revoked to keep the user within the session limit (4001).
+        evicted: Vec<RevokedSession>,
+    },
     /// Nothing written: the user is banned.
     Banned(BanRow),
+    /// Nothing written: the user no longer exists.
+    NoUser,
+}
+
+/// How a new session is started.
+pub struct SessionPolicy {
+    /// Revoke the user's other sessions (single-session mode).
+    pub replace_others: bool,
+    /// Live sessions a user may hold; the oldest go first.
+    pub max_sessions: usize,
+    /// Access-token lifetime: the new session records `now + access_ttl` as the latest
+    /// `exp` of its tokens.
+    pub access_ttl_secs: i64,
+}
+
+/// A write whose effects must reach memory even if its commit failed: a commit that
+/// errors may still have landed (the connection broke after the server committed), so a
+/// revocation is applied anyway (fail closed) and the request still answers with an error.
+#[must_use]
+pub struct Write<T> {
+    pub value: T,
+    /// `Err`: the commit's outcome is unknown.
+    pub commit: Result<(), sqlx::Error>,
+}
+
+impl<T> Write<T> {
+    async fn commit(tx: sqlx::Transaction<'_, sqlx::Any>, value: T) -> Write<T> {
+        Write {
+            value,
+            commit: tx.commit().await,
+        }
+    }
+
+    /// A write that was rolled back (or never needed committing): the outcome is known.
+    fn known(value: T) -> Write<T> {
+        Write {
+            value,
+            commit: Ok(()),
+        }
+    }
+}
+
+/// What a change of role did.
+pub struct RoleChange {
+    /// The user as it is now.
+    pub user: UserRow,
+    /// Whether the role changed (and so every session was revoked).
+    pub changed: bool,
+    /// The mark set: tokens issued before it (seconds) are invalid.
+    pub before_secs: i64,
+    pub revoked: Vec<RevokedSession>,
 }
 
 impl Store {
@@ -171,29 +239,93 @@ impl Store {
         Ok(row.as_ref().map(UserRow::from_row).transpose()?)
     }
 
-    /// Set a user's role. Returns whether it changed.
-    pub async fn set_role(&self, user_id: &str, role: Role) -> Result<bool> {
-        let r = sqlx::query("UPDATE users SET role = $1 WHERE id = $2 AND role <> $1")
+    /// Set a user's role. A change also marks every token issued before now invalid and
+    /// revokes every session, in the same transaction: no failure between the two can
+    /// leave a changed role with tokens that still carry the old one.
+    pub async fn set_role(
+        &self,
+        user_id: &str,
+        role: Role,
+        reason: &str,
+    ) -> Result<Option<Write<RoleChange>>> {
+        let mut tx = self.pool.begin().await?;
+        let Some(user) = lock_user(&mut tx, user_id).await? else {
+            return Ok(None);
+        };
+        let now = crate::ids::now_ms();
+        if user.role == role {
+            tx.rollback().await?;
+            return Ok(Some(Write::known(RoleChange {
+                user,
+                changed: false,
+                before_secs: now / 1000,
+                revoked: Vec::new(),
+            })));
+        }
+        sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
             .bind(role.as_str())
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(r.rows_affected() == 1)
+        let revoked = revoke_all_of_user(&mut tx, user_id, reason, now).await?;
+        let change = RoleChange {
+            user: UserRow { role, ..user },
+            changed: true,
+            before_secs: now / 1000,
+            revoked,
+        };
+        Ok(Some(Write::commit(tx, change).await))
     }
 
     // ---- sessions ----
 
-    /// Start a session with its first refresh token, unless the user is banned. With
-    /// `replace_others` (single-session mode) the user's other sessions are revoked in
-    /// the same transaction, so of two racing logins the later one wins.
+    /// Start a session with its first refresh token, unless the user is banned.
+    ///
+    /// The user row is locked first and read again, and the session's times are taken
+    /// after the lock: the caller mints the access token from what this transaction saw
+    /// (role, name, now), so a login overlapping a demotion or a ban either commits
+    /// before it (and is swept by it) or sees it. With `replace_others` the user's other
+    /// sessions are revoked in the same transaction; beyond `max_sessions` the oldest are.
     pub async fn create_session(
         &self,
         s: &NewSession,
-        replace_others: bool,
-        now: i64,
-    ) -> Result<CreateOutcome> {
+        policy: &SessionPolicy,
+    ) -> Result<Write<CreateOutcome>> {
         let mut tx = self.pool.begin().await?;
-        // Write first: this takes SQLite's write lock before we read the ban.
+        let Some(user) = lock_user(&mut tx, &s.user_id).await? else {
+            return Ok(Write::known(CreateOutcome::NoUser));
+        };
+        let now = crate::ids::now_ms();
+        if let Some(ban) = active_ban(&mut tx, &s.user_id, now).await? {
+            tx.rollback().await?;
+            return Ok(Write::known(CreateOutcome::Banned(ban)));
+        }
+        let replaced = if policy.replace_others {
+            revoke_sessions_where(&mut tx, "user_id = $3", &s.user_id, None, now, "replaced")
+                .await?
+        } else {
+            Vec::new()
+        };
+        // Keep room for the new session: revoke the oldest live ones beyond the limit.
+        let live: Vec<String> = sqlx::query(
+            "SELECT id FROM sessions
+             WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2
+             ORDER BY created_at DESC, id DESC",
+        )
+        .bind(&s.user_id)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get("id"))
+        .collect::<sqlx::Result<_>>()?;
+        let mut evicted = Vec::new();
+        for old in live.iter().skip(policy.max_sessions.max(1) - 1) {
+            evicted.extend(
+                revoke_sessions_where(&mut tx, "id = $3", old, None, now, "session_limit").await?,
+            );
+        }
+        let refresh_expires_at = now + s.refresh_ttl_ms;
         sqlx::query(
             "INSERT INTO sessions (id, user_id, created_at, auth_time_secs, last_seen_at,
                  user_agent, remote_addr, expires_at, access_expires_secs)
@@ -202,50 +334,44 @@ impl Store {
         .bind(&s.id)
         .bind(&s.user_id)
         .bind(now)
-        .bind(s.auth_time_secs)
+        .bind(now / 1000)
         .bind(&s.user_agent)
         .bind(&s.remote_addr)
-        .bind(s.refresh_expires_at)
-        .bind(s.access_expires_secs)
+        .bind(refresh_expires_at)
+        .bind(now / 1000 + policy.access_ttl_secs)
         .execute(&mut *tx)
         .await?;
-        if let Some(ban) = active_ban(&mut tx, &s.user_id, now).await? {
-            tx.rollback().await?;
-            return Ok(CreateOutcome::Banned(ban));
-        }
-        insert_refresh(&mut tx, &s.refresh_hash, &s.id, now, s.refresh_expires_at).await?;
-        let replaced = if replace_others {
-            revoke_sessions_where(
-                &mut tx,
-                "user_id = $3 AND id <> $4",
-                &s.user_id,
-                Some(&s.id),
-                now,
-                "replaced",
-            )
-            .await?
-        } else {
-            Vec::new()
+        insert_refresh(&mut tx, &s.refresh_hash, &s.id, now, refresh_expires_at).await?;
+        let outcome = CreateOutcome::Created {
+            user,
+            now,
+            replaced,
+            evicted,
         };
-        tx.commit().await?;
-        Ok(CreateOutcome::Created { replaced })
+        Ok(Write::commit(tx, outcome).await)
     }
 
     /// Spend a refresh token and issue its successor, or recognise a retry within the
     /// grace window, or detect reuse. See [`Rotation`] for the inputs.
-    pub async fn rotate_refresh(&self, r: &Rotation<'_>) -> Result<RefreshOutcome> {
+    ///
+    /// The session row is taken with a guarded update (`revoked_at IS NULL`) before
+    /// anything is issued, and stays locked until commit: a logout racing this refresh
+    /// either waits and then sees (and records) the extended session, or came first, and
+    /// then the refresh finds no live session and changes nothing.
+    pub async fn rotate_refresh(&self, r: &Rotation<'_>) -> Result<Write<RefreshOutcome>> {
         let now = r.now;
         let mut tx = self.pool.begin().await?;
         let spent = sqlx::query(
             "UPDATE refresh_tokens SET used_at = $1
-             WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1",
+             WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1
+             RETURNING session_id",
         )
         .bind(now)
         .bind(r.old_hash)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
 
-        if spent.rows_affected() == 0 {
+        let Some(spent) = spent else {
             // Not current: unknown, expired, already spent. Spent is theft, unless this is
             // the immediately previous token retried within the grace window.
             let row =
@@ -260,12 +386,12 @@ impl Store {
                 ),
                 None => {
                     tx.rollback().await?;
-                    return Ok(RefreshOutcome::Invalid);
+                    return Ok(Write::known(RefreshOutcome::Invalid));
                 }
             };
             let Some(used_at) = used_at else {
                 tx.rollback().await?; // expired, never used
-                return Ok(RefreshOutcome::Invalid);
+                return Ok(Write::known(RefreshOutcome::Invalid));
             };
             if r.grace_ms > 0 && now - used_at <= r.grace_ms {
                 let successor_unspent = sqlx::query(
@@ -280,63 +406,78 @@ impl Store {
                 if successor_unspent {
                     let found = live_session_and_user(&mut tx, &session_id).await?;
                     tx.rollback().await?;
-                    return Ok(match found {
+                    return Ok(Write::known(match found {
                         Some((session, user)) => RefreshOutcome::Replayed {
                             session,
                             user,
                             rotated_at: used_at,
                         },
                         None => RefreshOutcome::Invalid,
-                    });
+                    }));
                 }
             }
             let revoked =
                 revoke_sessions_where(&mut tx, "id = $3", &session_id, None, now, "refresh_reuse")
                     .await?;
-            tx.commit().await?;
-            return Ok(match revoked.into_iter().next() {
+            let outcome = match revoked.into_iter().next() {
                 Some(r) => RefreshOutcome::Reused(r),
                 // Already revoked earlier: nothing new to close, the answer is the same.
                 None => RefreshOutcome::Invalid,
-            });
-        }
+            };
+            return Ok(Write::commit(tx, outcome).await);
+        };
 
-        let session_id: String =
-            sqlx::query("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
-                .bind(r.old_hash)
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("session_id")?;
-        let Some((session, user)) = live_session_and_user(&mut tx, &session_id).await? else {
+        let session_id: String = spent.try_get("session_id")?;
+        // Lock the session, live only: from here until commit no revocation can slip in.
+        let row = sqlx::query(&format!(
+            "UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND revoked_at IS NULL
+             RETURNING {}",
+            SessionRow::BARE_COLUMNS
+        ))
+        .bind(now)
+        .bind(&session_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(session) = row.as_ref().map(SessionRow::from_row).transpose()? else {
             tx.rollback().await?;
-            return Ok(RefreshOutcome::Invalid);
+            return Ok(Write::known(RefreshOutcome::Invalid));
         };
         let session_ends_ms = (session.auth_time_secs + r.max_age_secs) * 1000;
         if session_ends_ms <= now {
             revoke_sessions_where(&mut tx, "id = $3", &session.id, None, now, "max_age").await?;
-            tx.commit().await?;
-            return Ok(RefreshOutcome::TooOld);
+            return Ok(Write::commit(tx, RefreshOutcome::TooOld).await);
         }
         let refresh_expires_at = (now + r.refresh_ttl_ms).min(session_ends_ms);
         insert_refresh(&mut tx, r.new_hash, &session.id, now, refresh_expires_at).await?;
-        sqlx::query(
-            "UPDATE sessions SET expires_at = $1, last_seen_at = $2,
-                 access_expires_secs = CASE WHEN access_expires_secs > $3
-                                            THEN access_expires_secs ELSE $3 END
-             WHERE id = $4",
+        let extended = sqlx::query(
+            "UPDATE sessions SET expires_at = $1,
+                 access_expires_secs = CASE WHEN access_expires_secs > $2
+                                            THEN access_expires_secs ELSE $2 END
+             WHERE id = $3 AND revoked_at IS NULL",
         )
         .bind(refresh_expires_at)
-        .bind(now)
         .bind(r.access_expires_secs)
         .bind(&session.id)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-        Ok(RefreshOutcome::Rotated {
+        if extended.rows_affected() != 1 {
+            // Cannot happen while we hold the row; never issue a token for a dead session.
+            tx.rollback().await?;
+            return Ok(Write::known(RefreshOutcome::Invalid));
+        }
+        let user = sqlx::query(&format!(
+            "SELECT {} FROM users WHERE id = $1",
+            UserRow::COLUMNS
+        ))
+        .bind(&session.user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let outcome = RefreshOutcome::Rotated {
             session,
-            user,
+            user: UserRow::from_row(&user)?,
             rotated_at: now,
-        })
+        };
+        Ok(Write::commit(tx, outcome).await)
     }
 
     /// Revoke one session of `user_id`. `None` when it does not exist or is not theirs;
@@ -347,7 +488,7 @@ impl Store {
         session_id: &str,
         reason: &str,
         now: i64,
-    ) -> Result<Option<RevokedSession>> {
+    ) -> Result<Write<Option<RevokedSession>>> {
         let mut tx = self.pool.begin().await?;
         let mut revoked = revoke_sessions_where(
             &mut tx,
@@ -372,30 +513,25 @@ impl Store {
                 revoked.push(RevokedSession::from_row(&r)?);
             }
         }
-        tx.commit().await?;
-        Ok(revoked.into_iter().next())
+        Ok(Write::commit(tx, revoked.into_iter().next()).await)
     }
 
     /// Revoke every session of a user and mark tokens issued before now invalid
-    /// (logout-everywhere, kick, role change). Optionally records a ban in the same
-    /// transaction. Returns the sessions it revoked.
+    /// (logout-everywhere, kick, ban), optionally recording a ban, all under the user
+    /// row's lock. `None` when the user does not exist. Returns the mark (seconds) and
+    /// the sessions it revoked.
     pub async fn revoke_user(
         &self,
         user_id: &str,
         reason: &str,
-        ban: Option<&BanRow>,
-        now: i64,
-    ) -> Result<Vec<RevokedSession>> {
+        ban: Option<Option<i64>>,
+    ) -> Result<Option<Write<(i64, Vec<RevokedSession>)>>> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE users SET tokens_valid_after_secs = $1
-             WHERE id = $2 AND tokens_valid_after_secs < $1",
-        )
-        .bind(now / 1000)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(ban) = ban {
+        if lock_user(&mut tx, user_id).await?.is_none() {
+            return Ok(None);
+        }
+        let now = crate::ids::now_ms();
+        if let Some(until) = ban {
             sqlx::query(
                 "INSERT INTO bans (user_id, reason, banned_at, banned_until) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (user_id) DO UPDATE
@@ -403,16 +539,14 @@ impl Store {
                      banned_until = excluded.banned_until",
             )
             .bind(user_id)
-            .bind(&ban.reason)
-            .bind(ban.banned_at)
-            .bind(ban.banned_until)
+            .bind(reason)
+            .bind(now)
+            .bind(until)
             .execute(&mut *tx)
             .await?;
         }
-        let revoked =
-            revoke_sessions_where(&mut tx, "user_id = $3", user_id, None, now, reason).await?;
-        tx.commit().await?;
-        Ok(revoked)
+        let revoked = revoke_all_of_user(&mut tx, user_id, reason, now).await?;
+        Ok(Some(Write::commit(tx, (now / 1000, revoked)).await))
     }
 
     /// A user's sessions that are neither revoked nor past their refresh expiry.
@@ -449,12 +583,87 @@ impl Store {
         Ok(())
     }
 
+    /// Lift a user's ban, under the user row's lock (so it orders with a ban).
     pub async fn unban(&self, user_id: &str) -> Result<bool> {
-        let r = sqlx::query("DELETE FROM bans WHERE user_id = $1")
+        let mut tx = self.pool.begin().await?;
+        if lock_user(&mut tx, user_id).await?.is_none() {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM bans WHERE user_id = $1")
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(r.rows_affected() > 0)
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The ban in force for a user, as the database has it now.
+    pub async fn ban_of(&self, user_id: &str, now: i64) -> Result<Option<BanRow>> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(active_ban(&mut conn, user_id, now).await?)
+    }
+
+    /// Delete what can no longer matter, in bounded batches: sessions ended (revoked or
+    /// past their refresh expiry) whose last access token expired before `dead_before_secs`,
+    /// with their refresh tokens; refresh tokens that expired before `tokens_before_ms`;
+    /// bans that have ended. Returns how many rows went.
+    pub async fn prune(
+        &self,
+        now: i64,
+        dead_before_secs: i64,
+        tokens_before_ms: i64,
+        batch: i64,
+    ) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let dead = "SELECT id FROM sessions
+                 WHERE (revoked_at IS NOT NULL OR expires_at <= $1) AND access_expires_secs < $2
+                 ORDER BY id LIMIT $3";
+            let tokens = sqlx::query(&format!(
+                "DELETE FROM refresh_tokens WHERE session_id IN ({dead})"
+            ))
+            .bind(now)
+            .bind(dead_before_secs)
+            .bind(batch)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let sessions = sqlx::query(&format!("DELETE FROM sessions WHERE id IN ({dead})"))
+                .bind(now)
+                .bind(dead_before_secs)
+                .bind(batch)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            total += tokens + sessions;
+            if sessions < batch as u64 {
+                break;
+            }
+        }
+        loop {
+            let gone = sqlx::query(
+                "DELETE FROM refresh_tokens WHERE token_hash IN
+                     (SELECT token_hash FROM refresh_tokens WHERE expires_at < $1 LIMIT $2)",
+            )
+            .bind(tokens_before_ms)
+            .bind(batch)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            total += gone;
+            if gone < batch as u64 {
+                break;
+            }
+        }
+        total +=
+            sqlx::query("DELETE FROM bans WHERE banned_until IS NOT NULL AND banned_until <= $1")
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        Ok(total)
     }
 
     // ---- loading state at start ----
@@ -513,6 +722,39 @@ fn create_private_file(path: &Path) -> Result<()> {
         .open(path)
         .map(drop)
         .map_err(|e| Error::internal(format!("cannot create {}: {e}", path.display())))
+}
+
+/// Lock a user's row for the rest of the transaction and read it. A no-op update is the
+/// portable row lock: `FOR UPDATE` on PostgreSQL terms, and on SQLite it takes the write
+/// lock, so the transaction cannot be overtaken between its reads and its writes.
+async fn lock_user(conn: &mut sqlx::AnyConnection, user_id: &str) -> sqlx::Result<Option<UserRow>> {
+    let row = sqlx::query(&format!(
+        "UPDATE users SET role = role WHERE id = $1 RETURNING {}",
+        UserRow::COLUMNS
+    ))
+    .bind(user_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(UserRow::from_row).transpose()
+}
+
+/// Mark every token of the user issued before `now` invalid and revoke every live
+/// session. Call with the user row locked.
+async fn revoke_all_of_user(
+    conn: &mut sqlx::AnyConnection,
+    user_id: &str,
+    reason: &str,
+    now: i64,
+) -> sqlx::Result<Vec<RevokedSession>> {
+    sqlx::query(
+        "UPDATE users SET tokens_valid_after_secs = $1
+         WHERE id = $2 AND tokens_valid_after_secs < $1",
+    )
+    .bind(now / 1000)
+    .bind(user_id)
+    .execute(&mut *conn)
+    .await?;
+    revoke_sessions_where(conn, "user_id = $3", user_id, None, now, reason).await
 }
 
 /// The session (if not revoked) and its user.

@@ -54,6 +54,9 @@ pub struct SessionRow {
 impl SessionRow {
     pub const COLUMNS: &'static str = "s.id, s.user_id, s.created_at, s.auth_time_secs, \
         s.last_seen_at, s.user_agent, s.remote_addr, s.expires_at, s.revoked_at";
+    /// The same columns unqualified, for `RETURNING`.
+    pub const BARE_COLUMNS: &'static str = "id, user_id, created_at, auth_time_secs, \
+        last_seen_at, user_agent, remote_addr, expires_at, revoked_at";
 
     pub fn from_row(r: &AnyRow) -> sqlx::Result<SessionRow> {
         Ok(SessionRow {
@@ -70,17 +73,16 @@ impl SessionRow {
     }
 }
 
-/// What starting a session writes.
+/// What starting a session writes. Its times are taken inside the transaction, after
+/// the user row is locked (see `Store::create_session`).
 #[derive(Debug, Clone)]
 pub struct NewSession {
     pub id: String,
     pub user_id: String,
-    pub auth_time_secs: i64,
     pub user_agent: Option<String>,
     pub remote_addr: Option<String>,
     pub refresh_hash: String,
-    pub refresh_expires_at: i64,
-    pub access_expires_secs: i64,
+    pub refresh_ttl_ms: i64,
 }
 
 /// A session that a revocation just ended (or had ended): enough to apply the event.
