@@ -1,0 +1,252 @@
+//! The store's rules driven directly, on a real PostgreSQL database (each test creates and
+//! drops its own) and on SQLite: the races here are between two transactions, and the
+//! only way to hit the window between a read and a write reliably is to fire the two
+//! store calls at once, many times, without HTTP in between.
+//!
+//! Black-box races through real servers live in `tests/tests/pg_races.rs`.
+
+use std::sync::Arc;
+
+use arena_protocol::Role;
+use arena_server::ids;
+use arena_server::store::{
+    CreateOutcome, NewSession, RefreshOutcome, Rotation, SessionPolicy, Store, UserRow,
+};
+use sqlx::Connection;
+
+const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A fresh PostgreSQL database, dropped at the end.
+struct PgDatabase {
+    name: String,
+}
+
+impl PgDatabase {
+    async fn create(tag: &str) -> PgDatabase {
+        let name = format!("arena_store_{tag}_{}", std::process::id());
+        let mut admin = sqlx::PgConnection::connect(ADMIN_URL)
+            .await
+            .expect("PostgreSQL at 127.0.0.1:5432 is one of this project's services");
+        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await
+            .expect("drop");
+        sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        PgDatabase { name }
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+    }
+
+    async fn drop_now(self) {
+        if let Ok(mut admin) = sqlx::PgConnection::connect(ADMIN_URL).await {
+            let _ = sqlx::raw_sql(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut admin)
+            .await;
+        }
+    }
+}
+
+async fn new_user(store: &Store, name: &str) -> UserRow {
+    let user = UserRow {
+        id: ids::new_id("u"),
+        username: name.to_string(),
+        role: Role::Player,
+        created_at: ids::now_ms(),
+        tokens_valid_after_secs: 0,
+    };
+    assert!(store.create_user(&user, "not-a-real-hash").await.unwrap());
+    user
+}
+
+/// Start a session whose first refresh token has hash `refresh_hash`.
+async fn new_session(
+    store: &Store,
+    user: &UserRow,
+    refresh_hash: &str,
+    policy: &SessionPolicy,
+) -> String {
+    let id = ids::new_id("s");
+    let written = store
+        .create_session(
+            &NewSession {
+                id: id.clone(),
+                user_id: user.id.clone(),
+                user_agent: None,
+                remote_addr: None,
+                refresh_hash: refresh_hash.to_string(),
+                refresh_ttl_ms: 3_600_000,
+            },
+            policy,
+        )
+        .await
+        .unwrap();
+    written.commit.unwrap();
+    assert!(matches!(written.value, CreateOutcome::Created { .. }));
+    id
+}
+
+fn policy(max_sessions: usize) -> SessionPolicy {
+    SessionPolicy {
+        replace_others: false,
+        max_sessions,
+        access_ttl_secs: 60,
+    }
+}
+
+/// A refresh racing a logout on PostgreSQL. The rule: a refresh that succeeds committed
+/// before the logout, so the logout's revocation covers the token it issued (the
+/// in-memory entry is kept until the latest `exp` the logout saw). Without the guard
+/// (`revoked_at IS NULL`) on the refresh's session update, the refresh could extend a
+/// session the logout had already revoked, and its token would outlive the entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refresh_racing_a_logout_never_outlives_the_revocation() {
+    let db = PgDatabase::create("refresh_logout").await;
+    let data = std::env::temp_dir().join(format!("arena-store-{}", std::process::id()));
+    let store = Arc::new(Store::open(Some(&db.url()), &data).await.unwrap());
+    let user = new_user(&store, "racer").await;
+    let (mut rotated, mut refused) = (0, 0);
+    for round in 0..200 {
+        let old_hash = format!("old-{round}");
+        let session = new_session(&store, &user, &old_hash, &policy(1_000)).await;
+        let now = ids::now_ms();
+        // Far beyond the session's own access expiry (now + 60 s), so it shows.
+        let extended_to = now / 1000 + 10_000;
+        let refresh = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let new_hash = format!("new-{round}");
+                store
+                    .rotate_refresh(&Rotation {
+                        old_hash: &old_hash,
+                        new_hash: &new_hash,
+                        access_expires_secs: extended_to,
+                        refresh_ttl_ms: 3_600_000,
+                        max_age_secs: 86_400,
+                        grace_ms: 0,
+                        now,
+                    })
+                    .await
+            })
+        };
+        let logout = {
+            let (store, user_id, session) = (store.clone(), user.id.clone(), session.clone());
+            tokio::spawn(async move {
+                store
+                    .revoke_session(&user_id, &session, "logout", now)
+                    .await
+            })
+        };
+        let refreshed = refresh.await.unwrap().unwrap();
+        let revoked = logout.await.unwrap().unwrap();
+        refreshed.commit.unwrap();
+        revoked.commit.unwrap();
+        let revoked = revoked.value.expect("the session exists");
+        match refreshed.value {
+            RefreshOutcome::Rotated { .. } => {
+                rotated += 1;
+                assert!(
+                    revoked.access_expires_secs >= extended_to,
+                    "round {round}: the refresh extended the session to {extended_to} but the \
+                     logout's revocation only covers tokens until {}",
+                    revoked.access_expires_secs
+                );
+            }
+            RefreshOutcome::Invalid => refused += 1,
+            _ => panic!("round {round}: unexpected refresh outcome"),
+        }
+    }
+    eprintln!("{rotated} refreshes won the race, {refused} lost it");
+    store.close().await;
+    db.drop_now().await;
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// A user never holds more live sessions than the limit: the oldest go first. Checked on
+/// PostgreSQL with logins fired concurrently (the user-row lock orders them) and on SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sessions_per_user_are_bounded_even_when_logins_race() {
+    let db = PgDatabase::create("session_limit").await;
+    let data = std::env::temp_dir().join(format!("arena-store-limit-{}", std::process::id()));
+    std::fs::create_dir_all(&data).unwrap();
+    for url in [Some(db.url()), None] {
+        let store = Arc::new(Store::open(url.as_deref(), &data).await.unwrap());
+        let user = new_user(&store, &format!("many{}", url.is_some())).await;
+        let mut logins = Vec::new();
+        for i in 0..24 {
+            let (store, user) = (store.clone(), user.clone());
+            logins.push(tokio::spawn(async move {
+                new_session(
+                    &store,
+                    &user,
+                    &format!("h{i}-{}", ids::random_token(4)),
+                    &policy(5),
+                )
+                .await
+            }));
+        }
+        for l in logins {
+            l.await.unwrap();
+        }
+        let live = store.live_sessions(&user.id, ids::now_ms()).await.unwrap();
+        assert_eq!(live.len(), 5, "url {url:?}: {} live sessions", live.len());
+        store.close().await;
+    }
+    db.drop_now().await;
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// Pruning deletes ended sessions (with their refresh tokens) once their tokens can no
+/// longer be alive, and keeps every live one. On PostgreSQL and SQLite.
+#[tokio::test]
+async fn pruning_deletes_only_what_can_no_longer_matter() {
+    let db = PgDatabase::create("prune").await;
+    let data = std::env::temp_dir().join(format!("arena-store-prune-{}", std::process::id()));
+    std::fs::create_dir_all(&data).unwrap();
+    for url in [Some(db.url()), None] {
+        let store = Store::open(url.as_deref(), &data).await.unwrap();
+        let user = new_user(&store, &format!("pruned{}", url.is_some())).await;
+        let live = new_session(&store, &user, &ids::random_token(8), &policy(100)).await;
+        let ended = new_session(&store, &user, &ids::random_token(8), &policy(100)).await;
+        let w = store
+            .revoke_session(&user.id, &ended, "logout", ids::now_ms())
+            .await
+            .unwrap();
+        w.commit.unwrap();
+        let now = ids::now_ms();
+        // Nothing is old enough yet: nothing goes.
+        assert_eq!(
+            store
+                .prune(now, now / 1000 - 3_600, now - 3_600_000, 1)
+                .await
+                .unwrap(),
+            0
+        );
+        // As if every token had expired: the ended session and its refresh token go (2
+        // rows), the live one stays. A batch of 1 exercises the batching loop.
+        let gone = store
+            .prune(now, now / 1000 + 3_600, now - 3_600_000, 1)
+            .await
+            .unwrap();
+        assert_eq!(gone, 2, "url {url:?}");
+        let left = store.live_sessions(&user.id, now).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].id, live);
+        assert!(store
+            .live_revoked_sessions(0)
+            .await
+            .unwrap()
+            .iter()
+            .all(|s| s.session_id != ended));
+        store.close().await;
+    }
+    db.drop_now().await;
+    let _ = std::fs::remove_dir_all(&data);
+}
