@@ -84,3 +84,73 @@ async fn a_logout_abandoned_during_its_commit_is_still_applied() {
         assert_error(status, &body, 401, "token_revoked");
     }
 }
+
+/// One number from the test's PostgreSQL database.
+fn pg_count(db: &PgDatabase, sql: &str) -> i64 {
+    let out = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            &db.name,
+            "-tAc",
+            sql,
+        ])
+        .output()
+        .expect("psql");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{sql}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Ended sessions and their refresh tokens leave the database once no token of theirs
+/// can be accepted; live ones stay.
+#[tokio::test]
+async fn ended_sessions_are_pruned_from_the_database() {
+    let db = PgDatabase::create();
+    let data = DataDir::new();
+    let server = TestServer::start(
+        &data,
+        &[
+            "--database-url",
+            &db.url(),
+            "--access-ttl",
+            "1",
+            "--jwt-leeway",
+            "0",
+            "--db-prune-secs",
+            "1",
+        ],
+    )
+    .await;
+    let ended = server.new_player("pruned").await;
+    let live = server.new_player("kept").await;
+    assert_eq!(server.logout(ended.token(), false).await, 204);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let ended_rows = format!(
+        "SELECT count(*) FROM sessions WHERE user_id = '{}'",
+        ended.id()
+    );
+    while pg_count(&db, &ended_rows) > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ended session was never pruned"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let tokens = format!(
+        "SELECT count(*) FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
+         WHERE s.user_id = '{}'",
+        live.id()
+    );
+    assert_eq!(
+        pg_count(&db, &tokens),
+        1,
+        "the live session keeps its refresh token"
+    );
+    let (status, body) = server.refresh(&live.session.refresh_token).await;
+    assert_eq!(status, 200, "{body}");
+}

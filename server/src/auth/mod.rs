@@ -513,15 +513,16 @@ impl Auth {
     }
 
     /// Delete sessions, refresh tokens and bans that can no longer matter (see
-    /// [`Store::prune`]): a session goes a minute after its last access token expired, a
-    /// spent refresh token a day after its own expiry (until then, presenting it again
-    /// still counts as theft). Returns how many rows went.
+    /// [`Store::prune`]): an ended session goes once no token of it can be accepted any
+    /// more (its last `exp` plus the leeway has passed: from then on its revocation needs
+    /// no record), a spent refresh token a day after its own expiry (until then,
+    /// presenting it again still counts as theft). Returns how many rows went.
     pub async fn prune_database(&self) -> Result<u64> {
         let now = ids::now_ms();
         self.store
             .prune(
                 now,
-                now / 1000 - self.leeway_secs - 60,
+                now / 1000 - self.leeway_secs - 1,
                 now - 86_400_000,
                 1_000,
             )
