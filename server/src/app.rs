@@ -104,7 +104,12 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         &config.jwt_audience,
         config.jwt_leeway,
     );
-    let store = Store::open(config.database_url.as_deref(), &config.data_dir).await?;
+    let store = Store::open_with_timeout(
+        config.database_url.as_deref(),
+        &config.data_dir,
+        Duration::from_millis(config.database_timeout_ms),
+    )
+    .await?;
 
     let registry = Registry::new(RegistryLimits {
         max_per_user: config.max_sockets_per_user as usize,

@@ -25,6 +25,12 @@ pub struct Config {
     #[arg(long, env = "ARENA_DATABASE_URL")]
     pub database_url: Option<String>,
 
+    /// How long a request waits for a database connection before it is answered 503
+    /// `unavailable`, in ms.
+    #[arg(long, env = "ARENA_DATABASE_TIMEOUT_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub database_timeout_ms: u64,
+
     /// Access-token lifetime in seconds.
     #[arg(long, env = "ARENA_ACCESS_TTL", default_value_t = 900,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]

@@ -53,6 +53,7 @@ impl Error {
         match self {
             Error::Client { code, .. } => *code,
             Error::RateLimited { .. } => ErrorCode::RateLimited,
+            Error::Database(e) if database_unreachable(e) => ErrorCode::Unavailable,
             Error::Database(_) | Error::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -66,6 +67,10 @@ impl IntoResponse for Error {
             Error::RateLimited { retry_after } => {
                 format!("too many attempts; retry in {retry_after} s")
             }
+            Error::Database(e) if database_unreachable(e) => {
+                tracing::warn!(error = %e, "database out of reach");
+                "the database is out of reach; retry shortly".to_string()
+            }
             Error::Database(e) => {
                 tracing::error!(error = %e, "database error");
                 "the server could not complete the request".to_string()
@@ -78,11 +83,29 @@ impl IntoResponse for Error {
         let status =
             StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, Json(ErrorBody::new(code, message))).into_response();
-        if let Error::RateLimited { retry_after } = self {
-            if let Ok(v) = HeaderValue::from_str(&retry_after.max(1).to_string()) {
+        let retry_after = match self {
+            Error::RateLimited { retry_after } => Some(retry_after.max(1)),
+            _ if code == ErrorCode::Unavailable => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
             }
         }
         response
     }
+}
+
+/// Whether a database error means "cannot reach it now" (503, worth a retry) rather than
+/// a fault in what we asked of it (500).
+fn database_unreachable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+    )
 }

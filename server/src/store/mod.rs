@@ -146,6 +146,16 @@ pub struct RoleChange {
 impl Store {
     /// Open (creating if needed) the database and bring its schema up to date.
     pub async fn open(database_url: Option<&str>, data_dir: &Path) -> Result<Store> {
+        Store::open_with_timeout(database_url, data_dir, std::time::Duration::from_secs(5)).await
+    }
+
+    /// As [`Store::open`]; a request waits at most `acquire_timeout` for a connection
+    /// (then [`sqlx::Error::PoolTimedOut`]: the database is out of reach, 503).
+    pub async fn open_with_timeout(
+        database_url: Option<&str>,
+        data_dir: &Path,
+        acquire_timeout: std::time::Duration,
+    ) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let url = match database_url {
             Some(url) => url.to_string(),
@@ -159,6 +169,7 @@ impl Store {
         let options = AnyConnectOptions::from_str(&url)?;
         let pool = AnyPoolOptions::new()
             .max_connections(if is_sqlite { 8 } else { 16 })
+            .acquire_timeout(acquire_timeout)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if is_sqlite {

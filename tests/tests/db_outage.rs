@@ -1,0 +1,124 @@
+//! The database out of reach: the server's link to PostgreSQL runs through a TCP proxy
+//! this test controls, and cutting it must give clear 503 `unavailable` answers with
+//! `Retry-After` (never a hang, never a 500), keep serving what needs no database, and
+//! recover by itself when the link comes back.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arena_tests::*;
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// A TCP proxy to `target` that can be cut (every link dropped, new ones refused at once)
+/// and restored.
+struct Proxy {
+    addr: String,
+    cut: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(target: &'static str) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr").to_string();
+        let cut = Arc::new(AtomicBool::new(false));
+        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let accept = {
+            let (cut, links) = (cut.clone(), links.clone());
+            tokio::spawn(async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if cut.load(Ordering::SeqCst) {
+                        continue; // dropped: the connection is closed at once
+                    }
+                    let link = tokio::spawn(async move {
+                        if let Ok(mut server) = TcpStream::connect(target).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                    links.lock().expect("links").push(link);
+                }
+            })
+        };
+        Proxy {
+            addr,
+            cut,
+            links,
+            accept,
+        }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for link in self.links.lock().expect("links").drain(..) {
+            link.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_database_out_of_reach_gives_503_with_retry_after_and_recovers() {
+    let db = PgDatabase::create();
+    let proxy = Proxy::start("127.0.0.1:5432").await;
+    let url = format!("postgres://postgres@{}/{}", proxy.addr, db.name);
+    let data = DataDir::new();
+    let server = TestServer::start(
+        &data,
+        &["--database-url", &url, "--database-timeout-ms", "1000"],
+    )
+    .await;
+    let p = server.new_player("outage").await;
+    let mut socket = server.ws_ok(p.token()).await;
+
+    proxy.cut();
+    let credentials = json!({"username": p.username, "password": p.password});
+    let answer = server
+        .http
+        .post(format!("{}/auth/login", server.base))
+        .json(&credentials)
+        .send()
+        .await
+        .expect("an answer, not a hang");
+    assert_eq!(answer.status().as_u16(), 503);
+    assert_eq!(
+        answer
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let body: serde_json::Value = answer.json().await.expect("JSON body");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    let (status, body) = server.get("/healthz", None).await;
+    assert_error(status, &body, 503, "unavailable");
+    // A logout that cannot be written changes nothing and says so: the client retries.
+    let (status, body) = server
+        .post("/auth/logout", Some(p.token()), json!({}))
+        .await;
+    assert_error(status, &body, 503, "unavailable");
+    // What needs no database still works: the token is checked in memory.
+    assert_eq!(server.get("/auth/me", Some(p.token())).await.0, 200);
+    socket.assert_alive().await;
+
+    proxy.restore();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while server.get("/healthz", None).await.0 != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(server.logout(p.token(), false).await, 204);
+    assert_eq!(socket.close_code().await, 4001);
+}
