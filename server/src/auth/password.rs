@@ -60,14 +60,29 @@ impl Passwords {
             .acquire()
             .await
             .map_err(|_| Error::internal("password hasher closed"))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| Error::internal(format!("password task: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            ON_HASHING_THREAD.set(true);
+            let result = work();
+            ON_HASHING_THREAD.set(false);
+            result
+        })
+        .await
+        .map_err(|e| Error::internal(format!("password task: {e}")))?
     }
+}
+
+thread_local! {
+    /// Set while a blocking-pool thread runs hashing work: Argon2 anywhere else would
+    /// stall an async worker (and every socket on it) for tens of milliseconds.
+    static ON_HASHING_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
+    debug_assert!(
+        ON_HASHING_THREAD.get(),
+        "the dummy hash must be made on the blocking pool"
+    );
     DUMMY.get_or_init(|| {
         Argon2::default()
             .hash_password(b"arena-dummy-password-for-timing")
