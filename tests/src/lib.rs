@@ -543,3 +543,68 @@ pub async fn start_with_admin(data: &DataDir, extra: &[&str]) -> (TestServer, St
     let admin = server.login(ADMIN, ADMIN_PASSWORD).await;
     (server, admin.access_token)
 }
+
+// ---- PostgreSQL ----
+
+/// A fresh database on the machine's PostgreSQL (127.0.0.1:5432, trust auth), dropped
+/// (with its connections) when this value is dropped.
+pub struct PgDatabase {
+    pub name: String,
+}
+
+impl PgDatabase {
+    pub fn create() -> PgDatabase {
+        let name = unique("arena_test_").to_lowercase();
+        psql(&format!("CREATE DATABASE {name}"));
+        PgDatabase { name }
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+    }
+
+    /// Run SQL inside this database (to install a trigger, say); panics if it fails.
+    pub fn psql(&self, sql: &str) {
+        psql_in(&self.name, sql);
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc"])
+            .arg(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .output();
+    }
+}
+
+/// Run SQL in the `test` database; panics if it fails.
+pub fn psql(sql: &str) {
+    psql_in("test", sql);
+}
+
+fn psql_in(database: &str, sql: &str) {
+    let out = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qc",
+            sql,
+        ])
+        .output()
+        .expect("psql must be installed: PostgreSQL is one of this project's services");
+    assert!(
+        out.status.success(),
+        "psql -d {database} {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,62 +1,8 @@
 //! The same promises on PostgreSQL (`--database-url`), the database a deployment of
 //! several servers shares. Each test gets its own database, dropped afterwards.
 
-use std::process::Command;
-
 use arena_tests::*;
 use serde_json::json;
-
-/// A fresh database on the machine's PostgreSQL (127.0.0.1:5432, trust auth).
-struct PgDatabase {
-    name: String,
-}
-
-impl PgDatabase {
-    fn create() -> PgDatabase {
-        let name = unique("arena_test_").to_lowercase();
-        psql(&format!("CREATE DATABASE {name}"));
-        PgDatabase { name }
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc"])
-            .arg(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .output();
-    }
-}
-
-fn psql(sql: &str) {
-    let out = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "test",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-qc",
-            sql,
-        ])
-        .output()
-        .expect("psql must be installed: PostgreSQL is one of this project's services");
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[tokio::test]
 async fn sessions_revocation_and_bans_on_postgres_survive_restart() {
