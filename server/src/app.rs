@@ -21,6 +21,7 @@ use crate::auth::tokens::TokenKeys;
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::game::rooms::RoomLimits;
 use crate::game::Rooms;
 use crate::registry::{Registry, RegistryLimits};
 use crate::serve::{serve, ServeLimits};
@@ -142,8 +143,16 @@ pub async fn start(config: Config) -> Result<RunningServer> {
 
     let auth_limiter =
         NonZeroU32::new(config.auth_rate_limit).map(|n| RateLimiter::keyed(Quota::per_minute(n)));
-    let rooms = Rooms::new(config.max_rooms, config.tick_hz);
-    let _ = rooms.create("Main Hall", arena_protocol::http::ROOM_CAPACITY_DEFAULT);
+    let rooms = Rooms::new(
+        RoomLimits {
+            max_rooms: config.max_rooms,
+            max_per_user: config.max_rooms_per_user as usize,
+            create_per_minute: NonZeroU32::new(config.room_create_rate),
+            idle: Duration::from_secs(config.room_idle_secs),
+        },
+        config.tick_hz,
+    );
+    let _ = rooms.create_permanent("Main Hall", arena_protocol::http::ROOM_CAPACITY_DEFAULT);
     let state = Arc::new(App {
         origins: config.effective_origins(addr),
         config,
@@ -155,6 +164,11 @@ pub async fn start(config: Config) -> Result<RunningServer> {
 
     let stop = CancellationToken::new();
     spawn_pruner(state.clone(), stop.clone());
+    {
+        // Idle rooms go on their own period: short enough for the idle time configured.
+        let (state, stop) = (state.clone(), stop.clone());
+        tokio::spawn(async move { state.rooms.run_sweeper(stop).await });
+    }
     let limits = limits_for(&state.config);
     if let Some(addr) = state.config.metrics_listen {
         let metrics_listener = TcpListener::bind(addr)

@@ -19,6 +19,15 @@ pub enum Error {
     #[error("rate limited")]
     RateLimited { retry_after: u64 },
 
+    /// A limit that says which one it is: `rate_limited` (429) or `unavailable` (503),
+    /// with its own message and `Retry-After` seconds.
+    #[error("{code}: {message}")]
+    Limited {
+        code: ErrorCode,
+        message: String,
+        retry_after: u64,
+    },
+
     /// The database failed. Logged in full, answered as a plain 500.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -53,6 +62,7 @@ impl Error {
         match self {
             Error::Client { code, .. } => *code,
             Error::RateLimited { .. } => ErrorCode::RateLimited,
+            Error::Limited { code, .. } => *code,
             Error::Database(_) | Error::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -66,6 +76,7 @@ impl IntoResponse for Error {
             Error::RateLimited { retry_after } => {
                 format!("too many attempts; retry in {retry_after} s")
             }
+            Error::Limited { message, .. } => message.clone(),
             Error::Database(e) => {
                 tracing::error!(error = %e, "database error");
                 "the server could not complete the request".to_string()
@@ -78,7 +89,7 @@ impl IntoResponse for Error {
         let status =
             StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, Json(ErrorBody::new(code, message))).into_response();
-        if let Error::RateLimited { retry_after } = self {
+        if let Error::RateLimited { retry_after } | Error::Limited { retry_after, .. } = self {
             if let Ok(v) = HeaderValue::from_str(&retry_after.max(1).to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
             }
