@@ -47,10 +47,7 @@ impl App {
         let Some(limiter) = &self.auth_limiter else {
             return Ok(());
         };
-        for key in [
-            format!("ip:{}", addr.ip()),
-            format!("user:{}", username.to_lowercase()),
-        ] {
+        for key in rate_keys(addr.ip(), username) {
             if let Err(not_until) = limiter.check_key(&key) {
                 let wait = not_until.wait_time_from(governor::clock::Clock::now(limiter.clock()));
                 return Err(Error::RateLimited {
@@ -60,6 +57,18 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// The auth limiter's keys for an attempt. Only a syntactically valid username gets a key
+/// of its own: an attacker-chosen string (16 KiB, or a new one each time) would otherwise
+/// become a map entry. An invalid one is charged to the address alone, and the request
+/// is refused anyway.
+pub fn rate_keys(ip: std::net::IpAddr, username: &str) -> Vec<String> {
+    let mut keys = vec![format!("ip:{ip}")];
+    if arena_protocol::http::valid_username(username) {
+        keys.push(format!("user:{}", username.to_ascii_lowercase()));
+    }
+    keys
 }
 
 /// A server that is serving.
@@ -267,4 +276,27 @@ fn keyring(config: &Config) -> Result<Keyring> {
         retire_after,
     )
     .map_err(Error::Internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rate_keys;
+
+    #[test]
+    fn only_valid_usernames_get_a_rate_key_of_their_own() {
+        let ip = "192.0.2.7".parse().unwrap();
+        assert_eq!(
+            rate_keys(ip, "Alice_1"),
+            vec!["ip:192.0.2.7", "user:alice_1"]
+        );
+        for bad in [
+            "x".repeat(16 * 1024),
+            "al".into(),
+            "a b c".into(),
+            "é-user".into(),
+            String::new(),
+        ] {
+            assert_eq!(rate_keys(ip, &bad), vec!["ip:192.0.2.7"], "{bad:.40}");
+        }
+    }
 }
