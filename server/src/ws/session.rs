@@ -6,6 +6,9 @@
 //! its close frame before anything else, tells the registry it is gone, and only then
 //! lingers briefly for the client's close reply (closing a TCP socket with unread input
 //! makes the kernel send a reset, which can destroy the close frame in flight).
+//!
+//! Every frame the client sends (text, binary, ping, pong) counts against the message
+//! rate: each costs the server a read and often a reply.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -204,6 +207,9 @@ impl Session {
                     let next = match incoming {
                         None => return None,
                         Some(Err(e)) => return read_error_close(e),
+                        Some(Ok(Message::Close(_))) => return None,
+                        // Any other frame is charged first; over the rate it is dropped.
+                        Some(Ok(_)) if !self.within_rate() => self.over_rate(socket).await,
                         Some(Ok(Message::Text(t))) => {
                             let exp_before = self.claims.exp;
                             let next = self.on_text(socket, t.as_str()).await;
@@ -217,7 +223,6 @@ impl Session {
                         Some(Ok(Message::Binary(_))) => {
                             self.invalid(socket, ErrorCode::InvalidJson, "frames must be JSON text").await
                         }
-                        Some(Ok(Message::Close(_))) => return None,
                         // tungstenite answers pings itself.
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => Next::Continue,
                     };
@@ -239,25 +244,37 @@ impl Session {
         (now + until_exp.saturating_sub(warn_before), now + until_exp)
     }
 
-    async fn on_text(&mut self, socket: &mut WebSocket, text_frame: &str) -> Next {
-        if let Some(limiter) = &self.limiter {
-            if limiter.check().is_err() {
-                self.rate_strikes += 1;
-                if self.rate_strikes > self.state.config.ws_rate_limit.max(1) {
-                    return Next::Close(CloseCode::Policy, "message rate limit exceeded".into());
-                }
-                if self.rate_strikes == 1 {
-                    return self
-                        .reply(
-                            socket,
-                            ServerMessage::error(ErrorCode::RateLimited, "slow down"),
-                        )
-                        .await;
-                }
-                return Next::Continue;
-            }
-            self.rate_strikes = 0;
+    /// Charge one client frame to the message rate. `false`: over the rate.
+    fn within_rate(&mut self) -> bool {
+        let Some(limiter) = &self.limiter else {
+            return true;
+        };
+        if limiter.check().is_err() {
+            return false;
         }
+        self.rate_strikes = 0;
+        true
+    }
+
+    /// A frame over the rate: the first of a run gets `rate_limited`, a long run closes
+    /// the socket with 1008.
+    async fn over_rate(&mut self, socket: &mut WebSocket) -> Next {
+        self.rate_strikes += 1;
+        if self.rate_strikes > self.state.config.ws_rate_limit.max(1) {
+            return Next::Close(CloseCode::Policy, "message rate limit exceeded".into());
+        }
+        if self.rate_strikes == 1 {
+            return self
+                .reply(
+                    socket,
+                    ServerMessage::error(ErrorCode::RateLimited, "slow down"),
+                )
+                .await;
+        }
+        Next::Continue
+    }
+
+    async fn on_text(&mut self, socket: &mut WebSocket, text_frame: &str) -> Next {
         let message = match ClientMessage::decode(text_frame) {
             Ok(m) => m,
             Err(e) => return self.invalid(socket, e.code, &e.message).await,
