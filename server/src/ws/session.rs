@@ -8,7 +8,8 @@
 //! makes the kernel send a reset, which can destroy the close frame in flight).
 //!
 //! Every frame the client sends (text, binary, ping, pong) counts against the message
-//! rate: each costs the server a read and often a reply.
+//! rate: each costs the server a read and often a reply. `token_expiring` is sent at most
+//! once per expiry instant: a `reauth` that leaves `exp` unchanged does not re-arm it.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -40,7 +41,9 @@ struct Session {
     limiter: Option<DefaultDirectRateLimiter>,
     rate_strikes: u32,
     invalid_frames: u32,
-    warned_expiry: bool,
+    /// The `exp` that `token_expiring` was sent for: the warning re-arms only for
+    /// another one.
+    warned_exp: Option<i64>,
 }
 
 /// What handling one client frame decided.
@@ -76,7 +79,7 @@ pub async fn run(
         limiter,
         rate_strikes: 0,
         invalid_frames: 0,
-        warned_expiry: false,
+        warned_exp: None,
     };
 
     crate::telemetry::socket_opened();
@@ -157,8 +160,8 @@ impl Session {
                 _ = &mut expiry => {
                     return Some((CloseCode::TokenExpired, CloseCode::TokenExpired.reason().into()));
                 }
-                _ = &mut warning, if !self.warned_expiry => {
-                    self.warned_expiry = true;
+                _ = &mut warning, if self.warned_exp != Some(self.claims.exp) => {
+                    self.warned_exp = Some(self.claims.exp);
                     let msg = text(&ServerMessage::TokenExpiring { expires_at: self.claims.exp * 1000 });
                     if let Some(close) = self.send(socket, msg).await.into_close()? {
                         return Some(close);
@@ -376,8 +379,8 @@ impl Session {
             session_id: claims.sid.clone(),
             expires_at: claims.exp * 1000,
         };
+        // The expiry warning re-arms by itself if `exp` moved (see `warned_exp`).
         self.claims = claims;
-        self.warned_expiry = false;
         self.reply(socket, answer).await
     }
 
