@@ -6,6 +6,7 @@
 //! translate HTTP to these calls. Each change is written to the database first, then
 //! applied through [`revocation::apply`], then answered.
 
+pub mod admission;
 pub mod extract;
 pub mod keys;
 pub mod password;

@@ -23,6 +23,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::{sleep_until, Instant};
 
 use crate::app::AppState;
+use crate::auth::admission::Rebind;
 use crate::auth::tokens::Claims;
 use crate::error::Error;
 use crate::ids;
@@ -363,17 +364,18 @@ impl Session {
                 )
                 .await;
         }
-        self.conn.set_session_id(claims.sid.clone());
-        // Same argument as at upgrade: the new session id is visible to revocation first,
-        // then we check revocation again.
-        if self.state.auth.revocations.is_revoked(&claims) {
-            self.conn.set_session_id(self.claims.sid.clone());
-            return self
-                .reply(
-                    socket,
-                    ServerMessage::error(ErrorCode::TokenRevoked, "the token has been revoked"),
-                )
-                .await;
+        match self.state.auth.rebind(&self.conn, &self.claims, &claims) {
+            Rebind::Moved => {}
+            Rebind::Refused => {
+                return self
+                    .reply(
+                        socket,
+                        ServerMessage::error(ErrorCode::TokenRevoked, "the token has been revoked"),
+                    )
+                    .await
+            }
+            // The close is requested; the caller sends it.
+            Rebind::Closed => return Next::Stop,
         }
         let answer = ServerMessage::Reauthed {
             session_id: claims.sid.clone(),
