@@ -621,11 +621,12 @@ async fn broadcast(
     let tokens = make_users(api, rooms * players).await?;
     let mut room_ids = Vec::with_capacity(rooms);
     for i in 0..rooms {
+        // Each room's first player creates it: the server bounds rooms per user.
         let room = api
             .call(
                 "POST",
                 "/lobby/rooms",
-                &tokens[0],
+                &tokens[i * players],
                 Some(json!({"name": format!("load {i}"), "capacity": players.clamp(2, 64)})),
             )
             .await?;

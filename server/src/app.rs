@@ -21,6 +21,7 @@ use crate::auth::tokens::TokenKeys;
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::game::rooms::RoomLimits;
 use crate::game::Rooms;
 use crate::registry::{Registry, RegistryLimits};
 use crate::serve::{serve, ServeLimits};
@@ -46,10 +47,7 @@ impl App {
         let Some(limiter) = &self.auth_limiter else {
             return Ok(());
         };
-        for key in [
-            format!("ip:{}", addr.ip()),
-            format!("user:{}", username.to_lowercase()),
-        ] {
+        for key in rate_keys(addr.ip(), username) {
             if let Err(not_until) = limiter.check_key(&key) {
                 let wait = not_until.wait_time_from(governor::clock::Clock::now(limiter.clock()));
                 return Err(Error::RateLimited {
@@ -59,6 +57,18 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// The auth limiter's keys for an attempt. Only a syntactically valid username gets a key
+/// of its own: an attacker-chosen string (16 KiB, or a new one each time) would otherwise
+/// become a map entry. An invalid one is charged to the address alone, and the request
+/// is refused anyway.
+pub fn rate_keys(ip: std::net::IpAddr, username: &str) -> Vec<String> {
+    let mut keys = vec![format!("ip:{ip}")];
+    if arena_protocol::http::valid_username(username) {
+        keys.push(format!("user:{}", username.to_ascii_lowercase()));
+    }
+    keys
 }
 
 /// A server that is serving.
@@ -150,8 +160,16 @@ pub async fn start(config: Config) -> Result<RunningServer> {
 
     let auth_limiter =
         NonZeroU32::new(config.auth_rate_limit).map(|n| RateLimiter::keyed(Quota::per_minute(n)));
-    let rooms = Rooms::new(config.max_rooms, config.tick_hz);
-    let _ = rooms.create("Main Hall", arena_protocol::http::ROOM_CAPACITY_DEFAULT);
+    let rooms = Rooms::new(
+        RoomLimits {
+            max_rooms: config.max_rooms,
+            max_per_user: config.max_rooms_per_user as usize,
+            create_per_minute: NonZeroU32::new(config.room_create_rate),
+            idle: Duration::from_secs(config.room_idle_secs),
+        },
+        config.tick_hz,
+    );
+    let _ = rooms.create_permanent("Main Hall", arena_protocol::http::ROOM_CAPACITY_DEFAULT);
     let state = Arc::new(App {
         origins: config.effective_origins(addr),
         config,
@@ -163,6 +181,11 @@ pub async fn start(config: Config) -> Result<RunningServer> {
 
     let stop = CancellationToken::new();
     spawn_pruner(state.clone(), stop.clone());
+    {
+        // Idle rooms go on their own period: short enough for the idle time configured.
+        let (state, stop) = (state.clone(), stop.clone());
+        tokio::spawn(async move { state.rooms.run_sweeper(stop).await });
+    }
     let limits = limits_for(&state.config);
     if let Some(addr) = state.config.metrics_listen {
         let metrics_listener = TcpListener::bind(addr)
@@ -268,4 +291,34 @@ fn keyring(config: &Config) -> Result<Keyring> {
         retire_after,
     )
     .map_err(Error::Internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rate_keys;
+
+    #[test]
+    fn only_valid_usernames_get_a_rate_key_of_their_own() {
+        let ip = "192.0.2.7".parse().unwrap();
+        assert_eq!(
+            rate_keys(ip, "Alice_1"),
+            vec!["ip:192.0.2.7", "user:alice_1"]
+        );
+        for bad in [
+            "x".repeat(16 * 1024),
+            "al".into(),
+            "a b c".into(),
+            "é-user".into(),
+            String::new(),
+        ] {
+            let keys = rate_keys(ip, &bad);
+            // Not assert_eq: a failure would print the 16 KiB key.
+            assert!(
+                keys == ["ip:192.0.2.7"],
+                "{bad:.20}: {} keys, the longest {} bytes",
+                keys.len(),
+                keys.iter().map(String::len).max().unwrap_or(0)
+            );
+        }
+    }
 }

@@ -211,6 +211,21 @@ pub struct Config {
     #[arg(long, env = "ARENA_MAX_ROOMS", default_value_t = 1_000)]
     pub max_rooms: usize,
 
+    /// Seconds a room a player created may stay empty before it is removed ("Main Hall",
+    /// created at start, stays).
+    #[arg(long, env = "ARENA_ROOM_IDLE_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub room_idle_secs: u64,
+
+    /// Rooms one user may have created that still exist.
+    #[arg(long, env = "ARENA_MAX_ROOMS_PER_USER", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_rooms_per_user: u32,
+
+    /// Rooms one user may create per minute (0 turns the limit off).
+    #[arg(long, env = "ARENA_ROOM_CREATE_RATE", default_value_t = 10)]
+    pub room_create_rate: u32,
+
     /// Directory of the browser client served at `/`.
     #[arg(long, env = "ARENA_WEB_DIR")]
     pub web_dir: Option<PathBuf>,

@@ -19,6 +19,15 @@ pub enum Error {
     #[error("rate limited")]
     RateLimited { retry_after: u64 },
 
+    /// A limit that says which one it is: `rate_limited` (429) or `unavailable` (503),
+    /// with its own message and `Retry-After` seconds.
+    #[error("{code}: {message}")]
+    Limited {
+        code: ErrorCode,
+        message: String,
+        retry_after: u64,
+    },
+
     /// The database failed. Logged in full, answered as a plain 500.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -53,6 +62,7 @@ impl Error {
         match self {
             Error::Client { code, .. } => *code,
             Error::RateLimited { .. } => ErrorCode::RateLimited,
+            Error::Limited { code, .. } => *code,
             Error::Database(e) if database_unreachable(e) => ErrorCode::Unavailable,
             Error::Database(_) | Error::Internal(_) => ErrorCode::Internal,
         }
@@ -67,6 +77,7 @@ impl IntoResponse for Error {
             Error::RateLimited { retry_after } => {
                 format!("too many attempts; retry in {retry_after} s")
             }
+            Error::Limited { message, .. } => message.clone(),
             Error::Database(e) if database_unreachable(e) => {
                 tracing::warn!(error = %e, "database out of reach");
                 "the database is out of reach; retry shortly".to_string()
@@ -84,7 +95,9 @@ impl IntoResponse for Error {
             StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, Json(ErrorBody::new(code, message))).into_response();
         let retry_after = match self {
-            Error::RateLimited { retry_after } => Some(retry_after.max(1)),
+            Error::RateLimited { retry_after } | Error::Limited { retry_after, .. } => {
+                Some(retry_after.max(1))
+            }
             _ if code == ErrorCode::Unavailable => Some(1),
             _ => None,
         };

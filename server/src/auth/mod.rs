@@ -12,6 +12,7 @@
 //! commit's outcome is unknown the revocation is applied anyway (fail closed) and the
 //! request answers with an error.
 
+pub mod admission;
 pub mod extract;
 pub mod keys;
 pub mod password;

@@ -1,4 +1,5 @@
-//! `/lobby/rooms`: list, create and inspect rooms.
+//! `/lobby/rooms`: list, create and inspect rooms. The rules (quota, rate, cap, expiry)
+//! live in [`crate::game::rooms`]; this only translates HTTP.
 
 use arena_protocol::http::{
     CreateRoomRequest, Room, RoomDetail, RoomsResponse, ROOM_CAPACITY_DEFAULT, ROOM_CAPACITY_MAX,
@@ -21,7 +22,7 @@ pub async fn list(State(state): State<AppState>, _user: AuthUser) -> Json<RoomsR
 
 pub async fn create(
     State(state): State<AppState>,
-    _user: AuthUser,
+    user: AuthUser,
     JsonBody(body): JsonBody<CreateRoomRequest>,
 ) -> Result<(StatusCode, Json<Room>)> {
     let name = required(&body.name, "name")?.trim();
@@ -38,7 +39,7 @@ pub async fn create(
     };
     Ok((
         StatusCode::CREATED,
-        Json(state.rooms.create(name, capacity)?),
+        Json(state.rooms.create(&user.claims.sub, name, capacity)?),
     ))
 }
 

@@ -2,15 +2,15 @@
 //! its [`session`].
 //!
 //! Authentication happens before any WebSocket resources exist: a bad token gets a plain
-//! HTTP 401/403 with the JSON error body and no upgrade. The socket is registered before
-//! the 101 answer and revocation is checked again after registering; see
-//! [`crate::auth::revocation`] for why that closes the race with a concurrent logout.
+//! HTTP 401/403 with the JSON error body and no upgrade. The socket is admitted
+//! (registered, then revocation checked again) before the 101 answer; see
+//! [`crate::auth::admission`] for why that closes the race with a concurrent logout.
 
 pub mod session;
 
 use std::net::SocketAddr;
 
-use arena_protocol::{ErrorCode, SUBPROTOCOL};
+use arena_protocol::SUBPROTOCOL;
 use axum::extract::ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Method};
@@ -19,8 +19,6 @@ use axum::response::{IntoResponse, Response};
 use crate::app::AppState;
 use crate::auth::extract::authenticate_request;
 use crate::error::Error;
-use crate::ids;
-use crate::registry::{NewConnection, RegisterError};
 
 pub async fn upgrade(
     State(state): State<AppState>,
@@ -45,35 +43,8 @@ fn accept(
     let (claims, _source) = authenticate_request(&state, method, headers, true)?;
     let ws = ws.map_err(|e| Error::invalid(format!("expected a WebSocket upgrade: {e}")))?;
 
-    let (registration, outbound) = state
-        .auth
-        .registry
-        .register(NewConnection {
-            user_id: claims.sub.clone(),
-            username: claims.username.clone(),
-            session_id: claims.sid.clone(),
-            remote_addr,
-            connected_at: ids::now_ms(),
-        })
-        .map_err(|e| match e {
-            RegisterError::TooManySockets => Error::RateLimited { retry_after: 1 },
-            RegisterError::ServerFull => Error::new(
-                ErrorCode::Unavailable,
-                "the server holds as many sockets as it can",
-            ),
-            RegisterError::ShuttingDown => {
-                Error::new(ErrorCode::Unavailable, "the server is shutting down")
-            }
-        })?;
-    // Registered first, checked again now: a revocation that our first check missed
-    // has either seen this registration (and will close it) or is visible here.
-    if state.auth.revocations.is_revoked(&claims) {
-        drop(registration);
-        return Err(Error::new(
-            ErrorCode::TokenRevoked,
-            "the token has been revoked",
-        ));
-    }
+    // Registered, then checked again: see `auth::admission` for the race this closes.
+    let (registration, outbound) = state.auth.admit(&claims, remote_addr)?;
 
     let limits = &state.config;
     let response = ws

@@ -6,6 +6,10 @@
 //! its close frame before anything else, tells the registry it is gone, and only then
 //! lingers briefly for the client's close reply (closing a TCP socket with unread input
 //! makes the kernel send a reset, which can destroy the close frame in flight).
+//!
+//! Every frame the client sends (text, binary, ping, pong) counts against the message
+//! rate: each costs the server a read and often a reply. `token_expiring` is sent at most
+//! once per expiry instant: a `reauth` that leaves `exp` unchanged does not re-arm it.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -19,6 +23,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::{sleep_until, Instant};
 
 use crate::app::AppState;
+use crate::auth::admission::Rebind;
 use crate::auth::tokens::Claims;
 use crate::error::Error;
 use crate::ids;
@@ -37,7 +42,9 @@ struct Session {
     limiter: Option<DefaultDirectRateLimiter>,
     rate_strikes: u32,
     invalid_frames: u32,
-    warned_expiry: bool,
+    /// The `exp` that `token_expiring` was sent for: the warning re-arms only for
+    /// another one.
+    warned_exp: Option<i64>,
 }
 
 /// What handling one client frame decided.
@@ -73,7 +80,7 @@ pub async fn run(
         limiter,
         rate_strikes: 0,
         invalid_frames: 0,
-        warned_expiry: false,
+        warned_exp: None,
     };
 
     crate::telemetry::socket_opened();
@@ -154,8 +161,8 @@ impl Session {
                 _ = &mut expiry => {
                     return Some((CloseCode::TokenExpired, CloseCode::TokenExpired.reason().into()));
                 }
-                _ = &mut warning, if !self.warned_expiry => {
-                    self.warned_expiry = true;
+                _ = &mut warning, if self.warned_exp != Some(self.claims.exp) => {
+                    self.warned_exp = Some(self.claims.exp);
                     let msg = text(&ServerMessage::TokenExpiring { expires_at: self.claims.exp * 1000 });
                     if let Some(close) = self.send(socket, msg).await.into_close()? {
                         return Some(close);
@@ -204,6 +211,9 @@ impl Session {
                     let next = match incoming {
                         None => return None,
                         Some(Err(e)) => return read_error_close(e),
+                        Some(Ok(Message::Close(_))) => return None,
+                        // Any other frame is charged first; over the rate it is dropped.
+                        Some(Ok(_)) if !self.within_rate() => self.over_rate(socket).await,
                         Some(Ok(Message::Text(t))) => {
                             let exp_before = self.claims.exp;
                             let next = self.on_text(socket, t.as_str()).await;
@@ -217,7 +227,6 @@ impl Session {
                         Some(Ok(Message::Binary(_))) => {
                             self.invalid(socket, ErrorCode::InvalidJson, "frames must be JSON text").await
                         }
-                        Some(Ok(Message::Close(_))) => return None,
                         // tungstenite answers pings itself.
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => Next::Continue,
                     };
@@ -239,25 +248,37 @@ impl Session {
         (now + until_exp.saturating_sub(warn_before), now + until_exp)
     }
 
-    async fn on_text(&mut self, socket: &mut WebSocket, text_frame: &str) -> Next {
-        if let Some(limiter) = &self.limiter {
-            if limiter.check().is_err() {
-                self.rate_strikes += 1;
-                if self.rate_strikes > self.state.config.ws_rate_limit.max(1) {
-                    return Next::Close(CloseCode::Policy, "message rate limit exceeded".into());
-                }
-                if self.rate_strikes == 1 {
-                    return self
-                        .reply(
-                            socket,
-                            ServerMessage::error(ErrorCode::RateLimited, "slow down"),
-                        )
-                        .await;
-                }
-                return Next::Continue;
-            }
-            self.rate_strikes = 0;
+    /// Charge one client frame to the message rate. `false`: over the rate.
+    fn within_rate(&mut self) -> bool {
+        let Some(limiter) = &self.limiter else {
+            return true;
+        };
+        if limiter.check().is_err() {
+            return false;
         }
+        self.rate_strikes = 0;
+        true
+    }
+
+    /// A frame over the rate: the first of a run gets `rate_limited`, a long run closes
+    /// the socket with 1008.
+    async fn over_rate(&mut self, socket: &mut WebSocket) -> Next {
+        self.rate_strikes += 1;
+        if self.rate_strikes > self.state.config.ws_rate_limit.max(1) {
+            return Next::Close(CloseCode::Policy, "message rate limit exceeded".into());
+        }
+        if self.rate_strikes == 1 {
+            return self
+                .reply(
+                    socket,
+                    ServerMessage::error(ErrorCode::RateLimited, "slow down"),
+                )
+                .await;
+        }
+        Next::Continue
+    }
+
+    async fn on_text(&mut self, socket: &mut WebSocket, text_frame: &str) -> Next {
         let message = match ClientMessage::decode(text_frame) {
             Ok(m) => m,
             Err(e) => return self.invalid(socket, e.code, &e.message).await,
@@ -343,24 +364,25 @@ impl Session {
                 )
                 .await;
         }
-        self.conn.set_session_id(claims.sid.clone());
-        // Same argument as at upgrade: the new session id is visible to revocation first,
-        // then we check revocation again.
-        if self.state.auth.revocations.is_revoked(&claims) {
-            self.conn.set_session_id(self.claims.sid.clone());
-            return self
-                .reply(
-                    socket,
-                    ServerMessage::error(ErrorCode::TokenRevoked, "the token has been revoked"),
-                )
-                .await;
+        match self.state.auth.rebind(&self.conn, &self.claims, &claims) {
+            Rebind::Moved => {}
+            Rebind::Refused => {
+                return self
+                    .reply(
+                        socket,
+                        ServerMessage::error(ErrorCode::TokenRevoked, "the token has been revoked"),
+                    )
+                    .await
+            }
+            // The close is requested; the caller sends it.
+            Rebind::Closed => return Next::Stop,
         }
         let answer = ServerMessage::Reauthed {
             session_id: claims.sid.clone(),
             expires_at: claims.exp * 1000,
         };
+        // The expiry warning re-arms by itself if `exp` moved (see `warned_exp`).
         self.claims = claims;
-        self.warned_expiry = false;
         self.reply(socket, answer).await
     }
 
