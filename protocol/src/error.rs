@@ -22,10 +22,18 @@ pub enum ErrorCode {
     OriginForbidden,
     // 404
     NotFound,
+    /// 405: the path exists but not with this method. An extension of PROTOCOL.md's
+    /// table, which lists no 405 code; the answer also carries an `Allow` header.
+    MethodNotAllowed,
+    /// 408: the request (its body, most often) did not arrive within the server's
+    /// deadline. An extension of PROTOCOL.md's table.
+    RequestTimeout,
     // 409
     UsernameTaken,
     // 413
     PayloadTooLarge,
+    // 415
+    UnsupportedMediaType,
     // 429
     RateLimited,
     // 500/503: never for bad input; a fault of the server or its database.
@@ -51,8 +59,11 @@ impl ErrorCode {
             | RefreshInvalid => 401,
             Forbidden | Banned | OriginForbidden => 403,
             NotFound | RoomNotFound | NotInRoom => 404,
+            MethodNotAllowed => 405,
+            RequestTimeout => 408,
             UsernameTaken | RoomFull => 409,
             PayloadTooLarge => 413,
+            UnsupportedMediaType => 415,
             RateLimited => 429,
             Internal => 500,
             Unavailable => 503,
@@ -74,8 +85,11 @@ impl ErrorCode {
             Banned => "banned",
             OriginForbidden => "origin_forbidden",
             NotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
+            RequestTimeout => "request_timeout",
             UsernameTaken => "username_taken",
             PayloadTooLarge => "payload_too_large",
+            UnsupportedMediaType => "unsupported_media_type",
             RateLimited => "rate_limited",
             Internal => "internal",
             Unavailable => "unavailable",
@@ -129,6 +143,9 @@ mod tests {
             ErrorCode::OriginForbidden,
             ErrorCode::PayloadTooLarge,
             ErrorCode::NotInRoom,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::RequestTimeout,
+            ErrorCode::UnsupportedMediaType,
         ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));

@@ -106,6 +106,9 @@ impl RunningServer {
 }
 
 pub async fn start(config: Config) -> Result<RunningServer> {
+    config
+        .validate()
+        .map_err(|problems| Error::internal(format!("invalid configuration: {problems}")))?;
     prepare_data_dir(&config.data_dir)?;
     crate::telemetry::install();
     let keys = TokenKeys::new(
@@ -192,7 +195,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
             .await
             .map_err(|e| Error::internal(format!("cannot listen on {addr} for metrics: {e}")))?;
         let metrics_limits = ServeLimits {
-            max_connections: 64,
+            max_connections: state.config.metrics_max_connections,
             ..limits_for(&state.config)
         };
         tokio::spawn(serve(
@@ -255,6 +258,8 @@ fn spawn_pruner(state: AppState, stop: CancellationToken) {
 fn limits_for(config: &Config) -> ServeLimits {
     ServeLimits {
         header_timeout: Duration::from_millis(config.header_timeout_ms),
+        body_timeout: Duration::from_millis(config.body_timeout_ms),
+        idle_timeout: Duration::from_millis(config.idle_timeout_ms),
         max_connections: config.max_connections,
         drain: Duration::from_secs(10),
     }

@@ -234,9 +234,150 @@ pub struct Config {
     #[arg(long, env = "ARENA_LOG_FORMAT", default_value = "text",
           value_parser = ["text", "json"])]
     pub log_format: String,
+
+    // Connection deadlines beyond the header timeout: with them every phase of an HTTP
+    // connection is bounded (see `serve`).
+    /// Time a request body has, in total, to arrive once its headers are in (a body
+    /// trickled byte by byte does not extend it), and a response body to be taken by a
+    /// slow reader, in ms. A late request body is answered 408 and its connection closed.
+    #[arg(long, env = "ARENA_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    pub body_timeout_ms: u64,
+
+    /// Time a connection may wait between requests (HTTP/1 keep-alive, HTTP/2 with no
+    /// open stream) before it is closed, in ms. An HTTP/1 connection waiting for its next
+    /// request is also bound by --header-timeout-ms: the shorter one applies to it.
+    #[arg(long, env = "ARENA_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub idle_timeout_ms: u64,
+
+    /// Connections served at once on --metrics-listen.
+    #[arg(long, env = "ARENA_METRICS_MAX_CONNECTIONS", default_value_t = 64)]
+    pub metrics_max_connections: usize,
 }
 
+/// The longest any time flag may be. Far beyond any sane setting, and far enough from
+/// the end of time that adding it to an `Instant` cannot overflow (which panics).
+const MAX_MS: u64 = 7 * 86_400_000;
+/// The smallest `--max-body-bytes`: a register or login body at the protocol's longest
+/// username and password (128 characters of up to 4 bytes each) must fit.
+pub const MIN_BODY_BYTES: usize = 1024;
+/// The smallest `--max-ws-message-bytes`: a `reauth` frame carries an access token.
+pub const MIN_WS_MESSAGE_BYTES: usize = 1024;
+/// The largest `--jwt-leeway`: more is not clock skew but tokens that do not expire.
+pub const MAX_LEEWAY_SECS: u64 = 300;
+/// The longest `--session-max-age` (10 years); it is stored as signed seconds.
+pub const MAX_SESSION_AGE_SECS: u64 = 3_650 * 86_400;
+
 impl Config {
+    /// Refuse, before anything is opened or bound, every combination of flags that would
+    /// make the server panic or misbehave later (clap checks each value alone; this checks
+    /// what clap cannot: zeros, combinations, and what our dependencies assert). Every
+    /// problem is listed, one per line.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        let mut at_least_one = |flag: &str, value: usize| {
+            if value == 0 {
+                problems.push(format!("{flag} must be at least 1"));
+            }
+        };
+        at_least_one("--max-connections", self.max_connections);
+        at_least_one("--max-sockets", self.max_sockets);
+        // tokio's bounded channel panics on a capacity of 0.
+        at_least_one("--ws-outbound-queue", self.ws_outbound_queue);
+        at_least_one("--max-rooms", self.max_rooms);
+        at_least_one("--metrics-max-connections", self.metrics_max_connections);
+
+        // tungstenite asserts this on every upgrade: each one would panic.
+        if self.ws_write_buffer_bytes >= self.ws_max_write_buffer_bytes {
+            problems.push(format!(
+                "--ws-write-buffer-bytes ({}) must be below --ws-max-write-buffer-bytes ({})",
+                self.ws_write_buffer_bytes, self.ws_max_write_buffer_bytes
+            ));
+        }
+        if self.max_ws_message_bytes < MIN_WS_MESSAGE_BYTES {
+            problems.push(format!(
+                "--max-ws-message-bytes ({}) must be at least {MIN_WS_MESSAGE_BYTES}: a \
+                 `reauth` message carries a whole access token",
+                self.max_ws_message_bytes
+            ));
+        }
+        if self.max_body_bytes < MIN_BODY_BYTES {
+            problems.push(format!(
+                "--max-body-bytes ({}) must be at least {MIN_BODY_BYTES}: a login body must fit",
+                self.max_body_bytes
+            ));
+        }
+
+        // A zero deadline fails every request or socket; a huge one overflows `Instant`.
+        for (flag, ms) in [
+            ("--header-timeout-ms", self.header_timeout_ms),
+            ("--body-timeout-ms", self.body_timeout_ms),
+            ("--idle-timeout-ms", self.idle_timeout_ms),
+            ("--upgrade-timeout-ms", self.upgrade_timeout_ms),
+            ("--ws-send-timeout-ms", self.ws_send_timeout_ms),
+            ("--close-timeout-ms", self.close_timeout_ms),
+        ] {
+            if !(1..=MAX_MS).contains(&ms) {
+                problems.push(format!("{flag} ({ms}) must be between 1 and {MAX_MS}"));
+            }
+        }
+        if self.heartbeat_secs > MAX_MS / 1000 {
+            problems.push(format!(
+                "--heartbeat-secs ({}) must be at most {} (0 turns heartbeats off)",
+                self.heartbeat_secs,
+                MAX_MS / 1000
+            ));
+        }
+
+        // Token timings. (`--token-expiring-secs` at or above `--access-ttl` is allowed:
+        // every socket is warned at once, which short-lived test setups rely on.)
+        if self.jwt_leeway > MAX_LEEWAY_SECS {
+            problems.push(format!(
+                "--jwt-leeway ({}) must be at most {MAX_LEEWAY_SECS}: past that, expired \
+                 tokens keep working; fix the clocks instead",
+                self.jwt_leeway
+            ));
+        }
+        if self.refresh_grace_secs >= self.refresh_ttl {
+            problems.push(format!(
+                "--refresh-grace-secs ({}) must be below --refresh-ttl ({}): a reused refresh \
+                 token would never count as theft",
+                self.refresh_grace_secs, self.refresh_ttl
+            ));
+        }
+        if self.session_max_age > MAX_SESSION_AGE_SECS {
+            problems.push(format!(
+                "--session-max-age ({}) must be at most {MAX_SESSION_AGE_SECS}",
+                self.session_max_age
+            ));
+        }
+        for (flag, value) in [
+            ("--jwt-issuer", &self.jwt_issuer),
+            ("--jwt-audience", &self.jwt_audience),
+        ] {
+            if value.trim().is_empty() {
+                problems.push(format!("{flag} must not be empty"));
+            }
+        }
+
+        // Origins are compared exactly with the browser's `Origin` header: anything that
+        // is not `scheme://host[:port]` would silently match nothing.
+        for origin in &self.allowed_origins {
+            let origin = origin.trim().trim_end_matches('/');
+            if !origin.is_empty() && !is_origin(origin) {
+                problems.push(format!(
+                    "--allowed-origins: {origin:?} is not an origin such as \
+                     https://game.example or http://localhost:8080 (no path, no wildcard)"
+                ));
+            }
+        }
+
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("\n"))
+        }
+    }
+
     pub fn ws_send_timeout(&self) -> Duration {
         Duration::from_millis(self.ws_send_timeout_ms)
     }
@@ -266,6 +407,20 @@ impl Config {
         own.dedup();
         own
     }
+}
+
+/// `http://` or `https://`, a host, an optional port, and nothing else.
+fn is_origin(value: &str) -> bool {
+    let Some(rest) = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
 }
 
 #[cfg(test)]
@@ -306,5 +461,111 @@ mod tests {
                 "https://b.example".to_string()
             ]
         );
+    }
+
+    fn parse(args: &[&str]) -> Config {
+        let mut all = vec!["arena-server"];
+        all.extend_from_slice(args);
+        Config::try_parse_from(all).unwrap()
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(parse(&[]).validate(), Ok(()));
+    }
+
+    #[test]
+    fn bad_combinations_are_refused_naming_the_flag() {
+        for (args, flag) in [
+            (&["--max-connections", "0"][..], "--max-connections"),
+            (&["--max-sockets", "0"], "--max-sockets"),
+            (&["--ws-outbound-queue", "0"], "--ws-outbound-queue"),
+            (&["--max-rooms", "0"], "--max-rooms"),
+            (
+                &["--metrics-max-connections", "0"],
+                "--metrics-max-connections",
+            ),
+            (
+                &["--ws-write-buffer-bytes", "262144"],
+                "--ws-write-buffer-bytes",
+            ),
+            (
+                &[
+                    "--ws-write-buffer-bytes",
+                    "10",
+                    "--ws-max-write-buffer-bytes",
+                    "5",
+                ],
+                "--ws-write-buffer-bytes",
+            ),
+            (&["--max-ws-message-bytes", "100"], "--max-ws-message-bytes"),
+            (&["--max-body-bytes", "0"], "--max-body-bytes"),
+            (&["--header-timeout-ms", "0"], "--header-timeout-ms"),
+            (&["--body-timeout-ms", "0"], "--body-timeout-ms"),
+            (&["--idle-timeout-ms", "0"], "--idle-timeout-ms"),
+            (&["--upgrade-timeout-ms", "0"], "--upgrade-timeout-ms"),
+            (&["--ws-send-timeout-ms", "0"], "--ws-send-timeout-ms"),
+            (&["--close-timeout-ms", "0"], "--close-timeout-ms"),
+            (
+                &["--idle-timeout-ms", "18446744073709551615"],
+                "--idle-timeout-ms",
+            ),
+            (
+                &["--heartbeat-secs", "18446744073709551615"],
+                "--heartbeat-secs",
+            ),
+            (&["--jwt-leeway", "9223372036854775808"], "--jwt-leeway"),
+            (
+                &["--refresh-ttl", "10", "--refresh-grace-secs", "10"],
+                "--refresh-grace-secs",
+            ),
+            (
+                &["--session-max-age", "18446744073709551615"],
+                "--session-max-age",
+            ),
+            (&["--jwt-issuer", " "], "--jwt-issuer"),
+            (&["--allowed-origins", "*"], "--allowed-origins"),
+            (
+                &["--allowed-origins", "https://a.example/app"],
+                "--allowed-origins",
+            ),
+            (&["--allowed-origins", "a.example"], "--allowed-origins"),
+        ] {
+            let problems = parse(args)
+                .validate()
+                .expect_err(&format!("{args:?} passed"));
+            assert!(problems.contains(flag), "{args:?}: {problems}");
+        }
+    }
+
+    #[test]
+    fn every_problem_is_listed() {
+        let problems = parse(&["--max-connections", "0", "--max-sockets", "0"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(problems.lines().count(), 2, "{problems}");
+    }
+
+    #[test]
+    fn edge_values_that_work_pass() {
+        let c = parse(&[
+            "--heartbeat-secs",
+            "0",
+            "--refresh-grace-secs",
+            "0",
+            "--ws-write-buffer-bytes",
+            "0",
+            "--max-ws-message-bytes",
+            "1024",
+            "--max-body-bytes",
+            "1024",
+            "--jwt-leeway",
+            "300",
+            "--access-ttl",
+            "2",
+            "--allowed-origins",
+            "https://a.example, http://localhost:8080/, http://[::1]:9000",
+        ]);
+        assert_eq!(c.validate(), Ok(()));
     }
 }

@@ -1,4 +1,4 @@
-//! `arena-server`: parse the command line, start, print the address, wait for SIGINT or
+//! `arena-server`: parse and check the command line, start, print the address, wait for SIGINT or
 //! SIGTERM, shut down gracefully and exit 0.
 
 use std::io::Write;
@@ -11,6 +11,14 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
+    // Before anything is opened: a bad combination would otherwise panic or misbehave
+    // only later, on the first request or socket that meets it.
+    if let Err(problems) = config.validate() {
+        for problem in problems.lines() {
+            eprintln!("arena-server: invalid configuration: {problem}");
+        }
+        return ExitCode::from(2);
+    }
     init_logging(&config.log_format);
     let server = match arena_server::app::start(config).await {
         Ok(s) => s,

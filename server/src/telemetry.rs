@@ -10,12 +10,18 @@
 //! - `auth_failures_total{reason}`: the protocol error code of a refused token
 //! - `tick_duration_seconds` histogram; `state_frames_dropped_total` (stale frames a
 //!   slow reader never got); `outbound_overflows_total` (sockets closed as too slow)
-//! - `http_request_duration_seconds{method,route,status}` histogram
+//! - `http_request_duration_seconds{method,route,status}` histogram. Every label comes
+//!   from a fixed set, whatever a client sends: `method` is a standard method or
+//!   `other`, `route` a route pattern, `static` (a file served) or `unmatched`, `status`
+//!   a number from 100 to 599 or `other`
+//! - `http_connection_deadlines_total{phase}`: connections closed (or requests answered
+//!   408) at a deadline: `header`, `body`, `response`, `idle`
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics::{counter, gauge, histogram};
@@ -98,21 +104,81 @@ pub fn outbound_overflow() {
 }
 
 /// Middleware: the latency of every HTTP request, labelled by its route pattern (not
-/// its path, so ids do not explode the series count).
+/// its path, so ids do not explode the series count) and by labels from fixed sets only:
+/// a client chooses its method token and path freely, and every distinct label value
+/// would be a series kept for the life of the process.
 pub async fn track_http(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_string();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "other".to_string(), |p| p.as_str().to_string());
+        .map(|p| p.as_str().to_string());
     let response = next.run(request).await;
+    let status = response.status();
+    let route = route.unwrap_or_else(|| unmatched_label(status).to_string());
     histogram!(
         "arena_http_request_duration_seconds",
         "method" => method,
         "route" => route,
-        "status" => response.status().as_u16().to_string()
+        "status" => status_label(status)
     )
     .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// A connection closed, or a request answered 408, at one of its deadlines.
+pub fn connection_deadline(phase: &'static str) {
+    counter!("arena_http_connection_deadlines_total", "phase" => phase).increment(1);
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
+/// The route label of a request no route pattern matched: the fallback served a file,
+/// or nothing was there.
+fn unmatched_label(status: StatusCode) -> &'static str {
+    if status.is_success() || status.is_redirection() {
+        "static"
+    } else {
+        "unmatched"
+    }
+}
+
+fn status_label(status: StatusCode) -> String {
+    // A handler may pick any of 100..=999; the protocol uses the standard range.
+    if (100..600).contains(&status.as_u16()) {
+        status.as_u16().to_string()
+    } else {
+        "other".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_come_from_fixed_sets() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::from_bytes(b"ZZ1").unwrap()), "other");
+        assert_eq!(method_label(&Method::from_bytes(b"get").unwrap()), "other");
+        assert_eq!(unmatched_label(StatusCode::OK), "static");
+        assert_eq!(unmatched_label(StatusCode::NOT_MODIFIED), "static");
+        assert_eq!(unmatched_label(StatusCode::NOT_FOUND), "unmatched");
+        assert_eq!(status_label(StatusCode::NOT_FOUND), "404");
+        assert_eq!(status_label(StatusCode::from_u16(999).unwrap()), "other");
+    }
 }

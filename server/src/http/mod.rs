@@ -1,6 +1,9 @@
 //! The HTTP surface: the router, and the pieces every resource shares (a JSON body
 //! extractor whose errors name the field, the access cookie). One file per resource;
 //! handlers stay thin and call into [`crate::auth::Auth`] and [`crate::game::Rooms`].
+//!
+//! Promises: every error answer, the framework's own included, has the protocol's JSON
+//! body ([`json_errors`]); a request body is read as JSON only when it says it is JSON.
 
 mod admin;
 mod auth;
@@ -9,10 +12,11 @@ mod lobby;
 
 use std::path::PathBuf;
 
-use arena_protocol::ACCESS_COOKIE;
-use axum::body::Bytes;
+use arena_protocol::{ErrorBody, ErrorCode, ACCESS_COOKIE};
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use serde::de::DeserializeOwned;
@@ -46,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .merge(if state.config.metrics_listen.is_none() { metrics_router() } else { Router::new() })
         .fallback_service(ServeDir::new(web_dir).not_found_service(not_found))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::map_response(json_errors))
         .layer(axum::middleware::from_fn(crate::telemetry::track_http))
         .layer(
             // Log the path only: a query string may hold what a careless client put there.
@@ -60,18 +65,94 @@ pub fn router(state: AppState) -> Router {
 
 /// `GET /metrics`, on the main address or on `--metrics-listen`.
 pub fn metrics_router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new().route(
-        "/metrics",
-        get(|| async {
-            (
-                [(
-                    axum::http::header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4",
-                )],
-                crate::telemetry::render(),
-            )
-        }),
-    )
+    Router::new()
+        .route(
+            "/metrics",
+            get(|| async {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    crate::telemetry::render(),
+                )
+            }),
+        )
+        .layer(axum::middleware::map_response(json_errors))
+}
+
+/// The longest framework error text kept as the JSON message.
+const MAX_FRAMEWORK_MESSAGE: usize = 1024;
+
+/// Middleware: an error answer that is not JSON yet (axum's 405 has an empty body, a
+/// path or extractor rejection a line of text, ServeDir's errors nothing) becomes the
+/// protocol's `{"error": {"code", "message"}}` with the same status and headers. The
+/// text of a client error becomes the message: it says what was wrong.
+pub async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(response.headers()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_FRAMEWORK_MESSAGE)
+        .await
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty() && status.is_client_error());
+    let code = code_for_status(status);
+    let message = text.unwrap_or_else(|| match code {
+        ErrorCode::MethodNotAllowed => {
+            let allowed = parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            format!("this method is not allowed here (allowed: {allowed})")
+        }
+        ErrorCode::NotFound => "not found".to_string(),
+        ErrorCode::Internal => "the server could not complete the request".to_string(),
+        _ => status
+            .canonical_reason()
+            .unwrap_or("the request failed")
+            .to_lowercase(),
+    });
+    // Serializing two strings cannot fail; the fallback keeps this total anyway.
+    let json = serde_json::to_vec(&ErrorBody::new(code, message)).unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, Body::from(json))
+}
+
+/// The protocol code for an error status the framework chose.
+fn code_for_status(status: StatusCode) -> ErrorCode {
+    match status {
+        StatusCode::UNAUTHORIZED => ErrorCode::TokenMissing,
+        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::REQUEST_TIMEOUT => ErrorCode::RequestTimeout,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
+        StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
+        s if s.is_server_error() => ErrorCode::Internal,
+        _ => ErrorCode::InvalidRequest,
+    }
+}
+
+/// `Content-Type: application/json`, any parameters (`charset`), any case.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<mime::Mime>().ok())
+        .is_some_and(|m| {
+            m.type_() == mime::APPLICATION && m.subtype() == mime::JSON && m.suffix().is_none()
+        })
 }
 
 /// The browser client's directory: configured, or `client-demo/web` from the working
@@ -89,7 +170,8 @@ fn web_dir(configured: Option<PathBuf>) -> PathBuf {
 
 /// A JSON request body. An empty body reads as `T::default()`, so optional bodies (logout)
 /// and missing fields are handled alike; a malformed body is a 400 naming the field, an
-/// oversized one a 413.
+/// oversized one a 413, and a non-empty body not sent as `application/json` a 415: a
+/// cross-site HTML form can post `text/plain` without a CORS preflight, but not JSON.
 pub struct JsonBody<T>(pub T);
 
 impl<S, T> FromRequest<S> for JsonBody<T>
@@ -100,18 +182,22 @@ where
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = is_json(req.headers());
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Error::new(
-                    arena_protocol::ErrorCode::PayloadTooLarge,
-                    "the request body is too large",
-                )
+                Error::new(ErrorCode::PayloadTooLarge, "the request body is too large")
             } else {
                 Error::invalid("the request body could not be read")
             }
         })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonBody(T::default()));
+        }
+        if !json {
+            return Err(Error::new(
+                ErrorCode::UnsupportedMediaType,
+                "a request body must be sent with Content-Type: application/json",
+            ));
         }
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         serde_path_to_error::deserialize(de)
@@ -152,4 +238,81 @@ pub fn access_cookie(token: &str, max_age_secs: i64, secure: bool) -> HeaderValu
 /// `Set-Cookie` that clears the access cookie.
 pub fn cleared_cookie(secure: bool) -> HeaderValue {
     access_cookie("", 0, secure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_type(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn json_content_types() {
+        for yes in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON;Charset=UTF-8",
+        ] {
+            assert!(is_json(&with_type(yes)), "{yes}");
+        }
+        for no in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/jsonp",
+            "application/json-patch+json",
+            "text/json",
+            "",
+        ] {
+            assert!(!is_json(&with_type(no)), "{no}");
+        }
+        assert!(!is_json(&HeaderMap::new()));
+    }
+
+    #[tokio::test]
+    async fn framework_errors_become_json() {
+        let mut empty_405 = Response::new(Body::empty());
+        *empty_405.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        empty_405
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET,HEAD"));
+        let converted = json_errors(empty_405).await;
+        assert_eq!(converted.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert!(converted.headers().contains_key(header::ALLOW));
+        let body = axum::body::to_bytes(converted.into_body(), 4096)
+            .await
+            .unwrap();
+        let body: ErrorBody = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body.error.code, ErrorCode::MethodNotAllowed);
+        assert!(
+            body.error.message.contains("GET,HEAD"),
+            "{}",
+            body.error.message
+        );
+
+        let mut text_400 = Response::new(Body::from("Invalid URL: bad `id`"));
+        *text_400.status_mut() = StatusCode::BAD_REQUEST;
+        let body = axum::body::to_bytes(json_errors(text_400).await.into_body(), 4096)
+            .await
+            .unwrap();
+        let body: ErrorBody = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body.error.code, ErrorCode::InvalidRequest);
+        assert_eq!(body.error.message, "Invalid URL: bad `id`");
+
+        // A server fault's text stays in the server.
+        let mut text_500 = Response::new(Body::from("/srv/secret/path: permission denied"));
+        *text_500.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        let body = axum::body::to_bytes(json_errors(text_500).await.into_body(), 4096)
+            .await
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("secret"));
+
+        // Success and JSON errors are left alone.
+        let ok = json_errors(Response::new(Body::from("hello"))).await;
+        assert_eq!(ok.status(), StatusCode::OK);
+    }
 }
