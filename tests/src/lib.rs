@@ -567,6 +567,14 @@ impl PgDatabase {
     pub fn psql(&self, sql: &str) {
         psql_in(&self.name, sql);
     }
+
+    /// One number from this database (`SELECT count(*) …`); panics if it is not one.
+    pub fn number(&self, sql: &str) -> i64 {
+        let answer = psql_in(&self.name, sql);
+        answer
+            .parse()
+            .unwrap_or_else(|_| panic!("{sql}: not a number: {answer:?}"))
+    }
 }
 
 impl Drop for PgDatabase {
@@ -586,7 +594,15 @@ pub fn psql(sql: &str) {
     psql_in("test", sql);
 }
 
-fn psql_in(database: &str, sql: &str) {
+/// A loopback address with a port that was free a moment ago (for a second listener the
+/// server must bind itself, such as `--metrics-listen`).
+pub fn free_local_addr() -> String {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe");
+    let port = probe.local_addr().expect("probe address").port();
+    format!("127.0.0.1:{port}")
+}
+
+fn psql_in(database: &str, sql: &str) -> String {
     let out = std::process::Command::new("psql")
         .args([
             "-h",
@@ -597,7 +613,7 @@ fn psql_in(database: &str, sql: &str) {
             database,
             "-v",
             "ON_ERROR_STOP=1",
-            "-qc",
+            "-tAqc",
             sql,
         ])
         .output()
@@ -607,4 +623,5 @@ fn psql_in(database: &str, sql: &str) {
         "psql -d {database} {sql}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

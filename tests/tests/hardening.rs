@@ -355,12 +355,7 @@ async fn idle_http2_connections_are_closed_at_the_idle_deadline() {
 
 #[tokio::test]
 async fn the_metrics_listener_has_the_same_deadlines() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let metrics_addr = format!("127.0.0.1:{port}");
+    let metrics_addr = free_local_addr();
     let data = DataDir::new();
     let mut env = TIGHT.to_vec();
     env.push(("ARENA_METRICS_LISTEN", &metrics_addr));

@@ -62,12 +62,7 @@ async fn metrics_count_what_happens() {
 
 #[tokio::test]
 async fn metrics_can_live_on_their_own_address() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let metrics_addr = format!("127.0.0.1:{port}");
+    let metrics_addr = free_local_addr();
     let data = DataDir::new();
     let server = TestServer::start(&data, &["--metrics-listen", &metrics_addr]).await;
     assert_eq!(server.get("/metrics", None).await.0, 404);

@@ -85,27 +85,6 @@ async fn a_logout_abandoned_during_its_commit_is_still_applied() {
     }
 }
 
-/// One number from the test's PostgreSQL database.
-fn pg_count(db: &PgDatabase, sql: &str) -> i64 {
-    let out = std::process::Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            &db.name,
-            "-tAc",
-            sql,
-        ])
-        .output()
-        .expect("psql");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("{sql}: {}", String::from_utf8_lossy(&out.stderr)))
-}
-
 /// Ended sessions and their refresh tokens leave the database once no token of theirs
 /// can be accepted; live ones stay.
 #[tokio::test]
@@ -134,7 +113,7 @@ async fn ended_sessions_are_pruned_from_the_database() {
         "SELECT count(*) FROM sessions WHERE user_id = '{}'",
         ended.id()
     );
-    while pg_count(&db, &ended_rows) > 0 {
+    while db.number(&ended_rows) > 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the ended session was never pruned"
@@ -147,7 +126,7 @@ async fn ended_sessions_are_pruned_from_the_database() {
         live.id()
     );
     assert_eq!(
-        pg_count(&db, &tokens),
+        db.number(&tokens),
         1,
         "the live session keeps its refresh token"
     );
