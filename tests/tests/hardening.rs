@@ -172,28 +172,34 @@ async fn metric_labels_come_from_a_fixed_set() {
 
 // ---- 2. Connection slots ----
 
+/// Hold every connection slot with connections that send `first_bytes` and then
+/// nothing; a normal client must still be served, and each held connection closed.
+async fn slots_held_by(server: &TestServer, first_bytes: &[u8], what: &str) {
+    let mut held = open(&server.addr, SLOTS, first_bytes).await;
+    let took = healthz_within(&server.addr, SERVED_WITHIN).await;
+    eprintln!("/healthz served in {took:?} with {SLOTS} {what}");
+    for s in &mut held {
+        read_to_close(s, DEADLINE).await;
+    }
+}
+
 #[tokio::test]
 async fn silent_connections_are_closed_at_the_header_deadline() {
     let data = DataDir::new();
     let server = start_env(&data, TIGHT).await;
-    let mut silent = open(&server.addr, SLOTS, b"").await;
-    let took = healthz_within(&server.addr, SERVED_WITHIN).await;
-    eprintln!("/healthz served in {took:?} with {SLOTS} silent connections");
-    for s in &mut silent {
-        read_to_close(s, DEADLINE).await;
-    }
+    slots_held_by(&server, b"", "silent connections").await;
 }
 
 #[tokio::test]
 async fn a_bare_http2_preface_is_closed_at_the_header_deadline() {
     let data = DataDir::new();
     let server = start_env(&data, TIGHT).await;
-    let mut conns = open(&server.addr, SLOTS, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
-    let took = healthz_within(&server.addr, SERVED_WITHIN).await;
-    eprintln!("/healthz served in {took:?} with {SLOTS} bare HTTP/2 prefaces");
-    for s in &mut conns {
-        read_to_close(s, DEADLINE).await;
-    }
+    slots_held_by(
+        &server,
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        "bare HTTP/2 prefaces",
+    )
+    .await;
     // A partial preface (version detection never finishes) is cut off alike.
     let mut partial = open(&server.addr, 1, b"PRI * HTTP/2").await.remove(0);
     let started = Instant::now();
