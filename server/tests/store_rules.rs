@@ -250,3 +250,72 @@ async fn pruning_deletes_only_what_can_no_longer_matter() {
     db.drop_now().await;
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// Background writes that touch many session rows (the batched `last_seen_at` flush,
+/// the prune) racing a revocation that sweeps the same user's sessions: on PostgreSQL,
+/// row locks taken in two different orders deadlock, and the database then aborts one of
+/// the two, possibly the ban. Neither may ever fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn background_writes_never_deadlock_with_a_revocation() {
+    let db = PgDatabase::create("deadlock").await;
+    let data = std::env::temp_dir().join(format!("arena-store-deadlock-{}", std::process::id()));
+    let store = Arc::new(Store::open(Some(&db.url()), &data).await.unwrap());
+    for round in 0..15 {
+        let user = new_user(&store, &format!("swept{round}")).await;
+        let mut touched = Vec::new();
+        for i in 0..8 {
+            // Half of them already past their refresh expiry: what the prune deletes.
+            let expired = i % 2 == 0;
+            let id = ids::new_id("s");
+            let written = store
+                .create_session(
+                    &NewSession {
+                        id: id.clone(),
+                        user_id: user.id.clone(),
+                        user_agent: None,
+                        remote_addr: None,
+                        refresh_hash: ids::random_token(8),
+                        refresh_ttl_ms: if expired { 0 } else { 3_600_000 },
+                    },
+                    &policy(1_000),
+                )
+                .await
+                .unwrap();
+            written.commit.unwrap();
+            touched.push((id, ids::now_ms() + 1));
+        }
+        touched.reverse(); // the flush's order is not the sweep's
+        let flush = {
+            let store = store.clone();
+            tokio::spawn(async move { store.touch_sessions(&touched).await })
+        };
+        let prune = {
+            let store = store.clone();
+            let now = ids::now_ms() + 10;
+            tokio::spawn(async move { store.prune(now, now / 1000 + 3_600, 0, 1_000).await })
+        };
+        let ban = {
+            let (store, user_id) = (store.clone(), user.id.clone());
+            tokio::spawn(async move { store.revoke_user(&user_id, "ban", Some(None)).await })
+        };
+        flush
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("round {round}: the flush failed: {e}"));
+        prune
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("round {round}: the prune failed: {e}"));
+        let banned = ban
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("round {round}: the ban failed: {e}"))
+            .expect("the user exists");
+        banned
+            .commit
+            .unwrap_or_else(|e| panic!("round {round}: the ban's commit failed: {e}"));
+    }
+    store.close().await;
+    db.drop_now().await;
+    let _ = std::fs::remove_dir_all(&data);
+}

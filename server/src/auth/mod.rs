@@ -499,15 +499,24 @@ impl Auth {
         .await
     }
 
-    /// Lift a ban. If the commit fails the ban stays in force here (fail closed).
+    /// Lift a ban. If the commit's outcome is unknown, the database is asked what it
+    /// holds now; while that cannot be known the ban stays in force here (fail closed).
     pub async fn unban(self: &Arc<Self>, user_id: &str) -> Result<()> {
         let user_id = user_id.to_string();
         self.detached(move |auth| async move {
             let _order = auth.ban_order.lock().await;
-            if !auth.store.unban(&user_id).await? {
+            let written = auth.store.unban(&user_id).await?;
+            if !written.value {
                 return Err(Error::not_found("user"));
             }
-            auth.apply(RevocationEvent::Unban { user_id }).await;
+            let lifted = match &written.commit {
+                Ok(()) => true,
+                Err(_) => matches!(auth.store.ban_of(&user_id, ids::now_ms()).await, Ok(None)),
+            };
+            if lifted {
+                auth.apply(RevocationEvent::Unban { user_id }).await;
+            }
+            written.commit?;
             Ok(())
         })
         .await

@@ -578,34 +578,35 @@ impl Store {
             .collect::<sqlx::Result<_>>()?)
     }
 
-    /// Write batched `last_seen_at` values (never moving one backwards).
+    /// Write batched `last_seen_at` values (never moving one backwards). Each row in its
+    /// own statement, outside any transaction: the value is only a hint, and holding
+    /// many session rows' locks at once (in whatever order the batch has) would deadlock
+    /// against a revocation sweeping the same user's sessions in another order.
     pub async fn touch_sessions(&self, seen: &[(String, i64)]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
         for (session_id, at) in seen {
             sqlx::query(
                 "UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1",
             )
             .bind(at)
             .bind(session_id)
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 
-    /// Lift a user's ban, under the user row's lock (so it orders with a ban).
-    pub async fn unban(&self, user_id: &str) -> Result<bool> {
+    /// Lift a user's ban, under the user row's lock (so it orders with a ban). `false`
+    /// when the user does not exist.
+    pub async fn unban(&self, user_id: &str) -> Result<Write<bool>> {
         let mut tx = self.pool.begin().await?;
         if lock_user(&mut tx, user_id).await?.is_none() {
-            return Ok(false);
+            return Ok(Write::known(false));
         }
         sqlx::query("DELETE FROM bans WHERE user_id = $1")
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
-        Ok(true)
+        Ok(Write::commit(tx, true).await)
     }
 
     /// The ban in force for a user, as the database has it now.
@@ -615,9 +616,13 @@ impl Store {
     }
 
     /// Delete what can no longer matter, in bounded batches: sessions ended (revoked or
-    /// past their refresh expiry) whose last access token expired before `dead_before_secs`,
-    /// with their refresh tokens; refresh tokens that expired before `tokens_before_ms`;
-    /// bans that have ended. Returns how many rows went.
+    /// past their refresh expiry) whose last access token expired before
+    /// `dead_before_secs`, with their refresh tokens; refresh tokens that expired before
+    /// `tokens_before_ms`; bans that have ended. Returns how many rows went.
+    ///
+    /// Each ended session goes in a transaction of its own that takes its refresh tokens
+    /// first and its row second: the order a refresh takes them in, and never several
+    /// sessions at once, so pruning cannot deadlock with a refresh or a revocation sweep.
     pub async fn prune(
         &self,
         now: i64,
@@ -625,31 +630,47 @@ impl Store {
         tokens_before_ms: i64,
         batch: i64,
     ) -> Result<u64> {
+        const DEAD: &str =
+            "(revoked_at IS NOT NULL OR expires_at <= $1) AND access_expires_secs < $2";
         let mut total = 0;
         loop {
-            let mut tx = self.pool.begin().await?;
-            let dead = "SELECT id FROM sessions
-                 WHERE (revoked_at IS NOT NULL OR expires_at <= $1) AND access_expires_secs < $2
-                 ORDER BY id LIMIT $3";
-            let tokens = sqlx::query(&format!(
-                "DELETE FROM refresh_tokens WHERE session_id IN ({dead})"
+            let dead: Vec<String> = sqlx::query(&format!(
+                "SELECT id FROM sessions WHERE {DEAD} ORDER BY id LIMIT $3"
             ))
             .bind(now)
             .bind(dead_before_secs)
             .bind(batch)
-            .execute(&mut *tx)
+            .fetch_all(&self.pool)
             .await?
-            .rows_affected();
-            let sessions = sqlx::query(&format!("DELETE FROM sessions WHERE id IN ({dead})"))
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<sqlx::Result<_>>()?;
+            for id in &dead {
+                let mut tx = self.pool.begin().await?;
+                // An ended session never comes back to life, but check again all the same:
+                // nothing is deleted unless it is still dead now.
+                let tokens = sqlx::query(&format!(
+                    "DELETE FROM refresh_tokens WHERE session_id = $3
+                     AND EXISTS (SELECT 1 FROM sessions WHERE id = $3 AND {DEAD})"
+                ))
                 .bind(now)
                 .bind(dead_before_secs)
-                .bind(batch)
+                .bind(id)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            tx.commit().await?;
-            total += tokens + sessions;
-            if sessions < batch as u64 {
+                let sessions =
+                    sqlx::query(&format!("DELETE FROM sessions WHERE id = $3 AND {DEAD}"))
+                        .bind(now)
+                        .bind(dead_before_secs)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                tx.commit().await?;
+                total += tokens + sessions;
+            }
+            if (dead.len() as i64) < batch {
                 break;
             }
         }
