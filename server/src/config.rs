@@ -316,7 +316,10 @@ impl Config {
             ("--ws-send-timeout-ms", self.ws_send_timeout_ms),
             ("--close-timeout-ms", self.close_timeout_ms),
             ("--database-timeout-ms", self.database_timeout_ms),
-            ("--db-prune-secs (in ms)", self.db_prune_secs.saturating_mul(1000)),
+            (
+                "--db-prune-secs (in ms)",
+                self.db_prune_secs.saturating_mul(1000),
+            ),
         ] {
             if !(1..=MAX_MS).contains(&ms) {
                 problems.push(format!("{flag} ({ms}) must be between 1 and {MAX_MS}"));
@@ -512,7 +515,10 @@ mod tests {
                 &["--database-timeout-ms", "18446744073709551615"],
                 "--database-timeout-ms",
             ),
-            (&["--db-prune-secs", "18446744073709551615"], "--db-prune-secs"),
+            (
+                &["--db-prune-secs", "18446744073709551615"],
+                "--db-prune-secs",
+            ),
             (
                 &["--idle-timeout-ms", "18446744073709551615"],
                 "--idle-timeout-ms",

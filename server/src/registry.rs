@@ -19,10 +19,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use arena_protocol::{http::Connection, CloseCode};
-use axum::extract::ws::Message;
 use dashmap::DashMap;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+
+use crate::frame::TextFrame;
 
 /// Why a socket may not register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,9 +50,9 @@ pub struct ConnHandle {
     pub connected_at: i64,
     session_id: Mutex<String>,
     room: Mutex<Option<String>>,
-    outbound: mpsc::Sender<Message>,
+    outbound: mpsc::Sender<TextFrame>,
     /// The latest `state` frame not yet written; a newer one replaces it.
-    latest_state: watch::Sender<Option<Message>>,
+    latest_state: watch::Sender<Option<TextFrame>>,
     /// Whether `latest_state` holds a frame the socket has not taken yet.
     state_pending: AtomicBool,
     /// Whether the upgrade completed and the socket's task runs.
@@ -81,7 +82,7 @@ impl ConnHandle {
 
     /// Queue a frame without waiting. A socket whose queue is full is not keeping up:
     /// it is closed with 1008 rather than allowed to grow memory or delay the sender.
-    pub fn send(&self, message: Message) -> bool {
+    pub fn send(&self, message: TextFrame) -> bool {
         match self.outbound.try_send(message) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -97,7 +98,7 @@ impl ConnHandle {
 
     /// Offer a `state` frame. It replaces any older one the socket has not written yet:
     /// for a game, only the newest state matters, so a slow reader drops stale frames.
-    pub fn offer_state(&self, message: Message) {
+    pub fn offer_state(&self, message: TextFrame) {
         if self.state_pending.swap(true, Ordering::AcqRel) {
             crate::telemetry::state_frame_dropped();
         }
@@ -154,8 +155,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// What a socket's task writes: queued frames in order, and the latest `state` frame.
 pub struct Outbound {
-    pub queue: mpsc::Receiver<Message>,
-    pub state: watch::Receiver<Option<Message>>,
+    pub queue: mpsc::Receiver<TextFrame>,
+    pub state: watch::Receiver<Option<TextFrame>>,
 }
 
 /// What a new socket registers with.
@@ -513,8 +514,8 @@ mod tests {
     async fn full_queue_requests_policy_close() {
         let r = registry(8, 100_000, 1);
         let (a, _rx) = r.register(conn("u", "s")).unwrap();
-        assert!(a.handle().send(Message::Text("1".into())));
-        assert!(!a.handle().send(Message::Text("2".into())));
+        assert!(a.handle().send(TextFrame::from("1")));
+        assert!(!a.handle().send(TextFrame::from("2")));
         assert_eq!(
             a.handle().close_requested().map(|c| c.code),
             Some(CloseCode::Policy)

@@ -12,8 +12,8 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method};
 
-use crate::app::AppState;
 use crate::error::Error;
+use crate::state::AppState;
 
 use super::tokens::Claims;
 

@@ -31,13 +31,13 @@ use std::time::{Duration, Instant};
 use arena_protocol::http::{Member, Room as RoomInfo, RoomDetail};
 use arena_protocol::ws::{PlayerState, ServerMessage, WorldInfo};
 use arena_protocol::ErrorCode;
-use axum::extract::ws::Message;
 use dashmap::DashMap;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
 
 use super::sim::{Player, World};
 use crate::error::Error;
+use crate::frame::TextFrame;
 use crate::ids;
 use crate::registry::ConnHandle;
 
@@ -158,8 +158,8 @@ fn member(h: &ConnHandle) -> Member {
     }
 }
 
-fn frame(message: &ServerMessage) -> Message {
-    Message::Text(message.encode().into())
+fn frame(message: &ServerMessage) -> TextFrame {
+    TextFrame::encode(message)
 }
 
 impl Room {

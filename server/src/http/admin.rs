@@ -10,10 +10,10 @@ use axum::http::StatusCode;
 use axum::Json;
 
 use super::JsonBody;
-use crate::app::AppState;
 use crate::auth::extract::AdminUser;
 use crate::error::{Error, Result};
 use crate::ids;
+use crate::state::AppState;
 
 /// Longest timed ban: ten years. Anything longer is what `duration_secs` omitted means.
 const MAX_BAN_SECS: u64 = 10 * 365 * 86_400;

@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::{access_cookie, cleared_cookie, required, JsonBody};
-use crate::app::AppState;
 use crate::auth::{AuthUser, ClientInfo, IssuedSession};
 use crate::error::Result;
+use crate::state::AppState;
 
 pub async fn register(
     State(state): State<AppState>,

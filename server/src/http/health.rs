@@ -4,8 +4,8 @@ use arena_protocol::http::Health;
 use axum::extract::State;
 use axum::Json;
 
-use crate::app::AppState;
 use crate::error::{Error, Result};
+use crate::state::AppState;
 
 pub async fn healthz(State(state): State<AppState>) -> Result<Json<Health>> {
     state.auth.store.ping().await.map_err(|_| {

@@ -10,9 +10,9 @@ use axum::http::StatusCode;
 use axum::Json;
 
 use super::{required, JsonBody};
-use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::{Error, Result};
+use crate::state::AppState;
 
 pub async fn list(State(state): State<AppState>, _user: AuthUser) -> Json<RoomsResponse> {
     Json(RoomsResponse {

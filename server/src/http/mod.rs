@@ -24,8 +24,8 @@ use tower_http::services::ServeDir;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tower_http::LatencyUnit;
 
-use crate::app::AppState;
 use crate::error::Error;
+use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
     let web_dir = web_dir(state.config.web_dir.clone());

@@ -16,9 +16,9 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
 use crate::auth::extract::authenticate_request;
 use crate::error::Error;
+use crate::state::AppState;
 
 pub async fn upgrade(
     State(state): State<AppState>,

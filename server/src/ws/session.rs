@@ -22,12 +22,13 @@ use futures_util::SinkExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::{sleep_until, Instant};
 
-use crate::app::AppState;
 use crate::auth::admission::Rebind;
 use crate::auth::tokens::Claims;
 use crate::error::Error;
+use crate::frame::TextFrame;
 use crate::ids;
 use crate::registry::{ConnHandle, Outbound, Registration};
+use crate::state::AppState;
 
 /// Queued frames written with one flush at most.
 const MAX_BATCH: usize = 64;
@@ -177,6 +178,7 @@ impl Session {
                             Err(_) => break,
                         }
                     }
+                    let batch = batch.into_iter().map(TextFrame::into_message);
                     if let Some(close) = self.send_all(socket, batch).await.into_close()? {
                         return Some(close);
                     }
@@ -186,7 +188,7 @@ impl Session {
                     let latest = outbound.state.borrow_and_update().clone();
                     self.conn.state_taken();
                     if let Some(frame) = latest {
-                        if let Some(close) = self.send(socket, frame).await.into_close()? {
+                        if let Some(close) = self.send(socket, frame.into_message()).await.into_close()? {
                             return Some(close);
                         }
                     }

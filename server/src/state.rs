@@ -1,0 +1,88 @@
+//! The state every request and socket shares ([`App`]): configuration, [`Auth`], rooms,
+//! the origin allow-list and the login limiter. It sits below `http/`, `ws/` and
+//! `auth::extract`, which read it, and below `app`, which assembles it, so that none of
+//! them imports another through it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use governor::DefaultKeyedRateLimiter;
+
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::game::Rooms;
+
+pub type AppState = Arc<App>;
+
+pub struct App {
+    pub config: Config,
+    pub auth: Arc<Auth>,
+    pub rooms: Rooms,
+    /// Origins allowed for cookie-authenticated state changes and upgrades.
+    pub origins: Vec<String>,
+    pub(crate) auth_limiter: Option<DefaultKeyedRateLimiter<String>>,
+    /// One clock for every per-socket rate limiter: creating a clock calibrates it
+    /// (cpuid and timing), far too slow to do per connection.
+    pub clock: governor::clock::DefaultClock,
+}
+
+impl App {
+    /// Login and register attempts are limited per client address and per username.
+    pub fn check_auth_rate(&self, addr: SocketAddr, username: &str) -> Result<()> {
+        let Some(limiter) = &self.auth_limiter else {
+            return Ok(());
+        };
+        for key in rate_keys(addr.ip(), username) {
+            if let Err(not_until) = limiter.check_key(&key) {
+                let wait = not_until.wait_time_from(governor::clock::Clock::now(limiter.clock()));
+                return Err(Error::RateLimited {
+                    retry_after: wait.as_secs().max(1),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The auth limiter's keys for an attempt. Only a syntactically valid username gets a key
+/// of its own: an attacker-chosen string (16 KiB, or a new one each time) would otherwise
+/// become a map entry. An invalid one is charged to the address alone, and the request
+/// is refused anyway.
+pub fn rate_keys(ip: std::net::IpAddr, username: &str) -> Vec<String> {
+    let mut keys = vec![format!("ip:{ip}")];
+    if arena_protocol::http::valid_username(username) {
+        keys.push(format!("user:{}", username.to_ascii_lowercase()));
+    }
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rate_keys;
+
+    #[test]
+    fn only_valid_usernames_get_a_rate_key_of_their_own() {
+        let ip = "192.0.2.7".parse().unwrap();
+        assert_eq!(
+            rate_keys(ip, "Alice_1"),
+            vec!["ip:192.0.2.7", "user:alice_1"]
+        );
+        for bad in [
+            "x".repeat(16 * 1024),
+            "al".into(),
+            "a b c".into(),
+            "é-user".into(),
+            String::new(),
+        ] {
+            let keys = rate_keys(ip, &bad);
+            // Not assert_eq: a failure would print the 16 KiB key.
+            assert!(
+                keys == ["ip:192.0.2.7"],
+                "{bad:.20}: {} keys, the longest {} bytes",
+                keys.len(),
+                keys.iter().map(String::len).max().unwrap_or(0)
+            );
+        }
+    }
+}
