@@ -102,7 +102,8 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         refresh_grace_secs: config.refresh_grace_secs as i64,
         single_session: config.single_session,
         max_sessions_per_user: config.max_sessions_per_user as usize,
-        ban_order: tokio::sync::Mutex::new(()),
+        applied_log_id: std::sync::atomic::AtomicI64::new(0),
+        catching_up: tokio::sync::Mutex::new(()),
         last_seen: dashmap::DashMap::new(),
     };
     let auth = Arc::new(auth);
@@ -142,6 +143,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
 
     let stop = CancellationToken::new();
     spawn_pruner(state.clone(), stop.clone());
+    spawn_log_reader(state.clone(), stop.clone());
     {
         // Idle rooms go on their own period: short enough for the idle time configured.
         let (state, stop) = (state.clone(), stop.clone());
@@ -179,6 +181,27 @@ pub async fn start(config: Config) -> Result<RunningServer> {
 
 /// Drop revocation entries and rate-limit keys that can no longer matter, and (on its
 /// own period) database rows that can no longer matter.
+/// Read the revocation log every `--revocation-poll-ms` and apply what other server
+/// processes sharing the database revoked. (With one server nothing arrives: its own
+/// events are applied as they are made.)
+fn spawn_log_reader(state: AppState, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut every =
+            tokio::time::interval(Duration::from_millis(state.config.revocation_poll_ms));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = every.tick() => match state.auth.catch_up().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(events = n, "revocations from other servers applied"),
+                    Err(e) => tracing::warn!(error = %e, "could not read the revocation log"),
+                },
+            }
+        }
+    });
+}
+
 fn spawn_pruner(state: AppState, stop: CancellationToken) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(30));

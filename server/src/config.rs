@@ -62,6 +62,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_sessions_per_user: u32,
 
+    /// How often the revocation log in the database is read for revocations made by
+    /// other servers sharing it, in ms.
+    #[arg(long, env = "ARENA_REVOCATION_POLL_MS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub revocation_poll_ms: u64,
+
     /// Seconds between sweeps that delete ended sessions, expired refresh tokens and
     /// ended bans from the database.
     #[arg(long, env = "ARENA_DB_PRUNE_SECS", default_value_t = 600,

@@ -7,10 +7,11 @@
 
 use std::sync::Arc;
 
-use arena_protocol::Role;
+use arena_protocol::{CloseCode, Role};
 use arena_server::ids;
 use arena_server::store::{
-    CreateOutcome, NewSession, RefreshOutcome, Rotation, SessionPolicy, Store, UserRow,
+    CreateOutcome, NewSession, RefreshOutcome, RevocationEvent, Rotation, SessionPolicy, Store,
+    UserRow,
 };
 use sqlx::Connection;
 
@@ -140,7 +141,7 @@ async fn a_refresh_racing_a_logout_never_outlives_the_revocation() {
             let (store, user_id, session) = (store.clone(), user.id.clone(), session.clone());
             tokio::spawn(async move {
                 store
-                    .revoke_session(&user_id, &session, "logout", now)
+                    .revoke_session(&user_id, &session, "logout", CloseCode::SessionRevoked, now)
                     .await
             })
         };
@@ -148,7 +149,10 @@ async fn a_refresh_racing_a_logout_never_outlives_the_revocation() {
         let revoked = logout.await.unwrap().unwrap();
         refreshed.commit.unwrap();
         revoked.commit.unwrap();
-        let revoked = revoked.value.expect("the session exists");
+        let revoked = match revoked.value.expect("the session exists").event {
+            RevocationEvent::Sessions { sessions, .. } => sessions[0].clone(),
+            other => panic!("round {round}: a logout logged {other:?}"),
+        };
         match refreshed.value {
             RefreshOutcome::Rotated { .. } => {
                 rotated += 1;
@@ -216,7 +220,13 @@ async fn pruning_deletes_only_what_can_no_longer_matter() {
         let live = new_session(&store, &user, &ids::random_token(8), &policy(100)).await;
         let ended = new_session(&store, &user, &ids::random_token(8), &policy(100)).await;
         let w = store
-            .revoke_session(&user.id, &ended, "logout", ids::now_ms())
+            .revoke_session(
+                &user.id,
+                &ended,
+                "logout",
+                CloseCode::SessionRevoked,
+                ids::now_ms(),
+            )
             .await
             .unwrap();
         w.commit.unwrap();
@@ -296,7 +306,11 @@ async fn background_writes_never_deadlock_with_a_revocation() {
         };
         let ban = {
             let (store, user_id) = (store.clone(), user.id.clone());
-            tokio::spawn(async move { store.revoke_user(&user_id, "ban", Some(None)).await })
+            tokio::spawn(async move {
+                store
+                    .revoke_user(&user_id, "ban", CloseCode::Kicked, Some(None))
+                    .await
+            })
         };
         flush
             .await

@@ -122,7 +122,7 @@ mod tests {
     use arena_protocol::Role;
 
     use super::*;
-    use crate::auth::revocation::{apply, RevocationEvent};
+    use crate::auth::revocation::{apply, LoggedEvent, RevocationEvent};
     use crate::registry::{Registry, RegistryLimits};
     use crate::store::RevokedSession;
 
@@ -200,15 +200,11 @@ mod tests {
         let (conn, _out) = socket(&reg, "a");
         let c = conn.handle();
         c.set_session_id("b".into()); // step 1 of rebind, as it happened
-        apply(
-            &RevocationEvent::Sessions {
-                sessions: vec![revoked("a")],
-                close: CloseCode::SessionRevoked,
-            },
-            &list,
-            &reg,
-        )
-        .await;
+        let event = RevocationEvent::Sessions {
+            sessions: vec![revoked("a")],
+            close: CloseCode::SessionRevoked,
+        };
+        apply(&LoggedEvent::unlogged(event, "test"), &list, &reg).await;
         assert!(c.close_requested().is_none(), "the sweep missed it");
         list.revoke_session(&revoked("b"));
         c.set_session_id("a".into());
@@ -252,7 +248,7 @@ mod tests {
                             sessions: vec![revoked(&sid)],
                             close: CloseCode::SessionRevoked,
                         };
-                        rt.block_on(apply(&event, &list, &reg));
+                        rt.block_on(apply(&LoggedEvent::unlogged(event, "test"), &list, &reg));
                     }
                 })
             };

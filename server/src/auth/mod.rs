@@ -34,7 +34,7 @@ use crate::store::{
 
 pub use extract::AuthUser;
 use password::Passwords;
-use revocation::{RevocationEvent, RevocationList};
+use revocation::{LoggedEvent, RevocationList};
 use tokens::{Claims, TokenKeys, TokenSubject};
 
 /// Where a login came from, kept with the session for the "your devices" list.
@@ -61,10 +61,11 @@ pub struct Auth {
     pub single_session: bool,
     /// Live sessions one user may hold; a login beyond it revokes the oldest (4001).
     pub max_sessions_per_user: usize,
-    /// Held from a ban's or unban's commit until it is applied, so this server applies
-    /// them in the order they committed (both lock the user row in the database, so
-    /// that order is well defined). Bans are rare: one lock for all users is enough.
-    pub ban_order: tokio::sync::Mutex<()>,
+    /// The id of the newest revocation-log event this server has applied (or loaded the
+    /// effect of at start); [`Auth::catch_up`] applies what follows.
+    pub applied_log_id: std::sync::atomic::AtomicI64,
+    /// One reader of the log at a time.
+    pub catching_up: tokio::sync::Mutex<()>,
     /// session id → last use (ms), not yet written to the database.
     pub last_seen: dashmap::DashMap<String, i64>,
 }
@@ -94,6 +95,10 @@ impl Auth {
 
     /// Load what the lists must hold after a restart.
     pub async fn load_revocations(&self) -> Result<()> {
+        // The log's head first: an event committed while the tables are read is then
+        // applied again by the first catch-up, which is harmless (applying is idempotent,
+        // and bans carry their log id), whereas the other order could miss it.
+        let head = self.store.log_head().await?;
         let now = ids::now_secs();
         let since = now - self.leeway_secs;
         for s in self.store.live_revoked_sessions(since).await? {
@@ -103,9 +108,36 @@ impl Auth {
             self.revocations.mark_user(&user, mark);
         }
         for ban in self.store.active_bans(ids::now_ms()).await? {
-            self.revocations.set_ban(&ban.user_id, ban.banned_until);
+            self.revocations
+                .set_ban(&ban.user_id, ban.banned_until, head);
         }
+        self.applied_log_id
+            .store(head, std::sync::atomic::Ordering::Release);
         Ok(())
+    }
+
+    /// Apply, in log order, every revocation another server process wrote to the shared
+    /// database since the last call (this process's own events were applied when they
+    /// were made). Returns how many were applied. Ids are gap-free and in commit order
+    /// (see `Store::log`), so "everything after the last id applied" misses nothing.
+    pub async fn catch_up(&self) -> Result<usize> {
+        use std::sync::atomic::Ordering;
+        let _one_reader = self.catching_up.lock().await;
+        let mut applied = 0;
+        loop {
+            let after = self.applied_log_id.load(Ordering::Acquire);
+            let batch = self.store.events_after(after, 500).await?;
+            let Some(last) = batch.last().map(|e| e.id) else {
+                return Ok(applied);
+            };
+            for logged in &batch {
+                if logged.origin != self.store.origin() {
+                    self.apply(logged).await;
+                    applied += 1;
+                }
+            }
+            self.applied_log_id.store(last, Ordering::Release);
+        }
     }
 
     pub async fn register(&self, username: &str, password: &str, role: Role) -> Result<User> {
@@ -139,16 +171,8 @@ impl Auth {
                 .await?
                 .ok_or_else(|| Error::not_found("user"))?;
             let change = written.value;
-            if change.changed {
-                auth.apply(RevocationEvent::User {
-                    user_id,
-                    before_secs: change.before_secs,
-                    sessions: change.revoked,
-                    close: CloseCode::Kicked,
-                    reason: "role changed".into(),
-                    ban: None,
-                })
-                .await;
+            if let Some(event) = &change.event {
+                auth.apply(event).await;
             }
             written.commit?;
             Ok((change.user.to_wire(), change.changed))
@@ -222,21 +246,9 @@ impl Auth {
         let outcome = self
             .detached(move |auth| async move {
                 let written = auth.store.create_session(&new, &policy).await?;
-                if let CreateOutcome::Created {
-                    replaced, evicted, ..
-                } = &written.value
-                {
-                    for (sessions, close) in [
-                        (replaced, CloseCode::SessionReplaced),
-                        (evicted, CloseCode::SessionRevoked),
-                    ] {
-                        if !sessions.is_empty() {
-                            auth.apply(RevocationEvent::Sessions {
-                                sessions: sessions.clone(),
-                                close,
-                            })
-                            .await;
-                        }
+                if let CreateOutcome::Created { events, .. } = &written.value {
+                    for event in events {
+                        auth.apply(event).await;
                     }
                 }
                 written.commit?;
@@ -307,14 +319,9 @@ impl Auth {
                     now,
                 };
                 let written = auth.store.rotate_refresh(&rotation).await?;
-                if let RefreshOutcome::Reused(revoked) = &written.value {
-                    tracing::warn!(user_id = %revoked.user_id, session_id = %revoked.session_id,
-                        "refresh token reused: session revoked");
-                    auth.apply(RevocationEvent::Sessions {
-                        sessions: vec![revoked.clone()],
-                        close: CloseCode::SessionRevoked,
-                    })
-                    .await;
+                if let RefreshOutcome::Reused(theft) = &written.value {
+                    tracing::warn!(event = ?theft.event, "refresh token reused: session revoked");
+                    auth.apply(theft).await;
                 }
                 written.commit?;
                 Ok(written.value)
@@ -441,21 +448,13 @@ impl Auth {
         self.detached(move |auth| async move {
             let written = auth
                 .store
-                .revoke_session(&user_id, &session_id, "logout", ids::now_ms())
+                .revoke_session(&user_id, &session_id, "logout", close, ids::now_ms())
                 .await?;
-            let closed = match written.value {
-                Some(revoked) => {
-                    auth.apply(RevocationEvent::Sessions {
-                        sessions: vec![revoked],
-                        close,
-                    })
-                    .await
-                }
-                None => {
-                    written.commit?;
-                    return Err(Error::not_found("session"));
-                }
+            let Some(event) = &written.value else {
+                written.commit?;
+                return Err(Error::not_found("session"));
             };
+            let closed = auth.apply(event).await;
             written.commit?;
             Ok(closed)
         })
@@ -473,26 +472,12 @@ impl Auth {
     ) -> Result<usize> {
         let (user_id, reason) = (user_id.to_string(), reason.to_string());
         self.detached(move |auth| async move {
-            let _order = match ban {
-                Some(_) => Some(auth.ban_order.lock().await),
-                None => None,
-            };
             let written = auth
                 .store
-                .revoke_user(&user_id, &reason, ban)
+                .revoke_user(&user_id, &reason, close, ban)
                 .await?
                 .ok_or_else(|| Error::not_found("user"))?;
-            let (before_secs, sessions) = written.value;
-            let closed = auth
-                .apply(RevocationEvent::User {
-                    user_id,
-                    before_secs,
-                    sessions,
-                    close,
-                    reason,
-                    ban,
-                })
-                .await;
+            let closed = auth.apply(&written.value).await;
             written.commit?;
             Ok(closed)
         })
@@ -501,20 +486,21 @@ impl Auth {
 
     /// Lift a ban. If the commit's outcome is unknown, the database is asked what it
     /// holds now; while that cannot be known the ban stays in force here (fail closed).
+    /// Racing bans and unbans end in commit order: each carries its log id, and an older
+    /// one never overrides a newer one in memory.
     pub async fn unban(self: &Arc<Self>, user_id: &str) -> Result<()> {
         let user_id = user_id.to_string();
         self.detached(move |auth| async move {
-            let _order = auth.ban_order.lock().await;
             let written = auth.store.unban(&user_id).await?;
-            if !written.value {
+            let Some(event) = &written.value else {
                 return Err(Error::not_found("user"));
-            }
+            };
             let lifted = match &written.commit {
                 Ok(()) => true,
                 Err(_) => matches!(auth.store.ban_of(&user_id, ids::now_ms()).await, Ok(None)),
             };
             if lifted {
-                auth.apply(RevocationEvent::Unban { user_id }).await;
+                auth.apply(event).await;
             }
             written.commit?;
             Ok(())
@@ -559,8 +545,8 @@ impl Auth {
             .ok_or_else(|| Error::not_found("user"))
     }
 
-    async fn apply(&self, event: RevocationEvent) -> usize {
-        revocation::apply(&event, &self.revocations, &self.registry).await
+    async fn apply(&self, event: &LoggedEvent) -> usize {
+        revocation::apply(event, &self.revocations, &self.registry).await
     }
 
     fn session_answer(

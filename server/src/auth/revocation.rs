@@ -20,47 +20,40 @@
 //! our sweep of the registry (the sweep closes it), or after it, and then after our
 //! record (the re-check refuses it). DashMap's shard locks order the two.
 
-use arena_protocol::CloseCode;
 use dashmap::DashMap;
 
+pub use crate::events::{LoggedEvent, RevocationEvent, RevokedSession};
 use crate::ids;
 use crate::registry::Registry;
-use crate::store::RevokedSession;
 
 use super::tokens::Claims;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RevocationEvent {
-    /// Logout of one session, a session ended from another device, refresh-token reuse.
-    Sessions {
-        sessions: Vec<RevokedSession>,
-        close: CloseCode,
-    },
-    /// Logout-everywhere, kick, ban, role change: every token of the user issued before
-    /// `before_secs` and every listed session.
-    User {
-        user_id: String,
-        before_secs: i64,
-        sessions: Vec<RevokedSession>,
-        close: CloseCode,
-        reason: String,
-        /// `Some(until)` also bans the user (`until` = `None`: permanently).
-        ban: Option<Option<i64>>,
-    },
-    /// A ban lifted early.
-    Unban { user_id: String },
-}
 
 /// The in-memory lists. Cheap to query from any task.
 pub struct RevocationList {
     sessions: DashMap<String, i64>,
     /// user → (mark: tokens with iat < mark are invalid, keep until)
     users: DashMap<String, (i64, i64)>,
-    /// user → banned until (ms), `None` for permanent
-    bans: DashMap<String, Option<i64>>,
+    /// user → the ban as the newest ban or unban event applied here left it
+    bans: DashMap<String, BanEntry>,
     /// How long a user mark must be kept: the longest access-token life plus leeway.
     mark_horizon_secs: i64,
 }
+
+/// A user's ban as of the revocation-log event `version`. Bans are the one thing an event
+/// can take back (unban), so the order of events matters: an older event arriving after a
+/// newer one (two handlers racing, the log read back by another server) never wins.
+#[derive(Debug, Clone, Copy)]
+struct BanEntry {
+    /// `Some(until)`: banned until then (ms), `Some(None)` permanently; `None`: lifted.
+    until: Option<Option<i64>>,
+    version: i64,
+    /// When the entry was written (ms), to forget a lifted ban after a while.
+    at: i64,
+}
+
+/// How long a lifted ban is remembered, so that a ban event older than the unban but
+/// arriving later is recognised as older. Far longer than any event takes to arrive.
+const LIFTED_BAN_MEMORY_MS: i64 = 10 * 60 * 1000;
 
 impl RevocationList {
     pub fn new(mark_horizon_secs: i64) -> RevocationList {
@@ -86,7 +79,7 @@ impl RevocationList {
 
     /// The ban in force for a user: `Some(None)` permanent, `Some(Some(until))` timed.
     pub fn ban(&self, user_id: &str) -> Option<Option<i64>> {
-        let until = *self.bans.get(user_id)?;
+        let until = self.bans.get(user_id)?.until?;
         match until {
             Some(t) if t <= ids::now_ms() => None,
             other => Some(other),
@@ -112,12 +105,30 @@ impl RevocationList {
             .or_insert((before_secs, keep_until));
     }
 
-    pub fn set_ban(&self, user_id: &str, until: Option<i64>) {
-        self.bans.insert(user_id.to_string(), until);
+    /// Record a ban as of log event `version`, unless a newer ban or unban is known.
+    pub fn set_ban(&self, user_id: &str, until: Option<i64>, version: i64) {
+        self.set_ban_state(user_id, Some(until), version);
     }
 
-    pub fn lift_ban(&self, user_id: &str) {
-        self.bans.remove(user_id);
+    /// Record an unban as of log event `version`, unless a newer ban is known.
+    pub fn lift_ban(&self, user_id: &str, version: i64) {
+        self.set_ban_state(user_id, None, version);
+    }
+
+    fn set_ban_state(&self, user_id: &str, until: Option<Option<i64>>, version: i64) {
+        let entry = BanEntry {
+            until,
+            version,
+            at: ids::now_ms(),
+        };
+        self.bans
+            .entry(user_id.to_string())
+            .and_modify(|e| {
+                if version >= e.version {
+                    *e = entry;
+                }
+            })
+            .or_insert(entry);
     }
 
     /// Drop entries that can no longer matter: sessions whose last token has expired,
@@ -128,8 +139,10 @@ impl RevocationList {
             .retain(|_, until| *until + leeway_secs >= now_secs);
         self.users.retain(|_, m| m.1 + leeway_secs >= now_secs);
         let now_ms = now_secs * 1000;
-        self.bans
-            .retain(|_, until| until.is_none_or(|t| t > now_ms));
+        self.bans.retain(|_, e| match e.until {
+            Some(until) => until.is_none_or(|t| t > now_ms),
+            None => e.at + LIFTED_BAN_MEMORY_MS > now_ms,
+        });
         before - self.len()
     }
 
@@ -144,7 +157,8 @@ impl RevocationList {
 
 /// Apply an event: record it, then close the sockets it concerns. Returns how many
 /// sockets were closed. The one path for every revocation, local or from elsewhere.
-pub async fn apply(event: &RevocationEvent, list: &RevocationList, registry: &Registry) -> usize {
+pub async fn apply(logged: &LoggedEvent, list: &RevocationList, registry: &Registry) -> usize {
+    let event = &logged.event;
     match event {
         RevocationEvent::Sessions { sessions, .. } => {
             crate::telemetry::revocation("session", sessions.len())
@@ -153,7 +167,7 @@ pub async fn apply(event: &RevocationEvent, list: &RevocationList, registry: &Re
         RevocationEvent::Unban { .. } => {}
     }
     let started = std::time::Instant::now();
-    let closed = apply_inner(event, list, registry).await;
+    let closed = apply_inner(event, logged.id, list, registry).await;
     tracing::debug!(
         closed,
         elapsed_us = started.elapsed().as_micros() as u64,
@@ -162,7 +176,12 @@ pub async fn apply(event: &RevocationEvent, list: &RevocationList, registry: &Re
     closed
 }
 
-async fn apply_inner(event: &RevocationEvent, list: &RevocationList, registry: &Registry) -> usize {
+async fn apply_inner(
+    event: &RevocationEvent,
+    version: i64,
+    list: &RevocationList,
+    registry: &Registry,
+) -> usize {
     match event {
         RevocationEvent::Sessions { sessions, close } => {
             for s in sessions {
@@ -197,12 +216,12 @@ async fn apply_inner(event: &RevocationEvent, list: &RevocationList, registry: &
             }
             list.mark_user(user_id, *before_secs);
             if let Some(until) = ban {
-                list.set_ban(user_id, *until);
+                list.set_ban(user_id, *until, version);
             }
             registry.close_user(user_id, None, *close, reason).await
         }
         RevocationEvent::Unban { user_id } => {
-            list.lift_ban(user_id);
+            list.lift_ban(user_id, version);
             0
         }
     }
@@ -251,13 +270,25 @@ mod tests {
     }
 
     #[test]
+    fn an_older_ban_or_unban_never_overrides_a_newer_one() {
+        let l = RevocationList::new(100);
+        l.lift_ban("u", 6); // the unban (log id 6) arrives first
+        l.set_ban("u", None, 5); // then the ban it followed
+        assert!(l.ban("u").is_none(), "the older ban must not win");
+        l.set_ban("u", None, 7);
+        assert!(l.ban("u").is_some());
+        l.lift_ban("u", 7); // the same version applied again: the later write stands
+        assert!(l.ban("u").is_none());
+    }
+
+    #[test]
     fn prune_drops_only_dead_entries() {
         let l = RevocationList::new(100);
         l.revoke_session(&revoked("old", 1000));
         l.revoke_session(&revoked("new", 5000));
         l.mark_user("u", 1000); // kept until 1100
-        l.set_ban("b", Some(1_000_000)); // ms
-        l.set_ban("p", None);
+        l.set_ban("b", Some(1_000_000), 1); // ms
+        l.set_ban("p", None, 1);
         assert_eq!(l.prune(2000, 5), 3);
         assert!(l.is_session_revoked("new"));
         assert!(l.ban("p").is_some());

@@ -29,7 +29,9 @@ use arena_protocol::Role;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 
-pub use rows::{BanRow, NewSession, RevokedSession, SessionRow, UserRow};
+pub use crate::events::{LoggedEvent, RevocationEvent, RevokedSession};
+use arena_protocol::CloseCode;
+pub use rows::{BanRow, NewSession, SessionRow, UserRow};
 
 use crate::error::{Error, Result};
 
@@ -38,6 +40,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// This server process, as the revocation log names it: events it wrote itself are
+    /// already applied here and are skipped when the log is read back.
+    origin: String,
 }
 
 /// One refresh: the presented token's hash, its successor's, and the rules.
@@ -74,7 +79,7 @@ pub enum RefreshOutcome {
     /// The session has reached its absolute lifetime and is now ended.
     TooOld,
     /// The token was already spent: the session is now revoked (theft detection).
-    Reused(RevokedSession),
+    Reused(LoggedEvent),
 }
 
 /// What starting a session did.
@@ -83,10 +88,9 @@ pub enum CreateOutcome {
     Created {
         user: UserRow,
         now: i64,
-        /// Single-session mode: the user's other sessions, revoked in its favour (4004).
-        replaced: Vec<RevokedSession>,
-        /// The oldest sessions, revoked to keep the user within the session limit (4001).
-        evicted: Vec<RevokedSession>,
+        /// What it revoked, logged: in single-session mode the user's other sessions
+        /// (4004), and the oldest sessions beyond the per-user limit (4001).
+        events: Vec<LoggedEvent>,
     },
     /// Nothing written: the user is banned.
     Banned(BanRow),
@@ -138,9 +142,8 @@ pub struct RoleChange {
     pub user: UserRow,
     /// Whether the role changed (and so every session was revoked).
     pub changed: bool,
-    /// The mark set: tokens issued before it (seconds) are invalid.
-    pub before_secs: i64,
-    pub revoked: Vec<RevokedSession>,
+    /// With a change: the revocation of every token and session, logged.
+    pub event: Option<LoggedEvent>,
 }
 
 impl Store {
@@ -196,7 +199,15 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|e| Error::internal(format!("migration: {e}")))?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            origin: crate::ids::new_id("p"),
+        })
+    }
+
+    /// This process's name in the revocation log.
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 
     pub async fn close(&self) {
@@ -269,8 +280,7 @@ impl Store {
             return Ok(Some(Write::known(RoleChange {
                 user,
                 changed: false,
-                before_secs: now / 1000,
-                revoked: Vec::new(),
+                event: None,
             })));
         }
         sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
@@ -279,11 +289,18 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let revoked = revoke_all_of_user(&mut tx, user_id, reason, now).await?;
+        let event = RevocationEvent::User {
+            user_id: user_id.to_string(),
+            before_secs: now / 1000,
+            sessions: revoked,
+            close: CloseCode::Kicked,
+            reason: reason.to_string(),
+            ban: None,
+        };
         let change = RoleChange {
             user: UserRow { role, ..user },
             changed: true,
-            before_secs: now / 1000,
-            revoked,
+            event: Some(self.log(&mut tx, event, now).await?),
         };
         Ok(Some(Write::commit(tx, change).await))
     }
@@ -353,12 +370,17 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         insert_refresh(&mut tx, &s.refresh_hash, &s.id, now, refresh_expires_at).await?;
-        let outcome = CreateOutcome::Created {
-            user,
-            now,
-            replaced,
-            evicted,
-        };
+        let mut events = Vec::new();
+        for (sessions, close) in [
+            (replaced, CloseCode::SessionReplaced),
+            (evicted, CloseCode::SessionRevoked),
+        ] {
+            if !sessions.is_empty() {
+                let event = RevocationEvent::Sessions { sessions, close };
+                events.push(self.log(&mut tx, event, now).await?);
+            }
+        }
+        let outcome = CreateOutcome::Created { user, now, events };
         Ok(Write::commit(tx, outcome).await)
     }
 
@@ -430,10 +452,15 @@ impl Store {
             let revoked =
                 revoke_sessions_where(&mut tx, "id = $3", &session_id, None, now, "refresh_reuse")
                     .await?;
-            let outcome = match revoked.into_iter().next() {
-                Some(r) => RefreshOutcome::Reused(r),
+            let outcome = if revoked.is_empty() {
                 // Already revoked earlier: nothing new to close, the answer is the same.
-                None => RefreshOutcome::Invalid,
+                RefreshOutcome::Invalid
+            } else {
+                let event = RevocationEvent::Sessions {
+                    sessions: revoked,
+                    close: CloseCode::SessionRevoked,
+                };
+                RefreshOutcome::Reused(self.log(&mut tx, event, now).await?)
             };
             return Ok(Write::commit(tx, outcome).await);
         };
@@ -491,15 +518,17 @@ impl Store {
         Ok(Write::commit(tx, outcome).await)
     }
 
-    /// Revoke one session of `user_id`. `None` when it does not exist or is not theirs;
-    /// an already revoked session is returned again so the caller can re-apply it.
+    /// Revoke one session of `user_id` (its sockets to be closed with `close`), logged.
+    /// `None` when it does not exist or is not theirs; an already revoked session is
+    /// returned again, unlogged (id 0), so the caller can re-apply it.
     pub async fn revoke_session(
         &self,
         user_id: &str,
         session_id: &str,
         reason: &str,
+        close: CloseCode,
         now: i64,
-    ) -> Result<Write<Option<RevokedSession>>> {
+    ) -> Result<Write<Option<LoggedEvent>>> {
         let mut tx = self.pool.begin().await?;
         let mut revoked = revoke_sessions_where(
             &mut tx,
@@ -523,8 +552,21 @@ impl Store {
             if let Some(r) = row {
                 revoked.push(RevokedSession::from_row(&r)?);
             }
+            let repeat = (!revoked.is_empty()).then(|| {
+                let event = RevocationEvent::Sessions {
+                    sessions: revoked,
+                    close,
+                };
+                LoggedEvent::unlogged(event, &self.origin)
+            });
+            return Ok(Write::commit(tx, repeat).await);
         }
-        Ok(Write::commit(tx, revoked.into_iter().next()).await)
+        let event = RevocationEvent::Sessions {
+            sessions: revoked,
+            close,
+        };
+        let logged = self.log(&mut tx, event, now).await?;
+        Ok(Write::commit(tx, Some(logged)).await)
     }
 
     /// Revoke every session of a user and mark tokens issued before now invalid
@@ -535,8 +577,9 @@ impl Store {
         &self,
         user_id: &str,
         reason: &str,
+        close: CloseCode,
         ban: Option<Option<i64>>,
-    ) -> Result<Option<Write<(i64, Vec<RevokedSession>)>>> {
+    ) -> Result<Option<Write<LoggedEvent>>> {
         let mut tx = self.pool.begin().await?;
         if lock_user(&mut tx, user_id).await?.is_none() {
             return Ok(None);
@@ -557,7 +600,16 @@ impl Store {
             .await?;
         }
         let revoked = revoke_all_of_user(&mut tx, user_id, reason, now).await?;
-        Ok(Some(Write::commit(tx, (now / 1000, revoked)).await))
+        let event = RevocationEvent::User {
+            user_id: user_id.to_string(),
+            before_secs: now / 1000,
+            sessions: revoked,
+            close,
+            reason: reason.to_string(),
+            ban,
+        };
+        let logged = self.log(&mut tx, event, now).await?;
+        Ok(Some(Write::commit(tx, logged).await))
     }
 
     /// A user's sessions that are neither revoked nor past their refresh expiry.
@@ -597,16 +649,94 @@ impl Store {
 
     /// Lift a user's ban, under the user row's lock (so it orders with a ban). `false`
     /// when the user does not exist.
-    pub async fn unban(&self, user_id: &str) -> Result<Write<bool>> {
+    pub async fn unban(&self, user_id: &str) -> Result<Write<Option<LoggedEvent>>> {
         let mut tx = self.pool.begin().await?;
         if lock_user(&mut tx, user_id).await?.is_none() {
-            return Ok(Write::known(false));
+            return Ok(Write::known(None));
         }
         sqlx::query("DELETE FROM bans WHERE user_id = $1")
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
-        Ok(Write::commit(tx, true).await)
+        let event = RevocationEvent::Unban {
+            user_id: user_id.to_string(),
+        };
+        let logged = self.log(&mut tx, event, crate::ids::now_ms()).await?;
+        Ok(Write::commit(tx, Some(logged)).await)
+    }
+
+    // ---- the revocation log ----
+
+    /// Append an event to the revocation log: call as the transaction's last write. The
+    /// id comes from the one-row counter, whose lock this transaction then holds until
+    /// it commits or rolls back: ids are therefore gap-free (a rollback takes its
+    /// increment back) and in commit order. The price is that revocations commit one at a
+    /// time across the deployment; each holds the counter only for this insert and its
+    /// commit, and nothing takes another lock after it, so it cannot deadlock.
+    async fn log(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        event: RevocationEvent,
+        now: i64,
+    ) -> Result<LoggedEvent> {
+        let json = serde_json::to_string(&event)
+            .map_err(|e| Error::internal(format!("encoding a revocation event: {e}")))?;
+        let id: i64 = sqlx::query(
+            "UPDATE revocation_log_head SET last_id = last_id + 1 WHERE one = 1 RETURNING last_id",
+        )
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("last_id")?;
+        sqlx::query(
+            "INSERT INTO revocation_log (id, created_at, origin, event) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(&self.origin)
+        .bind(&json)
+        .execute(&mut *conn)
+        .await?;
+        Ok(LoggedEvent {
+            id,
+            origin: self.origin.clone(),
+            event,
+        })
+    }
+
+    /// The id of the newest committed event (0 when the log is empty).
+    pub async fn log_head(&self) -> Result<i64> {
+        Ok(
+            sqlx::query("SELECT last_id FROM revocation_log_head WHERE one = 1")
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("last_id")?,
+        )
+    }
+
+    /// Up to `limit` events after `after_id`, in id order. An entry this version cannot
+    /// read is an error, not a skip: skipping a revocation would fail open.
+    pub async fn events_after(&self, after_id: i64, limit: i64) -> Result<Vec<LoggedEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, origin, event FROM revocation_log WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let id: i64 = r.try_get("id")?;
+                let json: String = r.try_get("event")?;
+                let event = serde_json::from_str(&json).map_err(|e| {
+                    Error::internal(format!("revocation log entry {id} is unreadable: {e}"))
+                })?;
+                Ok(LoggedEvent {
+                    id,
+                    origin: r.try_get("origin")?,
+                    event,
+                })
+            })
+            .collect()
     }
 
     /// The ban in force for a user, as the database has it now.
@@ -689,6 +819,13 @@ impl Store {
                 break;
             }
         }
+        // The log is for servers that are running (they read it every few seconds); one
+        // that starts loads the tables instead. A day of it is far more than enough.
+        total += sqlx::query("DELETE FROM revocation_log WHERE created_at < $1")
+            .bind(now - 86_400_000)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         total +=
             sqlx::query("DELETE FROM bans WHERE banned_until IS NOT NULL AND banned_until <= $1")
                 .bind(now)

@@ -5,6 +5,8 @@ use arena_protocol::{http::User, Role};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use crate::events::RevokedSession;
+
 #[derive(Debug, Clone)]
 pub struct UserRow {
     pub id: String,
@@ -83,15 +85,6 @@ pub struct NewSession {
     pub remote_addr: Option<String>,
     pub refresh_hash: String,
     pub refresh_ttl_ms: i64,
-}
-
-/// A session that a revocation just ended (or had ended): enough to apply the event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RevokedSession {
-    pub session_id: String,
-    pub user_id: String,
-    /// Latest `exp` of any access token of the session: the revocation matters until then.
-    pub access_expires_secs: i64,
 }
 
 impl RevokedSession {
