@@ -242,6 +242,7 @@ fn limits_for(config: &Config) -> ServeLimits {
         body_timeout: Duration::from_millis(config.body_timeout_ms),
         idle_timeout: Duration::from_millis(config.idle_timeout_ms),
         max_connections: config.max_connections,
+        max_per_address: config.max_connections_per_address,
         drain: Duration::from_secs(10),
     }
 }

@@ -154,6 +154,15 @@ pub struct Config {
     #[arg(long, env = "ARENA_MAX_CONNECTIONS", default_value_t = 19_000)]
     pub max_connections: usize,
 
+    /// HTTP connections one client address (an IPv6 /64 counts as one) may hold at once;
+    /// one more is closed at once. WebSockets leave this count with their upgrade.
+    #[arg(
+        long,
+        env = "ARENA_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 1_024
+    )]
+    pub max_connections_per_address: usize,
+
     /// Open WebSockets the server holds at once; one more is refused with 503.
     #[arg(long, env = "ARENA_MAX_SOCKETS", default_value_t = 19_000)]
     pub max_sockets: usize,
@@ -286,6 +295,10 @@ impl Config {
             }
         };
         at_least_one("--max-connections", self.max_connections);
+        at_least_one(
+            "--max-connections-per-address",
+            self.max_connections_per_address,
+        );
         at_least_one("--max-sockets", self.max_sockets);
         // tokio's bounded channel panics on a capacity of 0.
         at_least_one("--ws-outbound-queue", self.ws_outbound_queue);

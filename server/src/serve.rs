@@ -3,8 +3,11 @@
 //! or idle connections, trickled bodies) and no bound on open connections.
 //!
 //! Promises: at most `max_connections` HTTP connections are served at once (further
-//! clients wait in the kernel's accept queue), and none of them can hold its slot by
-//! being slow, because every phase of a connection has a deadline:
+//! clients wait in the kernel's accept queue), at most `max_per_address` of them from one
+//! client address (an IPv6 /64 counts as one: one host can hold many of its addresses);
+//! one more from that address is closed at once, so one client cannot take every slot by
+//! being cheaply busy. None of them can hold its slot by being slow either, because
+//! every phase of a connection has a deadline:
 //! - from accept until its first request's headers are in (protocol detection, the
 //!   HTTP/2 preface, the headers): `header_timeout`. hyper-util's protocol detection has
 //!   no timer of its own (hyperium/hyper#3962), and hyper's header timer only starts
@@ -17,8 +20,10 @@
 //!   hyper's own header timer also runs while an HTTP/1 connection waits for its next
 //!   request, so there the shorter of the two applies.
 //!
-//! A WebSocket leaves hyper, and these deadlines, with its 101 answer; its heartbeat
-//! watches it from then on. On `stop`, accepting ends and in-flight requests get up to
+//! A WebSocket leaves hyper, and these deadlines and counts, with its 101 answer; its
+//! heartbeat and the registry's socket caps watch it from then on. HTTP/2 connections
+//! are held to a few concurrent streams and small flow-control windows, so one connection
+//! cannot run hundreds of handlers or buffer megabytes. On `stop`, accepting ends and in-flight requests get up to
 //! `drain` to finish.
 
 use std::convert::Infallible;
@@ -54,7 +59,74 @@ pub struct ServeLimits {
     pub body_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// HTTP connections one client address (IPv6: one /64) may hold at once.
+    pub max_per_address: usize,
     pub drain: Duration,
+}
+
+/// Concurrent HTTP/2 streams per connection: a browser or game client needs a handful.
+const HTTP2_MAX_STREAMS: u32 = 32;
+/// HTTP/2 flow-control windows: request bodies here are at most a few KiB.
+const HTTP2_STREAM_WINDOW: u32 = 64 * 1024;
+const HTTP2_CONNECTION_WINDOW: u32 = 256 * 1024;
+const HTTP2_MAX_HEADER_LIST: u32 = 16 * 1024;
+
+/// Open connections per client address. The count is taken under the map's shard lock,
+/// so racing accepts from one address cannot exceed the limit.
+struct PerAddress {
+    open: dashmap::DashMap<AddressKey, usize>,
+    limit: usize,
+}
+
+/// An IPv4 address, or the /64 an IPv6 address is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum AddressKey {
+    V4(std::net::Ipv4Addr),
+    V6Prefix(u64),
+}
+
+impl AddressKey {
+    fn of(ip: std::net::IpAddr) -> AddressKey {
+        match ip {
+            std::net::IpAddr::V4(v4) => AddressKey::V4(v4),
+            std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => AddressKey::V4(v4),
+                None => AddressKey::V6Prefix((u128::from(v6) >> 64) as u64),
+            },
+        }
+    }
+}
+
+/// One connection counted against its address; uncounted when dropped.
+struct AddressSlot {
+    per_address: Arc<PerAddress>,
+    key: AddressKey,
+}
+
+impl PerAddress {
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<AddressSlot> {
+        let key = AddressKey::of(ip);
+        let mut open = self.open.entry(key).or_insert(0);
+        if *open >= self.limit {
+            return None;
+        }
+        *open += 1;
+        Some(AddressSlot {
+            per_address: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        if let Some(mut open) = self.per_address.open.get_mut(&self.key) {
+            *open = open.saturating_sub(1);
+        }
+        self.per_address
+            .open
+            .remove_if(&self.key, |_, open| *open == 0);
+    }
 }
 
 pub async fn serve(
@@ -64,13 +136,24 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_address = Arc::new(PerAddress {
+        open: dashmap::DashMap::new(),
+        limit: limits.max_per_address.max(1),
+    });
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(HTTP2_MAX_STREAMS)
+        .initial_stream_window_size(HTTP2_STREAM_WINDOW)
+        .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
+        .max_header_list_size(HTTP2_MAX_HEADER_LIST)
+        .max_pending_accept_reset_streams(HTTP2_MAX_STREAMS as usize);
 
     loop {
         let permit = tokio::select! {
@@ -91,6 +174,12 @@ pub async fn serve(
                     continue;
                 }
             },
+        };
+        let Some(address_slot) = per_address.take(remote.ip()) else {
+            // Closed at once: better a quick refusal than a slot held from everyone else.
+            tracing::debug!(%remote, "too many connections from this address");
+            crate::telemetry::connection_refused("per_address");
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::new(limits));
@@ -114,6 +203,7 @@ pub async fn serve(
                     crate::telemetry::connection_deadline(phase.as_str());
                 }
             }
+            drop(address_slot);
             drop(permit);
         });
     }
@@ -432,12 +522,45 @@ impl Body for Delivery {
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_ipv6_slash_64_is_one_address() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(
+            AddressKey::of(ip("2001:db8:1:2::1")),
+            AddressKey::of(ip("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(
+            AddressKey::of(ip("2001:db8:1:2::1")),
+            AddressKey::of(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(
+            AddressKey::of(ip("::ffff:192.0.2.1")),
+            AddressKey::of(ip("192.0.2.1"))
+        );
+    }
+
+    #[test]
+    fn an_address_holds_at_most_its_limit_and_gets_places_back() {
+        let per = Arc::new(PerAddress {
+            open: dashmap::DashMap::new(),
+            limit: 2,
+        });
+        let a = "192.0.2.1".parse().unwrap();
+        let first = per.take(a).expect("1");
+        let _second = per.take(a).expect("2");
+        assert!(per.take(a).is_none());
+        assert!(per.take("192.0.2.2".parse().unwrap()).is_some());
+        drop(first);
+        assert!(per.take(a).is_some());
+    }
+
     fn limits() -> ServeLimits {
         ServeLimits {
             header_timeout: Duration::from_millis(100),
             body_timeout: Duration::from_millis(300),
             idle_timeout: Duration::from_millis(1000),
             max_connections: 1,
+            max_per_address: 1,
             drain: Duration::from_secs(1),
         }
     }

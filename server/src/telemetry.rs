@@ -16,6 +16,8 @@
 //!   a number from 100 to 599 or `other`
 //! - `http_connection_deadlines_total{phase}`: connections closed (or requests answered
 //!   408) at a deadline: `header`, `body`, `response`, `idle`
+//! - `http_connections_refused_total{reason}`: connections closed at accept:
+//!   `per_address`
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -128,6 +130,11 @@ pub async fn track_http(request: Request, next: Next) -> Response {
 }
 
 /// A connection closed, or a request answered 408, at one of its deadlines.
+/// A connection closed at accept: `per_address` (its address holds as many as it may).
+pub fn connection_refused(reason: &'static str) {
+    counter!("arena_http_connections_refused_total", "reason" => reason).increment(1);
+}
+
 pub fn connection_deadline(phase: &'static str) {
     counter!("arena_http_connection_deadlines_total", "phase" => phase).increment(1);
 }

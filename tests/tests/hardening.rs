@@ -741,3 +741,39 @@ async fn start_refused(data: &DataDir, env: &[(&str, &str)]) -> Result<(Option<i
         .unwrap();
     Ok((status.code(), stderr))
 }
+
+// ---- One address, every slot ----
+
+/// A client that keeps its connections cheaply busy is not stopped by any deadline; the
+/// per-address cap is what keeps it from taking every slot.
+#[tokio::test]
+async fn one_address_cannot_take_every_slot() {
+    let data = DataDir::new();
+    let mut env = TIGHT.to_vec();
+    env.retain(|(k, _)| *k != "ARENA_HEADER_TIMEOUT_MS");
+    env.push(("ARENA_HEADER_TIMEOUT_MS", "8000"));
+    env.push(("ARENA_MAX_CONNECTIONS_PER_ADDRESS", "5"));
+    let server = start_env(&data, &env).await;
+    let _held = open(&server.addr, 5, b"").await;
+    // A sixth from the same address is closed at once, long before any deadline.
+    let mut sixth = open(&server.addr, 1, b"").await.remove(0);
+    let started = Instant::now();
+    read_to_close(&mut sixth, Duration::from_secs(4)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // Another address is served as usual.
+    let other = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .timeout(SERVED_WITHIN)
+        .build()
+        .unwrap();
+    let resp = other
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .expect("another address is served");
+    assert_eq!(resp.status().as_u16(), 200);
+}
