@@ -120,6 +120,8 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         .local_addr()
         .map_err(|e| Error::internal(e.to_string()))?;
 
+    let refresh_limiter = NonZeroU32::new(config.refresh_rate_limit)
+        .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
     let auth_limiter =
         NonZeroU32::new(config.auth_rate_limit).map(|n| RateLimiter::keyed(Quota::per_minute(n)));
     let rooms = Rooms::new(
@@ -138,6 +140,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         auth,
         rooms,
         auth_limiter,
+        refresh_limiter,
         clock: governor::clock::DefaultClock::default(),
     });
 
@@ -218,6 +221,9 @@ fn spawn_pruner(state: AppState, stop: CancellationToken) {
                     let pruned = state.auth.revocations.prune(crate::ids::now_secs(), state.auth.leeway_secs);
                     if pruned > 0 {
                         tracing::debug!(pruned, "revocation entries pruned");
+                    }
+                    if let Some(l) = &state.refresh_limiter {
+                        l.retain_recent();
                     }
                     if let Some(l) = &state.auth_limiter {
                         l.retain_recent();

@@ -100,6 +100,11 @@ pub struct Config {
     #[arg(long, env = "ARENA_AUTH_RATE_LIMIT", default_value_t = 30)]
     pub auth_rate_limit: u32,
 
+    /// Refresh attempts per minute per client address (0 turns the limit off). A
+    /// client refreshes a few times an hour; many users behind one address share this.
+    #[arg(long, env = "ARENA_REFRESH_RATE_LIMIT", default_value_t = 300)]
+    pub refresh_rate_limit: u32,
+
     /// Open sockets one user may hold.
     #[arg(long, env = "ARENA_MAX_SOCKETS_PER_USER", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..))]

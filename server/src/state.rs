@@ -22,6 +22,9 @@ pub struct App {
     /// Origins allowed for cookie-authenticated state changes and upgrades.
     pub origins: Vec<String>,
     pub(crate) auth_limiter: Option<DefaultKeyedRateLimiter<String>>,
+    /// Refresh attempts per client address: a refresh needs no account, and each one
+    /// that looks like a token costs a database write.
+    pub(crate) refresh_limiter: Option<DefaultKeyedRateLimiter<std::net::IpAddr>>,
     /// One clock for every per-socket rate limiter: creating a clock calibrates it
     /// (cpuid and timing), far too slow to do per connection.
     pub clock: governor::clock::DefaultClock,
@@ -42,6 +45,21 @@ impl App {
             }
         }
         Ok(())
+    }
+}
+
+impl App {
+    /// Refresh attempts are limited per client address.
+    pub fn check_refresh_rate(&self, addr: SocketAddr) -> Result<()> {
+        let Some(limiter) = &self.refresh_limiter else {
+            return Ok(());
+        };
+        limiter.check_key(&addr.ip()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(limiter.clock()));
+            Error::RateLimited {
+                retry_after: wait.as_secs().max(1),
+            }
+        })
     }
 }
 

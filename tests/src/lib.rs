@@ -79,9 +79,10 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Start with the auth rate limit off (tests log in often from one address).
+    /// Start with the auth and refresh rate limits off (tests log in and refresh often
+    /// from one address).
     pub async fn start(data: &DataDir, extra: &[&str]) -> TestServer {
-        let mut args = vec!["--auth-rate-limit", "0"];
+        let mut args = vec!["--auth-rate-limit", "0", "--refresh-rate-limit", "0"];
         args.extend_from_slice(extra);
         Self::start_raw(data, &args).await
     }

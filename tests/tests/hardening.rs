@@ -777,3 +777,27 @@ async fn one_address_cannot_take_every_slot() {
         .expect("another address is served");
     assert_eq!(resp.status().as_u16(), 200);
 }
+
+/// Refresh needs no account, and a well-formed token costs a database write: it is
+/// limited per address, and a malformed one is refused before anything else.
+#[tokio::test]
+async fn refresh_attempts_are_limited_per_address() {
+    let data = DataDir::new();
+    let server = start_env(&data, &[("ARENA_REFRESH_RATE_LIMIT", "5")]).await;
+    let well_formed = "A".repeat(43);
+    for _ in 0..5 {
+        let (status, body) = server.refresh(&well_formed).await;
+        assert_error(status, &body, 401, "refresh_invalid");
+    }
+    let resp = server
+        .http
+        .post(format!("{}/auth/refresh", server.base))
+        .json(&json!({ "refresh_token": well_formed }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    assert!(resp.headers().get("retry-after").is_some());
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+}

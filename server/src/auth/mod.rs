@@ -298,7 +298,13 @@ impl Auth {
     /// session is revoked and its sockets closed with 4001.
     pub async fn refresh(self: &Arc<Self>, refresh_token: &str) -> Result<IssuedSession> {
         let invalid = || Error::new(ErrorCode::RefreshInvalid, "the refresh token is not valid");
-        if refresh_token.is_empty() || refresh_token.len() > 256 {
+        // Every refresh token this server issues is 32 random bytes in base64url (43
+        // characters); anything else is refused before it costs a hash or the database.
+        if refresh_token.len() != 43
+            || !refresh_token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return Err(invalid());
         }
         let now = ids::now_ms();

@@ -64,9 +64,11 @@ pub async fn login(
 
 pub async fn refresh(
     State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     JsonBody(body): JsonBody<RefreshRequest>,
 ) -> Result<Response> {
     let token = required(&body.refresh_token, "refresh_token")?;
+    state.check_refresh_rate(addr)?;
     let issued = state.auth.refresh(token).await?;
     Ok(session_response(&state, issued))
 }
