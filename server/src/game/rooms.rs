@@ -457,10 +457,18 @@ impl Rooms {
         }
         // Leave the old room before entering the new one (never lock two rooms at once).
         let left = previous.filter(|old| self.leave(conn, old));
+        // If the join fails after that (the room was swept, or its last seat taken, in
+        // between), the socket must still learn that it left its old room.
+        let failed = |code: ErrorCode| {
+            if let Some(old) = &left {
+                conn.send(frame(&ServerMessage::Left { room: old.clone() }));
+            }
+            Err(code)
+        };
         let mut state = lock(&room.state);
         // Checked again under the lock the sweep marks it under: see the module doc.
         if state.removed {
-            return Err(ErrorCode::RoomNotFound);
+            return failed(ErrorCode::RoomNotFound);
         }
         match state
             .seats
@@ -477,7 +485,7 @@ impl Rooms {
             }
             None => {
                 if state.seats.len() >= room.capacity as usize {
-                    return Err(ErrorCode::RoomFull);
+                    return failed(ErrorCode::RoomFull);
                 }
                 let joined = frame(&ServerMessage::PlayerJoined {
                     room: room.id.clone(),
