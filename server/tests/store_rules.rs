@@ -55,6 +55,19 @@ impl PgDatabase {
     }
 }
 
+/// A data directory for the SQLite runs, removed by [`finish`].
+fn scratch_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("arena-store-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Drop the test's database and scratch directory.
+async fn finish(db: PgDatabase, dir: std::path::PathBuf) {
+    db.drop_now().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 async fn new_user(store: &Store, name: &str) -> UserRow {
     let user = UserRow {
         id: ids::new_id("u"),
@@ -110,7 +123,7 @@ fn policy(max_sessions: usize) -> SessionPolicy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_refresh_racing_a_logout_never_outlives_the_revocation() {
     let db = PgDatabase::create("refresh_logout").await;
-    let data = std::env::temp_dir().join(format!("arena-store-{}", std::process::id()));
+    let data = scratch_dir("refresh");
     let store = Arc::new(Store::open(Some(&db.url()), &data).await.unwrap());
     let user = new_user(&store, "racer").await;
     let (mut rotated, mut refused) = (0, 0);
@@ -169,8 +182,7 @@ async fn a_refresh_racing_a_logout_never_outlives_the_revocation() {
     }
     eprintln!("{rotated} refreshes won the race, {refused} lost it");
     store.close().await;
-    db.drop_now().await;
-    let _ = std::fs::remove_dir_all(&data);
+    finish(db, data).await;
 }
 
 /// A user never holds more live sessions than the limit: the oldest go first. Checked on
@@ -178,8 +190,7 @@ async fn a_refresh_racing_a_logout_never_outlives_the_revocation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sessions_per_user_are_bounded_even_when_logins_race() {
     let db = PgDatabase::create("session_limit").await;
-    let data = std::env::temp_dir().join(format!("arena-store-limit-{}", std::process::id()));
-    std::fs::create_dir_all(&data).unwrap();
+    let data = scratch_dir("limit");
     for url in [Some(db.url()), None] {
         let store = Arc::new(Store::open(url.as_deref(), &data).await.unwrap());
         let user = new_user(&store, &format!("many{}", url.is_some())).await;
@@ -203,8 +214,7 @@ async fn sessions_per_user_are_bounded_even_when_logins_race() {
         assert_eq!(live.len(), 5, "url {url:?}: {} live sessions", live.len());
         store.close().await;
     }
-    db.drop_now().await;
-    let _ = std::fs::remove_dir_all(&data);
+    finish(db, data).await;
 }
 
 /// Pruning deletes ended sessions (with their refresh tokens) once their tokens can no
@@ -212,8 +222,7 @@ async fn sessions_per_user_are_bounded_even_when_logins_race() {
 #[tokio::test]
 async fn pruning_deletes_only_what_can_no_longer_matter() {
     let db = PgDatabase::create("prune").await;
-    let data = std::env::temp_dir().join(format!("arena-store-prune-{}", std::process::id()));
-    std::fs::create_dir_all(&data).unwrap();
+    let data = scratch_dir("prune");
     for url in [Some(db.url()), None] {
         let store = Store::open(url.as_deref(), &data).await.unwrap();
         let user = new_user(&store, &format!("pruned{}", url.is_some())).await;
@@ -257,8 +266,7 @@ async fn pruning_deletes_only_what_can_no_longer_matter() {
             .all(|s| s.session_id != ended));
         store.close().await;
     }
-    db.drop_now().await;
-    let _ = std::fs::remove_dir_all(&data);
+    finish(db, data).await;
 }
 
 /// Background writes that touch many session rows (the batched `last_seen_at` flush,
@@ -268,7 +276,7 @@ async fn pruning_deletes_only_what_can_no_longer_matter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn background_writes_never_deadlock_with_a_revocation() {
     let db = PgDatabase::create("deadlock").await;
-    let data = std::env::temp_dir().join(format!("arena-store-deadlock-{}", std::process::id()));
+    let data = scratch_dir("deadlock");
     let store = Arc::new(Store::open(Some(&db.url()), &data).await.unwrap());
     for round in 0..15 {
         let user = new_user(&store, &format!("swept{round}")).await;
@@ -330,6 +338,5 @@ async fn background_writes_never_deadlock_with_a_revocation() {
             .unwrap_or_else(|e| panic!("round {round}: the ban's commit failed: {e}"));
     }
     store.close().await;
-    db.drop_now().await;
-    let _ = std::fs::remove_dir_all(&data);
+    finish(db, data).await;
 }
