@@ -175,9 +175,15 @@ async fn metric_labels_come_from_a_fixed_set() {
 /// Hold every connection slot with connections that send `first_bytes` and then
 /// nothing; a normal client must still be served, and each held connection closed.
 async fn slots_held_by(server: &TestServer, first_bytes: &[u8], what: &str) {
-    let mut held = open(&server.addr, SLOTS, first_bytes).await;
+    let held = open(&server.addr, SLOTS, first_bytes).await;
+    served_while_held(server, held, what).await;
+}
+
+/// With `held` taking every slot, a normal client is served, and each held connection
+/// is closed at its deadline.
+async fn served_while_held(server: &TestServer, mut held: Vec<TcpStream>, what: &str) {
     let took = healthz_within(&server.addr, SERVED_WITHIN).await;
-    eprintln!("/healthz served in {took:?} with {SLOTS} {what}");
+    eprintln!("/healthz served in {took:?} with {} {what}", held.len());
     for s in &mut held {
         read_to_close(s, DEADLINE).await;
     }
@@ -352,11 +358,7 @@ async fn idle_http2_connections_are_closed_at_the_idle_deadline() {
     for _ in 0..SLOTS {
         conns.push(h2_one_request(&server.addr).await);
     }
-    let took = healthz_within(&server.addr, SERVED_WITHIN).await;
-    eprintln!("/healthz served in {took:?} with {SLOTS} idle HTTP/2 connections");
-    for s in &mut conns {
-        read_to_close(s, DEADLINE).await;
-    }
+    served_while_held(&server, conns, "idle HTTP/2 connections").await;
 }
 
 #[tokio::test]
