@@ -104,6 +104,8 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         max_sessions_per_user: config.max_sessions_per_user as usize,
         applied_log_id: std::sync::atomic::AtomicI64::new(0),
         catching_up: tokio::sync::Mutex::new(()),
+        current_as_of: std::sync::atomic::AtomicI64::new(0),
+        stale_after_ms: config.cluster_stale_secs as i64 * 1000,
         last_seen: dashmap::DashMap::new(),
     };
     let auth = Arc::new(auth);

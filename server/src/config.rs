@@ -62,6 +62,14 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_sessions_per_user: u32,
 
+    /// A server that cannot confirm, for this long, that it has applied every revocation
+    /// in the shared log (it cannot read the database) answers authenticated requests and
+    /// upgrades with 503 until it has caught up: fail closed. 0 keeps serving (fail
+    /// open), the default for now: a lone server has nobody else's revocations to miss.
+    #[arg(long, env = "ARENA_CLUSTER_STALE_SECS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub cluster_stale_secs: u64,
+
     /// How often the revocation log in the database is read for revocations made by
     /// other servers sharing it, in ms.
     #[arg(long, env = "ARENA_REVOCATION_POLL_MS", default_value_t = 1_000,
@@ -348,6 +356,15 @@ impl Config {
             if !(1..=MAX_MS).contains(&ms) {
                 problems.push(format!("{flag} ({ms}) must be between 1 and {MAX_MS}"));
             }
+        }
+        if self.cluster_stale_secs > 0
+            && self.revocation_poll_ms.saturating_mul(2) > self.cluster_stale_secs * 1000
+        {
+            problems.push(format!(
+                "--revocation-poll-ms ({}) must be at most half of --cluster-stale-secs ({} s): \
+                 the log is how a server confirms it is current",
+                self.revocation_poll_ms, self.cluster_stale_secs
+            ));
         }
         if self.heartbeat_secs > MAX_MS / 1000 {
             problems.push(format!(

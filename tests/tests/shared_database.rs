@@ -147,3 +147,64 @@ async fn a_server_that_was_down_refuses_what_was_revoked_meanwhile() {
         assert_eq!(refused, Some(401));
     }
 }
+
+/// A server cut off from the database cannot learn of revocations made elsewhere: after
+/// `--cluster-stale-secs` it refuses every token with 503 (fail closed), and when the
+/// link returns it catches up first, so the token revoked meanwhile is refused with 401,
+/// never accepted.
+#[tokio::test]
+async fn a_server_cut_off_from_the_log_fails_closed_then_catches_up() {
+    let db = PgDatabase::create();
+    let proxy = Proxy::start("127.0.0.1:5432").await;
+    let (data_a, data_b) = (DataDir::new(), DataDir::new());
+    let a = node(&data_a, &db, false).await;
+    let via_proxy = format!("postgres://postgres@{}/{}", proxy.addr, db.name);
+    let b = TestServer::start(
+        &data_b,
+        &[
+            "--database-url",
+            &via_proxy,
+            "--jwt-secret",
+            SECRET,
+            "--revocation-poll-ms",
+            "100",
+            "--cluster-stale-secs",
+            "1",
+            "--database-timeout-ms",
+            "500",
+        ],
+    )
+    .await;
+    let p = a.new_player("cutoff").await;
+    let bystander = a.new_player("bystander").await;
+    assert_eq!(b.get("/auth/me", Some(p.token())).await.0, 200);
+
+    proxy.cut();
+    assert_eq!(a.logout(p.token(), false).await, 204);
+    // Within the stale time plus a poll, B refuses every token, revoked or not.
+    let started = tokio::time::Instant::now();
+    for token in [p.token(), bystander.token()] {
+        until_me_answers(&b, token, 503).await;
+    }
+    eprintln!("B failed closed {:?} after the cut", started.elapsed());
+    let refused = b
+        .ws(WsAuth::Header(bystander.token()))
+        .await
+        .err()
+        .map(|r| r.status);
+    assert_eq!(refused, Some(503), "upgrades are refused too");
+
+    proxy.restore();
+    // The first answer that is not 503 must already know of the logout.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let (status, body) = b.get("/auth/me", Some(p.token())).await;
+        if status != 503 {
+            assert_error(status, &body, 401, "token_revoked");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "B never caught up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(b.get("/auth/me", Some(bystander.token())).await.0, 200);
+}

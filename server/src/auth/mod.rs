@@ -66,6 +66,11 @@ pub struct Auth {
     pub applied_log_id: std::sync::atomic::AtomicI64,
     /// One reader of the log at a time.
     pub catching_up: tokio::sync::Mutex<()>,
+    /// When this server last confirmed it had applied every revocation in the log (ms).
+    pub current_as_of: std::sync::atomic::AtomicI64,
+    /// Past this long without that confirmation, tokens are not accepted (fail closed);
+    /// 0: keep accepting them (fail open).
+    pub stale_after_ms: i64,
     /// session id → last use (ms), not yet written to the database.
     pub last_seen: dashmap::DashMap<String, i64>,
 }
@@ -79,6 +84,7 @@ pub struct IssuedSession {
 impl Auth {
     /// The one verification path: signature and claims, then ban, then revocation.
     pub fn authenticate(&self, token: &str) -> Result<Claims> {
+        self.check_current()?;
         let claims = self.keys.verify(token)?;
         if self.revocations.ban(&claims.sub).is_some() {
             return Err(Error::new(ErrorCode::Banned, "this account is banned"));
@@ -113,6 +119,29 @@ impl Auth {
         }
         self.applied_log_id
             .store(head, std::sync::atomic::Ordering::Release);
+        self.current_as_of
+            .store(ids::now_ms(), std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
+
+    /// Refuse to judge tokens while this server cannot confirm it has every revocation
+    /// (`--cluster-stale-secs`): cut off from the database, it might accept a token that
+    /// another server has revoked. The trade-off: a server cut off answers 503 to every
+    /// authenticated request after the stale time, rather than risk serving a revoked
+    /// token for longer; until then, it may serve a token revoked elsewhere.
+    fn check_current(&self) -> Result<()> {
+        if self.stale_after_ms <= 0 {
+            return Ok(());
+        }
+        let as_of = self
+            .current_as_of
+            .load(std::sync::atomic::Ordering::Acquire);
+        if ids::now_ms() - as_of > self.stale_after_ms {
+            return Err(Error::new(
+                ErrorCode::Unavailable,
+                "this server cannot confirm it has every revocation; retry shortly",
+            ));
+        }
         Ok(())
     }
 
@@ -128,6 +157,8 @@ impl Auth {
             let after = self.applied_log_id.load(Ordering::Acquire);
             let batch = self.store.events_after(after, 500).await?;
             let Some(last) = batch.last().map(|e| e.id) else {
+                // Read to the end: everything committed before this read is applied.
+                self.current_as_of.store(ids::now_ms(), Ordering::Release);
                 return Ok(applied);
             };
             for logged in &batch {
