@@ -561,6 +561,10 @@ mod tests {
                 "--db-prune-secs",
             ),
             (
+                &["--cluster-stale-secs", "1", "--revocation-poll-ms", "1000"],
+                "--revocation-poll-ms",
+            ),
+            (
                 &["--idle-timeout-ms", "18446744073709551615"],
                 "--idle-timeout-ms",
             ),
