@@ -340,11 +340,21 @@ impl Registry {
                 .collect(),
             None => return Vec::new(),
         };
-        for h in &matched {
+        self.begin_close(matched, code, reason)
+    }
+
+    /// Ask each socket to close with `code` and remove it from the registry.
+    fn begin_close(
+        &self,
+        handles: Vec<Arc<ConnHandle>>,
+        code: CloseCode,
+        reason: &str,
+    ) -> Vec<Arc<ConnHandle>> {
+        for h in &handles {
             h.request_close(code, reason);
             self.remove(h);
         }
-        matched
+        handles
     }
 
     /// Wait until each socket has sent its close frame and gone, or the close timeout.
@@ -382,22 +392,9 @@ impl Registry {
     /// Close every socket (shutdown). New registrations are refused from now on.
     pub async fn close_all(&self, code: CloseCode) -> usize {
         self.shutting_down.store(true, Ordering::Release);
-        let all = self.snapshot();
-        self.close_handles(all, code, code.reason()).await
-    }
-
-    async fn close_handles(
-        &self,
-        handles: Vec<Arc<ConnHandle>>,
-        code: CloseCode,
-        reason: &str,
-    ) -> usize {
-        for h in &handles {
-            h.request_close(code, reason);
-            self.remove(h);
-        }
-        self.wait_closed(&handles).await;
-        handles.len()
+        let closing = self.begin_close(self.snapshot(), code, code.reason());
+        self.wait_closed(&closing).await;
+        closing.len()
     }
 }
 

@@ -288,15 +288,8 @@ impl Store {
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
-        let revoked = revoke_all_of_user(&mut tx, user_id, reason, now).await?;
-        let event = RevocationEvent::User {
-            user_id: user_id.to_string(),
-            before_secs: now / 1000,
-            sessions: revoked,
-            close: CloseCode::Kicked,
-            reason: reason.to_string(),
-            ban: None,
-        };
+        let event =
+            revoke_all_of_user(&mut tx, user_id, reason, CloseCode::Kicked, None, now).await?;
         let change = RoleChange {
             user: UserRow { role, ..user },
             changed: true,
@@ -599,15 +592,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        let revoked = revoke_all_of_user(&mut tx, user_id, reason, now).await?;
-        let event = RevocationEvent::User {
-            user_id: user_id.to_string(),
-            before_secs: now / 1000,
-            sessions: revoked,
-            close,
-            reason: reason.to_string(),
-            ban,
-        };
+        let event = revoke_all_of_user(&mut tx, user_id, reason, close, ban, now).await?;
         let logged = self.log(&mut tx, event, now).await?;
         Ok(Some(Write::commit(tx, logged).await))
     }
@@ -908,13 +893,16 @@ async fn lock_user(conn: &mut sqlx::AnyConnection, user_id: &str) -> sqlx::Resul
 }
 
 /// Mark every token of the user issued before `now` invalid and revoke every live
-/// session. Call with the user row locked.
+/// session; the event that says so (sockets closed with `close`, and `ban` as recorded
+/// by the caller). Call with the user row locked.
 async fn revoke_all_of_user(
     conn: &mut sqlx::AnyConnection,
     user_id: &str,
     reason: &str,
+    close: CloseCode,
+    ban: Option<Option<i64>>,
     now: i64,
-) -> sqlx::Result<Vec<RevokedSession>> {
+) -> sqlx::Result<RevocationEvent> {
     sqlx::query(
         "UPDATE users SET tokens_valid_after_secs = $1
          WHERE id = $2 AND tokens_valid_after_secs < $1",
@@ -923,7 +911,15 @@ async fn revoke_all_of_user(
     .bind(user_id)
     .execute(&mut *conn)
     .await?;
-    revoke_sessions_where(conn, "user_id = $3", user_id, None, now, reason).await
+    let sessions = revoke_sessions_where(conn, "user_id = $3", user_id, None, now, reason).await?;
+    Ok(RevocationEvent::User {
+        user_id: user_id.to_string(),
+        before_secs: now / 1000,
+        sessions,
+        close,
+        reason: reason.to_string(),
+        ban,
+    })
 }
 
 /// The session (if not revoked) and its user.
