@@ -33,34 +33,31 @@ pub struct App {
 impl App {
     /// Login and register attempts are limited per client address and per username.
     pub fn check_auth_rate(&self, addr: SocketAddr, username: &str) -> Result<()> {
-        let Some(limiter) = &self.auth_limiter else {
-            return Ok(());
-        };
-        for key in rate_keys(addr.ip(), username) {
-            if let Err(not_until) = limiter.check_key(&key) {
-                let wait = not_until.wait_time_from(governor::clock::Clock::now(limiter.clock()));
-                return Err(Error::RateLimited {
-                    retry_after: wait.as_secs().max(1),
-                });
-            }
-        }
-        Ok(())
+        rate_keys(addr.ip(), username)
+            .iter()
+            .try_for_each(|key| check_key(&self.auth_limiter, key))
+    }
+
+    /// Refresh attempts are limited per client address.
+    pub fn check_refresh_rate(&self, addr: SocketAddr) -> Result<()> {
+        check_key(&self.refresh_limiter, &addr.ip())
     }
 }
 
-impl App {
-    /// Refresh attempts are limited per client address.
-    pub fn check_refresh_rate(&self, addr: SocketAddr) -> Result<()> {
-        let Some(limiter) = &self.refresh_limiter else {
-            return Ok(());
-        };
-        limiter.check_key(&addr.ip()).map_err(|not_until| {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(limiter.clock()));
-            Error::RateLimited {
-                retry_after: wait.as_secs().max(1),
-            }
-        })
-    }
+/// Charge one attempt to `key` (no limiter: no limit); `rate_limited` with the wait.
+fn check_key<K: std::hash::Hash + Eq + Clone>(
+    limiter: &Option<DefaultKeyedRateLimiter<K>>,
+    key: &K,
+) -> Result<()> {
+    let Some(limiter) = limiter else {
+        return Ok(());
+    };
+    limiter.check_key(key).map_err(|not_until| {
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(limiter.clock()));
+        Error::RateLimited {
+            retry_after: wait.as_secs().max(1),
+        }
+    })
 }
 
 /// The auth limiter's keys for an attempt. Only a syntactically valid username gets a key

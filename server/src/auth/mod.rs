@@ -574,14 +574,6 @@ impl Auth {
             .map_err(|e| Error::internal(format!("revocation task failed: {e}")))?
     }
 
-    /// The user with this id, or `not_found`.
-    pub async fn existing_user(&self, user_id: &str) -> Result<UserRow> {
-        self.store
-            .user_by_id(user_id)
-            .await?
-            .ok_or_else(|| Error::not_found("user"))
-    }
-
     async fn apply(&self, event: &LoggedEvent) -> usize {
         revocation::apply(event, &self.revocations, &self.registry).await
     }

@@ -12,8 +12,9 @@
 //! event durable happens before `apply` (and `apply` runs even when that commit's outcome
 //! is unknown: fail closed); a cross-server backplane carries the same events and applies
 //! them the same way on every server. Everything here is monotonic (a revoked session
-//! stays revoked, a mark only moves forward) except bans, which an unban lifts: the
-//! caller applies ban and unban in the order they committed (see `Auth::ban_order`).
+//! stays revoked, a mark only moves forward) except bans, which an unban lifts: each ban
+//! and unban carries its revocation-log id, and an older one never overrides a newer one
+//! (see `BanEntry`), so they end in commit order however they arrive.
 //!
 //! Why "record, then close" is race-free against a new socket: an upgrade registers its
 //! socket first and re-checks revocation after. Either its registration happened before

@@ -250,17 +250,6 @@ impl Store {
             .transpose()
     }
 
-    pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRow>> {
-        let row = sqlx::query(&format!(
-            "SELECT {} FROM users WHERE id = $1",
-            UserRow::COLUMNS
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(UserRow::from_row).transpose()?)
-    }
-
     /// Set a user's role. A change also marks every token issued before now invalid and
     /// revokes every session, in the same transaction: no failure between the two can
     /// leave a changed role with tokens that still carry the old one.
