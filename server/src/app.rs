@@ -184,8 +184,6 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     })
 }
 
-/// Drop revocation entries and rate-limit keys that can no longer matter, and (on its
-/// own period) database rows that can no longer matter.
 /// Read the revocation log every `--revocation-poll-ms` and apply what other server
 /// processes sharing the database revoked. (With one server nothing arrives: its own
 /// events are applied as they are made.)
@@ -207,6 +205,8 @@ fn spawn_log_reader(state: AppState, stop: CancellationToken) {
     });
 }
 
+/// Drop revocation entries and rate-limit keys that can no longer matter, and (on its
+/// own period) database rows that can no longer matter.
 fn spawn_pruner(state: AppState, stop: CancellationToken) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(30));

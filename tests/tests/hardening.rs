@@ -27,6 +27,17 @@ const TIGHT: &[(&str, &str)] = &[
 ];
 const SLOTS: usize = 20;
 
+/// The tight configuration with some variables set otherwise (or added).
+fn tight_with<'a>(overrides: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut env: Vec<_> = TIGHT
+        .iter()
+        .copied()
+        .filter(|(k, _)| !overrides.iter().any(|(o, _)| o == k))
+        .collect();
+    env.extend_from_slice(overrides);
+    env
+}
+
 async fn start_env(data: &DataDir, env: &[(&str, &str)]) -> TestServer {
     TestServer::start_env(data, env).await
 }
@@ -286,10 +297,10 @@ async fn slow_bodies_are_cut_at_the_body_deadline() {
 async fn idle_http1_keep_alive_connections_are_closed_at_the_idle_deadline() {
     // A long header timeout: what closes these must be the idle timeout.
     let data = DataDir::new();
-    let mut env = TIGHT.to_vec();
-    env.retain(|(k, _)| *k != "ARENA_HEADER_TIMEOUT_MS" && *k != "ARENA_IDLE_TIMEOUT_MS");
-    env.push(("ARENA_HEADER_TIMEOUT_MS", "8000"));
-    env.push(("ARENA_IDLE_TIMEOUT_MS", "500"));
+    let env = tight_with(&[
+        ("ARENA_HEADER_TIMEOUT_MS", "8000"),
+        ("ARENA_IDLE_TIMEOUT_MS", "500"),
+    ]);
     let server = start_env(&data, &env).await;
     let mut conns = open(
         &server.addr,
@@ -365,8 +376,7 @@ async fn idle_http2_connections_are_closed_at_the_idle_deadline() {
 async fn the_metrics_listener_has_the_same_deadlines() {
     let metrics_addr = free_local_addr();
     let data = DataDir::new();
-    let mut env = TIGHT.to_vec();
-    env.push(("ARENA_METRICS_LISTEN", &metrics_addr));
+    let env = tight_with(&[("ARENA_METRICS_LISTEN", &metrics_addr)]);
     let _server = start_env(&data, &env).await;
     // The metrics listener serves 64 connections at once.
     let _silent = open(&metrics_addr, 64, b"").await;
@@ -395,10 +405,10 @@ async fn the_metrics_listener_has_the_same_deadlines() {
 #[tokio::test]
 async fn websockets_outlive_the_http_deadlines() {
     let data = DataDir::new();
-    let mut env = TIGHT.to_vec();
-    env.retain(|(k, _)| *k != "ARENA_BODY_TIMEOUT_MS" && *k != "ARENA_IDLE_TIMEOUT_MS");
-    env.push(("ARENA_BODY_TIMEOUT_MS", "300"));
-    env.push(("ARENA_IDLE_TIMEOUT_MS", "300"));
+    let env = tight_with(&[
+        ("ARENA_BODY_TIMEOUT_MS", "300"),
+        ("ARENA_IDLE_TIMEOUT_MS", "300"),
+    ]);
     let server = start_env(&data, &env).await;
     let p = server.new_player("wsd").await;
     let mut ws = server.ws_ok(p.token()).await;
@@ -751,10 +761,10 @@ async fn start_refused(data: &DataDir, env: &[(&str, &str)]) -> Result<(Option<i
 #[tokio::test]
 async fn one_address_cannot_take_every_slot() {
     let data = DataDir::new();
-    let mut env = TIGHT.to_vec();
-    env.retain(|(k, _)| *k != "ARENA_HEADER_TIMEOUT_MS");
-    env.push(("ARENA_HEADER_TIMEOUT_MS", "8000"));
-    env.push(("ARENA_MAX_CONNECTIONS_PER_ADDRESS", "5"));
+    let env = tight_with(&[
+        ("ARENA_HEADER_TIMEOUT_MS", "8000"),
+        ("ARENA_MAX_CONNECTIONS_PER_ADDRESS", "5"),
+    ]);
     let server = start_env(&data, &env).await;
     let _held = open(&server.addr, 5, b"").await;
     // A sixth from the same address is closed at once, long before any deadline.

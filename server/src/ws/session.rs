@@ -457,7 +457,7 @@ impl Next {
 }
 
 fn text(message: &ServerMessage) -> Message {
-    Message::Text(message.encode().into())
+    TextFrame::encode(message).into_message()
 }
 
 fn error_frame(e: &Error) -> ServerMessage {
