@@ -39,6 +39,17 @@ impl Api {
         token: &str,
         body: Option<Value>,
     ) -> Result<Value, String> {
+        Ok(self.call_with_headers(method, path, token, body).await?.0)
+    }
+
+    /// [`Api::call`], also returning the answer's headers.
+    pub async fn call_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Result<(Value, reqwest::header::HeaderMap), String> {
         let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if !token.is_empty() {
@@ -49,6 +60,7 @@ impl Api {
         }
         let resp = req.send().await.map_err(|e| format!("{path}: {e}"))?;
         let status = resp.status();
+        let headers = resp.headers().clone();
         let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {
             return Err(match serde_json::from_str::<ErrorBody>(&text) {
@@ -56,7 +68,7 @@ impl Api {
                 Err(_) => format!("{path}: HTTP {status}"),
             });
         }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+        Ok((serde_json::from_str(&text).unwrap_or(Value::Null), headers))
     }
 
     pub async fn register(&self, username: &str, password: &str) -> Result<Value, String> {

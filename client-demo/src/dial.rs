@@ -1,6 +1,7 @@
 //! Opening many sockets from one process: spread over several loopback source addresses
 //! (one address has only ~28k ephemeral ports), and say plainly when the process runs out
-//! of file descriptors instead of failing with an obscure error.
+//! of file descriptors instead of failing with an obscure error. It dials any of several
+//! servers; which one is the caller's choice (see `nodes.rs`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,26 +19,36 @@ use crate::api::Socket;
 const PER_SOURCE: usize = 25_000;
 
 pub struct Dialer {
-    url: String,
-    server: SocketAddr,
+    /// Each server's ws:// URL and address.
+    servers: Vec<(String, SocketAddr)>,
     sources: Vec<IpAddr>,
     next: AtomicUsize,
 }
 
 impl Dialer {
-    /// `base` is the server's http:// URL; `sources` the local addresses to dial from
-    /// (empty: 127.0.0.1, 127.0.0.2, … as needed when the server is on loopback).
-    pub fn new(base: &str, sources: &[IpAddr]) -> Result<Dialer, String> {
-        let hostport = base
-            .trim_end_matches('/')
-            .strip_prefix("http://")
-            .ok_or("load scenarios need an http:// server URL")?;
-        let server: SocketAddr = hostport.parse().map_err(|_| {
-            format!("load scenarios need an IP:port server address, not {hostport:?}")
-        })?;
+    /// `bases` are the servers' http:// URLs; `sources` the local addresses to dial from
+    /// (empty: 127.0.0.1, 127.0.0.2, … as needed when the servers are on loopback).
+    /// Ports are taken per source address whatever the server, so several servers do
+    /// not give more sockets per source.
+    pub fn new(bases: &[String], sources: &[IpAddr]) -> Result<Dialer, String> {
+        let mut servers = Vec::with_capacity(bases.len());
+        for base in bases {
+            let hostport = base
+                .trim_end_matches('/')
+                .strip_prefix("http://")
+                .ok_or("load scenarios need an http:// server URL")?;
+            let server: SocketAddr = hostport.parse().map_err(|_| {
+                format!("load scenarios need an IP:port server address, not {hostport:?}")
+            })?;
+            servers.push((format!("ws://{hostport}/ws"), server));
+        }
+        if servers.is_empty() {
+            return Err("no server to dial".into());
+        }
+        let all_loopback = servers.iter().all(|(_, s)| s.ip().is_loopback());
         let sources = if !sources.is_empty() {
             sources.to_vec()
-        } else if server.ip().is_loopback() {
+        } else if all_loopback {
             (1..=8)
                 .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
                 .collect()
@@ -45,23 +56,23 @@ impl Dialer {
             vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)]
         };
         Ok(Dialer {
-            url: format!("ws://{hostport}/ws"),
-            server,
+            servers,
             sources,
             next: AtomicUsize::new(0),
         })
     }
 
-    /// Open an authenticated socket (token in the Authorization header).
-    pub async fn connect(&self, token: &str) -> Result<Socket, String> {
+    /// Open an authenticated socket (token in the Authorization header) to server
+    /// number `server` (taken modulo their count).
+    pub async fn connect(&self, server: usize, token: &str) -> Result<Socket, String> {
+        let (url, addr) = &self.servers[server % self.servers.len()];
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let source = self.sources[(n / PER_SOURCE) % self.sources.len()];
         let socket = TcpSocket::new_v4().map_err(explain)?;
         socket.bind(SocketAddr::new(source, 0)).map_err(explain)?;
-        let stream = socket.connect(self.server).await.map_err(explain)?;
+        let stream = socket.connect(*addr).await.map_err(explain)?;
         let _ = stream.set_nodelay(true);
-        let mut req = self
-            .url
+        let mut req = url
             .as_str()
             .into_client_request()
             .map_err(|e| e.to_string())?;

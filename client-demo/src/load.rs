@@ -6,6 +6,8 @@
 //!   memory per idle socket and server CPU per handshake.
 //! - `revoke`: users with sockets open log out one by one; time from the logout request
 //!   until every socket saw its close code.
+//! - `kick`: an admin kicks users with sockets open, one by one; time to the answer and
+//!   until every socket saw 4003, and `closed` against the sockets the user had.
 //! - `expiry`: sockets whose tokens expire over a few seconds; each must close with 4002.
 //! - `broadcast`: rooms × players moving (20 inputs/s) and chatting; delivered messages
 //!   per second and chat latency.
@@ -13,6 +15,11 @@
 //!   memory before and after shows leaks.
 //!
 //! The server must allow many logins from one address (`--auth-rate-limit 0` for Arena).
+//!
+//! Given several servers (nodes of one deployment), every scenario spreads its HTTP calls
+//! and sockets over them (see `nodes.rs`); `revoke` and `kick` then place socket `i` of a
+//! user on node `i mod N` and send the revocation to a node holding none (or not all) of
+//! them, and report per node kind and the nodes' acknowledgements.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -25,8 +32,9 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::api::{Api, Socket};
-use crate::dial::{fd_limit, Dialer};
+use crate::api::Socket;
+use crate::dial::fd_limit;
+use crate::nodes::Nodes;
 
 const PASSWORD: &str = "load-test-password";
 
@@ -51,7 +59,9 @@ pub enum Scenario {
         users: usize,
         #[arg(long, default_value_t = 10)]
         sockets: usize,
-        /// Seconds to hold the sockets open, sampling server memory every 10 s.
+        /// Seconds to hold the sockets open, sampling server memory every 10 s. SIGINT
+        /// or SIGTERM ends the hold early (the ping check and the summary still run), so
+        /// a script can hold sockets while it runs something else.
         #[arg(long, default_value_t = 0)]
         hold: u64,
         #[command(flatten)]
@@ -63,6 +73,25 @@ pub enum Scenario {
         users: usize,
         #[arg(long, default_value_t = 10)]
         sockets: usize,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Open users × sockets, then an admin kicks users one at a time: time to the answer
+    /// and until every socket of the user saw 4003; `closed` against what it had.
+    Kick {
+        #[arg(long, default_value_t = 100)]
+        users: usize,
+        #[arg(long, default_value_t = 10)]
+        sockets: usize,
+        /// How many of the users to kick (default: all); the others stay connected, as
+        /// bystanders whose sockets must not close.
+        #[arg(long)]
+        kick: Option<usize>,
+        /// An admin account (the server's --admin-username).
+        #[arg(long, env = "ARENA_LOAD_ADMIN")]
+        admin: String,
+        #[arg(long, env = "ARENA_LOAD_ADMIN_PASSWORD", hide_env_values = true)]
+        admin_password: String,
         #[command(flatten)]
         common: Common,
     },
@@ -101,9 +130,17 @@ pub enum Scenario {
     },
 }
 
-pub async fn run(api: &Api, base: &str, scenario: Scenario) -> Result<(), String> {
+pub async fn run(servers: &[String], scenario: Scenario) -> Result<(), String> {
     if let Some(limit) = fd_limit() {
         eprintln!("file-descriptor limit of this process: {limit}");
+    }
+    let nodes = |common: &Common| Nodes::new(servers, &common.source);
+    if servers.len() > 1 {
+        eprintln!(
+            "spreading over {} servers: {}",
+            servers.len(),
+            servers.join(", ")
+        );
     }
     match scenario {
         Scenario::Connect {
@@ -111,36 +148,34 @@ pub async fn run(api: &Api, base: &str, scenario: Scenario) -> Result<(), String
             sockets,
             hold,
             common,
-        } => {
-            connect(
-                api,
-                &Dialer::new(base, &common.source)?,
-                users,
-                sockets,
-                hold,
-                &common,
-            )
-            .await
-        }
+        } => connect(&nodes(&common)?, users, sockets, hold, &common).await,
         Scenario::Revoke {
             users,
             sockets,
             common,
-        } => revoke(api, &Dialer::new(base, &common.source)?, users, sockets).await,
+        } => revoke(&nodes(&common)?, users, sockets).await,
+        Scenario::Kick {
+            users,
+            sockets,
+            kick: to_kick,
+            admin,
+            admin_password,
+            common,
+        } => {
+            let plan = KickPlan {
+                users,
+                per_user: sockets,
+                kick: to_kick.unwrap_or(users).min(users),
+                admin,
+                admin_password,
+            };
+            kick(&nodes(&common)?, &plan, &common).await
+        }
         Scenario::Expiry {
             users,
             sockets,
             common,
-        } => {
-            expiry(
-                api,
-                Dialer::new(base, &common.source)?,
-                users,
-                sockets,
-                &common,
-            )
-            .await
-        }
+        } => expiry(Arc::new(nodes(&common)?), users, sockets, &common).await,
         Scenario::Broadcast {
             rooms,
             players,
@@ -149,8 +184,7 @@ pub async fn run(api: &Api, base: &str, scenario: Scenario) -> Result<(), String
             common,
         } => {
             broadcast(
-                api,
-                Dialer::new(base, &common.source)?,
+                Arc::new(nodes(&common)?),
                 rooms,
                 players,
                 seconds,
@@ -163,16 +197,7 @@ pub async fn run(api: &Api, base: &str, scenario: Scenario) -> Result<(), String
             users,
             seconds,
             common,
-        } => {
-            churn(
-                api,
-                Dialer::new(base, &common.source)?,
-                users,
-                seconds,
-                &common,
-            )
-            .await
-        }
+        } => churn(Arc::new(nodes(&common)?), users, seconds, &common).await,
     }
 }
 
@@ -187,14 +212,14 @@ fn bar(len: usize, what: &str) -> ProgressBar {
     bar
 }
 
-/// Register `n` fresh users; returns their names.
-async fn register_users(api: &Api, n: usize) -> Result<Vec<String>, String> {
+/// Register `n` fresh users (on the nodes in turn); returns their names.
+async fn register_users(nodes: &Nodes, n: usize) -> Result<Vec<String>, String> {
     let run_id = format!("{}{}", std::process::id(), now_ms() % 100_000);
     let progress = bar(n, "users");
     let mut names = Vec::with_capacity(n);
     for i in 0..n {
         let name = format!("ld{run_id}_{i}");
-        api.register(&name, PASSWORD).await?;
+        nodes.any().register(&name, PASSWORD).await?;
         names.push(name);
         progress.inc(1);
     }
@@ -203,22 +228,45 @@ async fn register_users(api: &Api, n: usize) -> Result<Vec<String>, String> {
 }
 
 /// Register and log in `n` fresh users; returns their access tokens.
-async fn make_users(api: &Api, n: usize) -> Result<Vec<String>, String> {
-    let names = register_users(api, n).await?;
+async fn make_users(nodes: &Nodes, n: usize) -> Result<Vec<String>, String> {
+    Ok(make_sessions(nodes, n)
+        .await?
+        .into_iter()
+        .map(|u| u.token)
+        .collect())
+}
+
+/// A logged-in load user.
+struct LoadUser {
+    token: String,
+    id: String,
+}
+
+/// Register and log in `n` fresh users (on the nodes in turn).
+async fn make_sessions(nodes: &Nodes, n: usize) -> Result<Vec<LoadUser>, String> {
+    let names = register_users(nodes, n).await?;
     let progress = bar(n, "logins");
-    let mut tokens = Vec::with_capacity(n);
+    let mut users = Vec::with_capacity(n);
     for name in &names {
-        tokens.push(api.login(name, PASSWORD).await?.access_token);
+        let session = nodes.any().login(name, PASSWORD).await?;
+        users.push(LoadUser {
+            token: session.access_token,
+            id: session.user.id,
+        });
         progress.inc(1);
     }
     progress.finish();
-    Ok(tokens)
+    Ok(users)
 }
 
-/// Open a socket and read its `welcome`.
-async fn open(dialer: &Dialer, token: &str) -> Result<(Socket, Value, Duration), String> {
+/// Open a socket on node `node` and read its `welcome`.
+async fn open(
+    nodes: &Nodes,
+    node: usize,
+    token: &str,
+) -> Result<(Socket, Value, Duration), String> {
     let started = Instant::now();
-    let mut socket = dialer.connect(token).await?;
+    let mut socket = nodes.connect(node, token).await?;
     match socket.next().await {
         Some(Ok(Message::Text(t))) => {
             let welcome: Value = serde_json::from_str(t.as_str()).map_err(|e| e.to_string())?;
@@ -229,15 +277,14 @@ async fn open(dialer: &Dialer, token: &str) -> Result<(Socket, Value, Duration),
 }
 
 async fn connect(
-    api: &Api,
-    dialer: &Dialer,
+    nodes: &Nodes,
     users: usize,
     per_user: usize,
     hold: u64,
     common: &Common,
 ) -> Result<(), String> {
     eprintln!("connect: {users} users × {per_user} sockets");
-    let tokens = make_users(api, users).await?;
+    let tokens = make_users(nodes, users).await?;
     let pid = common.server_pid;
     let rss_before = pid.and_then(rss_bytes);
     let cpu_before = pid.and_then(cpu_split);
@@ -252,13 +299,14 @@ async fn connect(
     let results = futures_util::stream::iter(
         tokens
             .iter()
-            .flat_map(|t| std::iter::repeat_n(t.clone(), per_user)),
+            .flat_map(|t| std::iter::repeat_n(t.clone(), per_user))
+            .enumerate(),
     )
-    .map(|token| {
+    .map(|(i, token)| {
         let permits = permits.clone();
         async move {
             let _p = permits.acquire().await;
-            open(dialer, &token).await
+            open(nodes, i, &token).await
         }
     })
     .buffer_unordered(common.concurrency.max(1));
@@ -324,16 +372,24 @@ async fn connect(
             .map(|socket| tokio::spawn(hold_socket(socket, check_rx.clone())))
             .collect();
         let progress = bar(hold as usize, "holding");
-        let until = Instant::now() + Duration::from_secs(hold);
+        let hold_started = Instant::now();
+        let until = hold_started + Duration::from_secs(hold);
         let mut next_sample = Instant::now();
+        let stop = stop_signal();
+        tokio::pin!(stop);
         while Instant::now() < until {
             if Instant::now() >= next_sample {
                 let t = hold as i64 - (until - Instant::now()).as_secs() as i64;
                 samples.push(json!({"t": t, "rss": pid.and_then(rss_bytes)}));
                 next_sample += Duration::from_secs(10);
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            progress.inc(1);
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => progress.inc(1),
+                _ = &mut stop => {
+                    eprintln!("  hold ended early by a signal");
+                    break;
+                }
+            }
         }
         progress.finish();
         let _ = check_tx.send(true);
@@ -341,7 +397,10 @@ async fn connect(
         for h in holders {
             count += matches!(h.await, Ok(true)) as usize;
         }
-        eprintln!("  after {hold} s: {count}/{open_count} sockets answered a ping");
+        eprintln!(
+            "  after {} s: {count}/{open_count} sockets answered a ping",
+            hold_started.elapsed().as_secs()
+        );
         alive = Some(count);
     }
     println!(
@@ -360,6 +419,21 @@ async fn connect(
     );
     drop(sockets);
     Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM (never, if neither can be listened for).
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
 }
 
 /// Read a held socket until told to check, then do one ping/pong round trip.
@@ -393,49 +467,46 @@ async fn hold_socket(mut socket: Socket, mut check: tokio::sync::watch::Receiver
     pong.await.unwrap_or(false)
 }
 
-async fn revoke(api: &Api, dialer: &Dialer, users: usize, per_user: usize) -> Result<(), String> {
+async fn revoke(nodes: &Nodes, users: usize, per_user: usize) -> Result<(), String> {
+    let cluster = nodes.len() > 1;
     eprintln!("revoke: {users} users × {per_user} sockets, logged out one at a time");
-    let tokens = make_users(api, users).await?;
+    if cluster {
+        eprintln!(
+            "  socket i of a user on node i mod {}; each logout sent to a node holding none or not all of them",
+            nodes.len()
+        );
+    }
+    let tokens = make_users(nodes, users).await?;
     let mut request_ms = Vec::with_capacity(users);
     let mut all_closed_ms = Vec::with_capacity(users);
+    let mut closes = CloseTimes::default();
+    let mut acked = Tally::default();
     let (mut left_open, mut wrong_code) = (0usize, 0usize);
     let progress = bar(users, "logouts");
-    for token in &tokens {
-        let mut sockets = Vec::with_capacity(per_user);
-        for _ in 0..per_user {
-            sockets.push(open(dialer, token).await?.0);
+    for (u, token) in tokens.iter().enumerate() {
+        let mut watchers = Vec::with_capacity(per_user);
+        for i in 0..per_user {
+            let socket = open(nodes, i, token).await?.0;
+            watchers.push((i % nodes.len(), tokio::spawn(watch_close(socket))));
         }
-        let watchers: Vec<_> = sockets
-            .into_iter()
-            .map(|mut s| {
-                tokio::spawn(async move {
-                    let r = tokio::time::timeout(Duration::from_secs(10), async {
-                        while let Some(msg) = s.next().await {
-                            if let Ok(Message::Close(f)) = msg {
-                                return Some(f.map_or(1005, |f| u16::from(f.code)));
-                            }
-                        }
-                        None
-                    })
-                    .await;
-                    (Instant::now(), r)
-                })
-            })
-            .collect();
+        let target = nodes.revoking_node(u, per_user);
         let started = Instant::now();
-        api.call("POST", "/auth/logout", token, Some(json!({})))
+        let (_, headers) = nodes
+            .api(target)
+            .call_with_headers("POST", "/auth/logout", token, Some(json!({})))
             .await?;
         request_ms.push(started.elapsed());
-        let mut last = started;
-        for w in watchers {
-            let (at, r) = w.await.map_err(|e| e.to_string())?;
-            match r {
-                Ok(Some(4001)) => last = last.max(at),
-                Ok(_) => wrong_code += 1,
-                Err(_) => left_open += 1,
-            }
-        }
-        all_closed_ms.push(last - started);
+        acked.add(
+            headers
+                .get("arena-nodes-acked")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("absent"),
+        );
+        let outcome = await_closes(watchers, target, started, 4001).await;
+        left_open += outcome.left_open;
+        wrong_code += outcome.wrong_code;
+        all_closed_ms.push(outcome.last - started);
+        closes.add(&outcome, started);
         progress.inc(1);
     }
     progress.finish();
@@ -449,14 +520,19 @@ async fn revoke(api: &Api, dialer: &Dialer, users: usize, per_user: usize) -> Re
         "  logout → every socket closed     p50 {:.3} ms p99 {:.3} ms max {:.3} ms; {left_open} left open, {wrong_code} wrong code",
         closed.p50, closed.p99, closed.max
     );
-    println!(
-        "{}",
-        json!({
-            "scenario": "revoke", "users": users, "sockets_per_user": per_user,
-            "logout_request_ms": req.to_json(), "all_closed_ms": closed.to_json(),
-            "left_open": left_open, "wrong_code": wrong_code,
-        })
-    );
+    let mut line = json!({
+        "scenario": "revoke", "users": users, "sockets_per_user": per_user,
+        "logout_request_ms": req.to_json(), "all_closed_ms": closed.to_json(),
+        "left_open": left_open, "wrong_code": wrong_code,
+    });
+    if cluster {
+        closes.report("logout");
+        eprintln!("  Arena-Nodes-Acked: {}", acked.describe());
+        line["nodes"] = json!(nodes.len());
+        line["nodes_acked"] = acked.to_json();
+        closes.add_json(&mut line);
+    }
+    println!("{line}");
     if left_open + wrong_code > 0 {
         return Err(format!(
             "{left_open} sockets left open, {wrong_code} closed with the wrong code"
@@ -465,29 +541,295 @@ async fn revoke(api: &Api, dialer: &Dialer, users: usize, per_user: usize) -> Re
     Ok(())
 }
 
+/// What the `kick` scenario does: open `users × per_user`, kick the first `kick`.
+struct KickPlan {
+    users: usize,
+    per_user: usize,
+    kick: usize,
+    admin: String,
+    admin_password: String,
+}
+
+async fn kick(nodes: &Nodes, plan: &KickPlan, common: &Common) -> Result<(), String> {
+    let (users, per_user) = (plan.users, plan.per_user);
+    eprintln!(
+        "kick: {users} users × {per_user} sockets over {} node(s); {} kicked one at a time",
+        nodes.len(),
+        plan.kick
+    );
+    let admin = nodes
+        .api(0)
+        .login(&plan.admin, &plan.admin_password)
+        .await
+        .map_err(|e| format!("admin login: {e}"))?
+        .access_token;
+    let accounts = make_sessions(nodes, users).await?;
+    // Every socket is read by its own task from the start: that answers the server's
+    // heartbeat and timestamps the close frame when it comes.
+    let mut watchers: Vec<Vec<(usize, Watcher)>> = (0..users).map(|_| Vec::new()).collect();
+    let progress = bar(users * per_user, "sockets");
+    let started = Instant::now();
+    let (mut errors, mut first_error) = (0usize, None);
+    let opened =
+        futures_util::stream::iter((0..users).flat_map(|u| (0..per_user).map(move |i| (u, i))))
+            .map(|(u, i)| {
+                let token = &accounts[u].token;
+                async move { (u, i, open(nodes, i, token).await) }
+            })
+            .buffer_unordered(common.concurrency.max(1));
+    tokio::pin!(opened);
+    while let Some((u, i, r)) = opened.next().await {
+        match r {
+            Ok((socket, _, _)) => {
+                watchers[u].push((i % nodes.len(), tokio::spawn(watch_close(socket))));
+            }
+            Err(e) => {
+                errors += 1;
+                first_error.get_or_insert(e);
+            }
+        }
+        progress.inc(1);
+    }
+    progress.finish();
+    let open_count: usize = watchers.iter().map(Vec::len).sum();
+    eprintln!(
+        "  {open_count} open, {errors} errors, {:.0} handshakes/s",
+        open_count as f64 / started.elapsed().as_secs_f64()
+    );
+    if let Some(e) = &first_error {
+        eprintln!("  first error: {e}");
+    }
+
+    let mut answer_ms = Vec::with_capacity(plan.kick);
+    let mut all_closed_ms = Vec::with_capacity(plan.kick);
+    let mut closes = CloseTimes::default();
+    let mut acked = Tally::default();
+    let (mut closed_reported, mut closed_expected, mut mismatched) = (0u64, 0u64, 0usize);
+    let (mut left_open, mut wrong_code) = (0usize, 0usize);
+    let progress = bar(plan.kick, "kicks");
+    let mut bystanders = watchers.split_off(plan.kick);
+    for (u, user_watchers) in watchers.into_iter().enumerate() {
+        let target = nodes.revoking_node(u, per_user);
+        let expected = user_watchers.len() as u64;
+        let started = Instant::now();
+        let body = nodes
+            .api(target)
+            .call(
+                "POST",
+                &format!("/admin/users/{}/kick", accounts[u].id),
+                &admin,
+                Some(json!({"reason": "load test"})),
+            )
+            .await?;
+        answer_ms.push(started.elapsed());
+        let closed = body["closed"].as_u64().unwrap_or(0);
+        closed_reported += closed;
+        closed_expected += expected;
+        mismatched += (closed != expected) as usize;
+        acked.add(&match (
+            body["nodes"]["acked"].as_u64(),
+            body["nodes"]["live"].as_u64(),
+        ) {
+            (Some(k), Some(n)) => format!("{k}/{n}"),
+            _ => "absent".to_string(),
+        });
+        let outcome = await_closes(user_watchers, target, started, 4003).await;
+        left_open += outcome.left_open;
+        wrong_code += outcome.wrong_code;
+        all_closed_ms.push(outcome.last - started);
+        closes.add(&outcome, started);
+        progress.inc(1);
+    }
+    progress.finish();
+    // Nobody else may have lost a socket meanwhile.
+    let bystanders_closed = bystanders
+        .iter()
+        .flatten()
+        .filter(|(_, w)| w.is_finished())
+        .count();
+    for (_, w) in bystanders.drain(..).flatten() {
+        w.abort();
+    }
+    let answer = Percentiles::of(&mut answer_ms);
+    let all_closed = Percentiles::of(&mut all_closed_ms);
+    eprintln!(
+        "  kick answer (client-observed)  p50 {:.3} ms p99 {:.3} ms max {:.3} ms",
+        answer.p50, answer.p99, answer.max
+    );
+    eprintln!(
+        "  kick → every socket closed     p50 {:.3} ms p99 {:.3} ms max {:.3} ms; {left_open} left open, {wrong_code} wrong code",
+        all_closed.p50, all_closed.p99, all_closed.max
+    );
+    eprintln!(
+        "  \"closed\" summed {closed_reported}, sockets the kicked users had {closed_expected} ({mismatched} answers differ); nodes acked: {}",
+        acked.describe()
+    );
+    eprintln!(
+        "  {bystanders_closed} of {} bystander sockets closed",
+        open_count.saturating_sub(closed_expected as usize)
+    );
+    if nodes.len() > 1 {
+        closes.report("kick");
+    }
+    let mut line = json!({
+        "scenario": "kick", "nodes": nodes.len(), "users": users, "sockets_per_user": per_user,
+        "kicked": plan.kick, "open": open_count, "open_errors": errors, "first_error": first_error,
+        "answer_ms": answer.to_json(), "all_closed_ms": all_closed.to_json(),
+        "closed_reported": closed_reported, "closed_expected": closed_expected,
+        "closed_mismatched_answers": mismatched, "nodes_acked": acked.to_json(),
+        "left_open": left_open, "wrong_code": wrong_code, "bystanders_closed": bystanders_closed,
+    });
+    closes.add_json(&mut line);
+    println!("{line}");
+    if left_open + wrong_code + bystanders_closed > 0 {
+        return Err(format!(
+            "{left_open} sockets left open, {wrong_code} closed with the wrong code, {bystanders_closed} bystanders closed"
+        ));
+    }
+    Ok(())
+}
+
+/// A task reading one socket until it closes: the close code (1006 when the connection
+/// ended without a close frame) and when it came.
+type Watcher = tokio::task::JoinHandle<(u16, Instant)>;
+
+async fn watch_close(mut socket: Socket) -> (u16, Instant) {
+    while let Some(msg) = socket.next().await {
+        match msg {
+            Ok(Message::Close(f)) => {
+                return (f.map_or(1005, |f| u16::from(f.code)), Instant::now());
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    (1006, Instant::now())
+}
+
+/// How one user's sockets closed after a revocation sent to node `target`.
+struct Closes {
+    /// The last close with the expected code (the request's start if none).
+    last: Instant,
+    /// The last on the node that answered, and the last on any other node.
+    last_local: Option<Instant>,
+    last_remote: Option<Instant>,
+    left_open: usize,
+    wrong_code: usize,
+}
+
+/// Wait (10 s at most from `started`) for every socket of one user to close with `code`.
+async fn await_closes(
+    watchers: Vec<(usize, Watcher)>,
+    target: usize,
+    started: Instant,
+    code: u16,
+) -> Closes {
+    let deadline = tokio::time::Instant::from_std(started + Duration::from_secs(10));
+    let mut c = Closes {
+        last: started,
+        last_local: None,
+        last_remote: None,
+        left_open: 0,
+        wrong_code: 0,
+    };
+    for (node, mut w) in watchers {
+        match tokio::time::timeout_at(deadline, &mut w).await {
+            Ok(Ok((got, at))) if got == code => {
+                c.last = c.last.max(at);
+                let slot = if node == target {
+                    &mut c.last_local
+                } else {
+                    &mut c.last_remote
+                };
+                *slot = Some(slot.map_or(at, |t| t.max(at)));
+            }
+            Ok(_) => c.wrong_code += 1,
+            Err(_) => {
+                w.abort();
+                c.left_open += 1;
+            }
+        }
+    }
+    c
+}
+
+/// Per revocation: request start → last close on the answering node, and on the others.
+#[derive(Default)]
+struct CloseTimes {
+    local: Vec<Duration>,
+    remote: Vec<Duration>,
+}
+
+impl CloseTimes {
+    fn add(&mut self, c: &Closes, started: Instant) {
+        if let Some(at) = c.last_local {
+            self.local.push(at - started);
+        }
+        if let Some(at) = c.last_remote {
+            self.remote.push(at - started);
+        }
+    }
+
+    fn report(&mut self, what: &str) {
+        for (name, samples) in [
+            ("answering node", &mut self.local),
+            ("other nodes", &mut self.remote),
+        ] {
+            let n = samples.len();
+            let p = Percentiles::of(samples);
+            eprintln!(
+                "  {what} → last close on the {name:<14} p50 {:.3} ms p99 {:.3} ms max {:.3} ms ({n} revocations)",
+                p.p50, p.p99, p.max
+            );
+        }
+    }
+
+    fn add_json(&mut self, line: &mut Value) {
+        line["closed_on_answering_node_ms"] = Percentiles::of(&mut self.local).to_json();
+        line["closed_on_other_nodes_ms"] = Percentiles::of(&mut self.remote).to_json();
+    }
+}
+
+/// How often each value was seen (the nodes' acknowledgements).
+#[derive(Default)]
+struct Tally(std::collections::BTreeMap<String, usize>);
+
+impl Tally {
+    fn add(&mut self, value: &str) {
+        *self.0.entry(value.to_string()).or_default() += 1;
+    }
+
+    fn describe(&self) -> String {
+        let parts: Vec<String> = self.0.iter().map(|(v, n)| format!("{v} ×{n}")).collect();
+        parts.join(", ")
+    }
+
+    fn to_json(&self) -> Value {
+        json!(self.0)
+    }
+}
+
 async fn expiry(
-    api: &Api,
-    dialer: Dialer,
+    nodes: Arc<Nodes>,
     users: usize,
     per_user: usize,
     common: &Common,
 ) -> Result<(), String> {
     eprintln!("expiry: {users} users × {per_user} sockets; tokens expire as the logins went");
-    let names = register_users(api, users).await?;
+    let names = register_users(&nodes, users).await?;
     let pid = common.server_pid;
     let rss_before = pid.and_then(rss_bytes);
-    let dialer = Arc::new(dialer);
     // Log in one user after another and open their sockets at once: the tokens' expiry
     // times spread over as long as the logins take.
     let mut watchers = Vec::with_capacity(users * per_user);
     let progress = bar(users, "logins");
     for name in &names {
-        let token = api.login(name, PASSWORD).await?.access_token;
+        let token = nodes.any().login(name, PASSWORD).await?.access_token;
         for _ in 0..per_user {
-            let (dialer, token) = (dialer.clone(), token.clone());
-            watchers.push(tokio::spawn(
-                async move { watch_expiry(&dialer, &token).await },
-            ));
+            let (nodes, token, node) = (nodes.clone(), token.clone(), watchers.len());
+            watchers.push(tokio::spawn(async move {
+                watch_expiry(&nodes, node, &token).await
+            }));
         }
         progress.inc(1);
     }
@@ -566,8 +908,12 @@ struct ExpiryObservation {
     closed_at: i64,
 }
 
-async fn watch_expiry(dialer: &Dialer, token: &str) -> Result<ExpiryObservation, String> {
-    let (mut socket, welcome, _) = open(dialer, token).await?;
+async fn watch_expiry(
+    nodes: &Nodes,
+    node: usize,
+    token: &str,
+) -> Result<ExpiryObservation, String> {
+    let (mut socket, welcome, _) = open(nodes, node, token).await?;
     let expires_at = welcome["expires_at"]
         .as_i64()
         .ok_or("welcome without expires_at")?;
@@ -607,8 +953,7 @@ struct Traffic {
 
 #[allow(clippy::too_many_arguments)]
 async fn broadcast(
-    api: &Api,
-    dialer: Dialer,
+    nodes: Arc<Nodes>,
     rooms: usize,
     players: usize,
     seconds: u64,
@@ -618,11 +963,13 @@ async fn broadcast(
     eprintln!(
         "broadcast: {rooms} rooms × {players} players for {seconds} s, {chat_rate} chats/s each"
     );
-    let tokens = make_users(api, rooms * players).await?;
+    let tokens = make_users(&nodes, rooms * players).await?;
     let mut room_ids = Vec::with_capacity(rooms);
     for i in 0..rooms {
-        // Each room's first player creates it: the server bounds rooms per user.
-        let room = api
+        // Each room's first player creates it: the server bounds rooms per user. Room i
+        // lives on node i mod N and its players connect there (rooms are per node).
+        let room = nodes
+            .api(i)
             .call(
                 "POST",
                 "/lobby/rooms",
@@ -632,13 +979,12 @@ async fn broadcast(
             .await?;
         room_ids.push(room["id"].as_str().unwrap_or_default().to_string());
     }
-    let dialer = Arc::new(dialer);
     let traffic = Arc::new(Traffic::default());
     let latencies = Arc::new(std::sync::Mutex::new(Vec::<Duration>::new()));
     let progress = bar(tokens.len(), "joining");
     let mut sockets = Vec::with_capacity(tokens.len());
     for (i, token) in tokens.iter().enumerate() {
-        let (mut socket, _, _) = open(&dialer, token).await?;
+        let (mut socket, _, _) = open(&nodes, i / players, token).await?;
         socket
             .send(Message::text(
                 json!({"type": "join", "room": room_ids[i / players]}).to_string(),
@@ -787,41 +1133,49 @@ async fn play(
 }
 
 async fn churn(
-    api: &Api,
-    dialer: Dialer,
+    nodes: Arc<Nodes>,
     users: usize,
     seconds: u64,
     common: &Common,
 ) -> Result<(), String> {
     eprintln!("churn: {users} users reconnecting continuously for {seconds} s");
-    let tokens = make_users(api, users).await?;
-    let room = api
-        .call(
-            "POST",
-            "/lobby/rooms",
-            &tokens[0],
-            Some(json!({"name": "churn", "capacity": 64})),
-        )
-        .await?;
-    let room_id = room["id"].as_str().unwrap_or_default().to_string();
+    if users == 0 {
+        return Err("churn needs at least one user".into());
+    }
+    let tokens = make_users(&nodes, users).await?;
+    // One room per node (rooms are per node); worker w visits node w mod N's.
+    let mut room_ids = Vec::with_capacity(nodes.len());
+    for node in 0..nodes.len() {
+        let room = nodes
+            .api(node)
+            .call(
+                "POST",
+                "/lobby/rooms",
+                &tokens[node % tokens.len()],
+                Some(json!({"name": "churn", "capacity": 64})),
+            )
+            .await?;
+        room_ids.push(room["id"].as_str().unwrap_or_default().to_string());
+    }
     let pid = common.server_pid;
     let rss_before = pid.and_then(rss_bytes);
-    let dialer = Arc::new(dialer);
     let cycles = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let until = Instant::now() + Duration::from_secs(seconds);
     let workers: Vec<_> = tokens
         .into_iter()
-        .map(|token| {
-            let (dialer, cycles, errors, room_id) = (
-                dialer.clone(),
+        .enumerate()
+        .map(|(w, token)| {
+            let node = w % nodes.len();
+            let (nodes, cycles, errors, room_id) = (
+                nodes.clone(),
                 cycles.clone(),
                 errors.clone(),
-                room_id.clone(),
+                room_ids[node].clone(),
             );
             tokio::spawn(async move {
                 while Instant::now() < until {
-                    match one_visit(&dialer, &token, &room_id).await {
+                    match one_visit(&nodes, node, &token, &room_id).await {
                         Ok(()) => cycles.fetch_add(1, Ordering::Relaxed),
                         Err(_) => errors.fetch_add(1, Ordering::Relaxed),
                     };
@@ -866,8 +1220,8 @@ async fn churn(
 }
 
 /// Connect, join, move a little, chat once, leave.
-async fn one_visit(dialer: &Dialer, token: &str, room: &str) -> Result<(), String> {
-    let (mut socket, _, _) = open(dialer, token).await?;
+async fn one_visit(nodes: &Nodes, node: usize, token: &str, room: &str) -> Result<(), String> {
+    let (mut socket, _, _) = open(nodes, node, token).await?;
     let send = |v: Value| Message::text(v.to_string());
     socket
         .send(send(json!({"type": "join", "room": room})))

@@ -12,6 +12,7 @@
 mod api;
 mod dial;
 mod load;
+mod nodes;
 
 use std::process::ExitCode;
 
@@ -28,14 +29,16 @@ use api::Api;
 #[derive(Parser)]
 #[command(name = "arena-client", version, about = "Terminal client for Arena")]
 struct Cli {
-    /// The server's base URL.
+    /// The server's base URL. Load scenarios take several (comma-separated, or the flag
+    /// repeated) and spread over them; other commands use the first.
     #[arg(
         long,
         env = "ARENA_SERVER",
         default_value = "http://127.0.0.1:8080",
+        value_delimiter = ',',
         global = true
     )]
-    server: String,
+    server: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -135,7 +138,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
-    let api = Api::new(&cli.server)?;
+    let first = cli.server.first().ok_or("no --server given")?;
+    let api = Api::new(first)?;
     match cli.command {
         Command::Register(l) => {
             let user = api.register(&l.username, &l.password).await?;
@@ -193,7 +197,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 target.user, r["closed"], r["banned_until"]
             );
         }
-        Command::Load(scenario) => load::run(&api, &cli.server, scenario).await?,
+        Command::Load(scenario) => load::run(&cli.server, scenario).await?,
         Command::Role { target, role } => {
             let r = admin_call(&api, &target, "PUT", "role", json!({ "role": role })).await?;
             let verb = if r["changed"] == true {
