@@ -20,6 +20,7 @@ use crate::auth::password::Passwords;
 use crate::auth::revocation::RevocationList;
 use crate::auth::tokens::TokenKeys;
 use crate::auth::Auth;
+use crate::cluster::{Cluster, ClusterConfig};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::game::rooms::RoomLimits;
@@ -48,6 +49,9 @@ impl RunningServer {
             .close_all(CloseCode::GoingAway)
             .await;
         tracing::info!(sockets = closed, "sockets closed for shutdown");
+        if let Some(cluster) = &self.state.cluster {
+            cluster.leave().await;
+        }
         self.stop.cancel();
         // The accept loop bounds its own drain; this only guards against a bug there.
         let result = match tokio::time::timeout(Duration::from_secs(30), self.task).await {
@@ -102,14 +106,42 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         refresh_grace_secs: config.refresh_grace_secs as i64,
         single_session: config.single_session,
         max_sessions_per_user: config.max_sessions_per_user as usize,
-        applied_log_id: std::sync::atomic::AtomicI64::new(0),
+        applied: Default::default(),
         catching_up: tokio::sync::Mutex::new(()),
         current_as_of: std::sync::atomic::AtomicI64::new(0),
-        stale_after_ms: config.cluster_stale_secs as i64 * 1000,
+        gap_open: std::sync::atomic::AtomicBool::new(false),
+        stale_after_ms: config.stale_secs() as i64 * 1000,
         last_seen: dashmap::DashMap::new(),
+        max_sockets_per_user: config.max_sockets_per_user as usize,
+        peers: std::sync::OnceLock::new(),
     };
     let auth = Arc::new(auth);
     auth.load_revocations().await?;
+    let stop = CancellationToken::new();
+    let node_id = config
+        .node_id
+        .clone()
+        .unwrap_or_else(|| format!("node-{}", crate::ids::random_token(6)));
+    let cluster = match &config.redis_url {
+        None => None,
+        Some(url) => {
+            let cluster = Cluster::start(
+                ClusterConfig {
+                    redis_url: url.clone(),
+                    node_id: node_id.clone(),
+                    ack_timeout: Duration::from_millis(config.cluster_ack_timeout_ms),
+                    heartbeat: Duration::from_millis(config.cluster_heartbeat_ms),
+                    stale_after_ms: config.stale_secs() as i64 * 1000,
+                },
+                &auth,
+                stop.clone(),
+            )
+            .await?;
+            let peers: Arc<dyn crate::auth::peers::Peers> = cluster.clone();
+            let _ = auth.peers.set(peers);
+            Some(cluster)
+        }
+    };
     if let (Some(name), Some(password)) = (&config.admin_username, &config.admin_password) {
         let admin = auth.bootstrap_admin(name, password).await?;
         tracing::info!(user_id = %admin.id, username = %admin.username, "admin account ready");
@@ -141,12 +173,14 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         config,
         auth,
         rooms,
+        cluster,
+        node_id,
+        started_at: crate::ids::now_ms(),
         auth_limiter,
         refresh_limiter,
         clock: governor::clock::DefaultClock::default(),
     });
 
-    let stop = CancellationToken::new();
     spawn_pruner(state.clone(), stop.clone());
     spawn_log_reader(state.clone(), stop.clone());
     {

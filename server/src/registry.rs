@@ -143,6 +143,7 @@ impl ConnHandle {
             room: self.room(),
             connected_at: self.connected_at,
             remote_addr: self.remote_addr.to_string(),
+            node: None,
         }
     }
 }
@@ -283,6 +284,14 @@ impl Registry {
             }
         }
         counts
+    }
+
+    /// Open sockets per user (what a backplane counts against the deployment-wide cap).
+    pub fn counts_by_user(&self) -> Vec<(String, usize)> {
+        self.by_user
+            .iter()
+            .map(|e| (e.key().clone(), e.value().len()))
+            .collect()
     }
 
     pub fn snapshot(&self) -> Vec<Arc<ConnHandle>> {

@@ -55,6 +55,24 @@ pub enum Rebind {
 }
 
 impl Auth {
+    /// In a cluster, count the socket just admitted against the per-user cap of the
+    /// whole deployment (the registry has already held it to the cap on this node).
+    /// The lease must live as long as the socket. Out of reach, the backplane cannot
+    /// count: the cap then holds per node (a limit, not a security promise: failing
+    /// open here keeps players playing through a Redis restart).
+    pub async fn count_socket(
+        &self,
+        user_id: &str,
+    ) -> Result<Option<Box<dyn super::peers::SocketLease>>> {
+        let Some(peers) = self.peers.get() else {
+            return Ok(None);
+        };
+        peers
+            .acquire_socket(user_id, self.max_sockets_per_user)
+            .await
+            .map_err(|super::peers::OverQuota| Error::RateLimited { retry_after: 1 })
+    }
+
     /// Register a socket authenticated by `claims`, then check revocation again: a
     /// socket is never left open on a token revoked while it was being admitted.
     pub fn admit(

@@ -13,16 +13,21 @@
 //! request answers with an error.
 
 pub mod admission;
+pub mod applied;
 pub mod extract;
 pub mod keys;
 pub mod password;
+pub mod peers;
 pub mod revocation;
 pub mod tokens;
 
 use std::future::Future;
 use std::sync::Arc;
 
-use arena_protocol::http::{Session, SessionInfo, User};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::OnceLock;
+
+use arena_protocol::http::{NodeAcks, Session, SessionInfo, User};
 use arena_protocol::{CloseCode, ErrorCode, Role};
 
 use crate::error::{Error, Result};
@@ -32,8 +37,10 @@ use crate::store::{
     BanRow, CreateOutcome, NewSession, RefreshOutcome, Rotation, SessionPolicy, Store, UserRow,
 };
 
+use applied::AppliedLog;
 pub use extract::AuthUser;
 use password::Passwords;
+use peers::Peers;
 use revocation::{LoggedEvent, RevocationList};
 use tokens::{Claims, TokenKeys, TokenSubject};
 
@@ -61,18 +68,34 @@ pub struct Auth {
     pub single_session: bool,
     /// Live sessions one user may hold; a login beyond it revokes the oldest (4001).
     pub max_sessions_per_user: usize,
-    /// The id of the newest revocation-log event this server has applied (or loaded the
-    /// effect of at start); [`Auth::catch_up`] applies what follows.
-    pub applied_log_id: std::sync::atomic::AtomicI64,
-    /// One reader of the log at a time.
+    /// The revocation-log events this node has applied (or loaded the effect of at
+    /// start); [`Auth::catch_up`] applies what is missing.
+    pub applied: AppliedLog,
+    /// One applier of other nodes' events at a time (the log reader and the backplane).
     pub catching_up: tokio::sync::Mutex<()>,
-    /// When this server last confirmed it had applied every revocation in the log (ms).
-    pub current_as_of: std::sync::atomic::AtomicI64,
+    /// When this node last confirmed it had applied every revocation (ms): by reading
+    /// the log to its end, or by a backplane round trip with no gap open.
+    pub current_as_of: AtomicI64,
+    /// An event arrived over the backplane above an id this node has not applied, and
+    /// the log could not be read since: backplane round trips do not count as current.
+    pub gap_open: AtomicBool,
     /// Past this long without that confirmation, tokens are not accepted (fail closed);
     /// 0: keep accepting them (fail open).
     pub stale_after_ms: i64,
     /// session id → last use (ms), not yet written to the database.
     pub last_seen: dashmap::DashMap<String, i64>,
+    /// Open sockets one user may hold, in the whole deployment.
+    pub max_sockets_per_user: usize,
+    /// The other nodes of a cluster (set once, when the backplane starts).
+    pub peers: OnceLock<Arc<dyn Peers>>,
+}
+
+/// What a revocation did: the sockets closed (on every node that confirmed) and, in a
+/// cluster, how many nodes confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revoked {
+    pub closed: usize,
+    pub nodes: Option<NodeAcks>,
 }
 
 /// A fresh session: the wire answer and the claims of its access token.
@@ -117,10 +140,8 @@ impl Auth {
             self.revocations
                 .set_ban(&ban.user_id, ban.banned_until, head);
         }
-        self.applied_log_id
-            .store(head, std::sync::atomic::Ordering::Release);
-        self.current_as_of
-            .store(ids::now_ms(), std::sync::atomic::Ordering::Release);
+        self.applied.reset_to(head);
+        self.current_as_of.store(ids::now_ms(), Ordering::Release);
         Ok(())
     }
 
@@ -133,10 +154,7 @@ impl Auth {
         if self.stale_after_ms <= 0 {
             return Ok(());
         }
-        let as_of = self
-            .current_as_of
-            .load(std::sync::atomic::Ordering::Acquire);
-        if ids::now_ms() - as_of > self.stale_after_ms {
+        if !self.is_current(self.stale_after_ms) {
             return Err(Error::new(
                 ErrorCode::Unavailable,
                 "this server cannot confirm it has every revocation; retry shortly",
@@ -145,29 +163,82 @@ impl Auth {
         Ok(())
     }
 
-    /// Apply, in log order, every revocation another server process wrote to the shared
-    /// database since the last call (this process's own events were applied when they
-    /// were made). Returns how many were applied. Ids are gap-free and in commit order
-    /// (see `Store::log`), so "everything after the last id applied" misses nothing.
+    /// Whether this node confirmed, within `window_ms`, that it holds every revocation.
+    pub fn is_current(&self, window_ms: i64) -> bool {
+        ids::now_ms() - self.current_as_of.load(Ordering::Acquire) <= window_ms
+    }
+
+    /// A backplane round trip completed at `at_ms` after every event before it was
+    /// applied: this node is current as of then, unless a gap is open.
+    pub fn confirm_current(&self, at_ms: i64) {
+        if !self.gap_open.load(Ordering::Acquire) {
+            self.current_as_of.fetch_max(at_ms, Ordering::AcqRel);
+        }
+    }
+
+    /// Apply, in log order, every revocation that other nodes wrote to the shared
+    /// database and this node has not applied yet (this node's own events were applied
+    /// when they were made; those from the backplane when they arrived). Returns how
+    /// many were applied. Ids are gap-free and in commit order (see `Store::log`), so
+    /// "everything above the watermark not yet applied" misses nothing.
     pub async fn catch_up(&self) -> Result<usize> {
-        use std::sync::atomic::Ordering;
-        let _one_reader = self.catching_up.lock().await;
+        let _one_applier = self.catching_up.lock().await;
         let mut applied = 0;
         loop {
-            let after = self.applied_log_id.load(Ordering::Acquire);
+            let after = self.applied.watermark();
             let batch = self.store.events_after(after, 500).await?;
-            let Some(last) = batch.last().map(|e| e.id) else {
+            if batch.is_empty() {
                 // Read to the end: everything committed before this read is applied.
+                self.gap_open.store(false, Ordering::Release);
                 self.current_as_of.store(ids::now_ms(), Ordering::Release);
                 return Ok(applied);
-            };
-            for logged in &batch {
-                if logged.origin != self.store.origin() {
-                    self.apply(logged).await;
-                    applied += 1;
-                }
             }
-            self.applied_log_id.store(last, Ordering::Release);
+            for logged in &batch {
+                if self.applied.applied(logged.id).is_some() {
+                    continue;
+                }
+                if logged.origin == self.store.origin() {
+                    self.applied.record(logged.id, 0);
+                    continue;
+                }
+                let closed = self.apply(logged).await;
+                self.applied.record(logged.id, closed);
+                applied += 1;
+            }
+        }
+    }
+
+    /// Apply an event another node committed and published, unless it has been applied
+    /// already (by the log reader, or an earlier delivery). Returns the sockets it
+    /// closed here, for the acknowledgement. Order does not matter for correctness
+    /// (see [`applied`]); a gap below it is filled by [`Auth::fill_gap_below`].
+    pub async fn apply_from_peer(&self, logged: &LoggedEvent) -> usize {
+        let _one_applier = self.catching_up.lock().await;
+        if let Some(closed) = self.applied.applied(logged.id) {
+            return closed;
+        }
+        let closed = self.apply(logged).await;
+        self.applied.record(logged.id, closed);
+        closed
+    }
+
+    /// If an event below `id` has not arrived (lost on the backplane: a node crashed
+    /// between commit and publish, or this node was reconnecting), read the log now.
+    /// While that fails, backplane round trips do not make this node current.
+    pub async fn fill_gap_below(&self, id: i64) {
+        if !self.applied.gap_below(id) {
+            return;
+        }
+        self.gap_open.store(true, Ordering::Release);
+        match self.catch_up().await {
+            Ok(n) => tracing::debug!(
+                events = n,
+                below = id,
+                "gap in the backplane filled from the log"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, below = id, "a gap in the backplane could not be filled from the log")
+            }
         }
     }
 
@@ -203,7 +274,7 @@ impl Auth {
                 .ok_or_else(|| Error::not_found("user"))?;
             let change = written.value;
             if let Some(event) = &change.event {
-                auth.apply(event).await;
+                auth.spread(written.commit.is_ok(), event).await;
             }
             written.commit?;
             Ok((change.user.to_wire(), change.changed))
@@ -279,7 +350,7 @@ impl Auth {
                 let written = auth.store.create_session(&new, &policy).await?;
                 if let CreateOutcome::Created { events, .. } = &written.value {
                     for event in events {
-                        auth.apply(event).await;
+                        auth.spread(written.commit.is_ok(), event).await;
                     }
                 }
                 written.commit?;
@@ -358,7 +429,7 @@ impl Auth {
                 let written = auth.store.rotate_refresh(&rotation).await?;
                 if let RefreshOutcome::Reused(theft) = &written.value {
                     tracing::warn!(event = ?theft.event, "refresh token reused: session revoked");
-                    auth.apply(theft).await;
+                    auth.spread(written.commit.is_ok(), theft).await;
                 }
                 written.commit?;
                 Ok(written.value)
@@ -417,7 +488,12 @@ impl Auth {
     /// The caller's live sessions, with their open socket counts.
     pub async fn sessions(&self, claims: &Claims) -> Result<Vec<SessionInfo>> {
         let rows = self.store.live_sessions(&claims.sub, ids::now_ms()).await?;
-        let sockets = self.registry.sockets_by_session(&claims.sub);
+        let mut sockets = self.registry.sockets_by_session(&claims.sub);
+        if let Some(peers) = self.peers.get() {
+            for (session, n) in peers.sockets_by_session(&claims.sub).await {
+                *sockets.entry(session).or_default() += n;
+            }
+        }
         Ok(rows
             .into_iter()
             .map(|s| SessionInfo {
@@ -464,7 +540,7 @@ impl Auth {
     }
 
     /// Logout: this session, or with `all` every session of the user.
-    pub async fn logout(self: &Arc<Self>, claims: &Claims, all: bool) -> Result<usize> {
+    pub async fn logout(self: &Arc<Self>, claims: &Claims, all: bool) -> Result<Revoked> {
         if all {
             return self
                 .revoke_user(&claims.sub, CloseCode::SessionRevoked, "logged out", None)
@@ -480,7 +556,7 @@ impl Auth {
         user_id: &str,
         session_id: &str,
         close: CloseCode,
-    ) -> Result<usize> {
+    ) -> Result<Revoked> {
         let (user_id, session_id) = (user_id.to_string(), session_id.to_string());
         self.detached(move |auth| async move {
             let written = auth
@@ -491,9 +567,9 @@ impl Auth {
                 written.commit?;
                 return Err(Error::not_found("session"));
             };
-            let closed = auth.apply(event).await;
+            let revoked = auth.spread(written.commit.is_ok(), event).await;
             written.commit?;
-            Ok(closed)
+            Ok(revoked)
         })
         .await
     }
@@ -506,7 +582,7 @@ impl Auth {
         close: CloseCode,
         reason: &str,
         ban: Option<Option<i64>>,
-    ) -> Result<usize> {
+    ) -> Result<Revoked> {
         let (user_id, reason) = (user_id.to_string(), reason.to_string());
         self.detached(move |auth| async move {
             let written = auth
@@ -514,9 +590,9 @@ impl Auth {
                 .revoke_user(&user_id, &reason, close, ban)
                 .await?
                 .ok_or_else(|| Error::not_found("user"))?;
-            let closed = auth.apply(&written.value).await;
+            let revoked = auth.spread(written.commit.is_ok(), &written.value).await;
             written.commit?;
-            Ok(closed)
+            Ok(revoked)
         })
         .await
     }
@@ -537,7 +613,7 @@ impl Auth {
                 Err(_) => matches!(auth.store.ban_of(&user_id, ids::now_ms()).await, Ok(None)),
             };
             if lifted {
-                auth.apply(event).await;
+                auth.spread(written.commit.is_ok(), event).await;
             }
             written.commit?;
             Ok(())
@@ -572,6 +648,36 @@ impl Auth {
         tokio::spawn(work(self.clone()))
             .await
             .map_err(|e| Error::internal(format!("revocation task failed: {e}")))?
+    }
+
+    /// A change this node made: apply it here and, in a cluster, publish it and wait
+    /// for the other live nodes, both at once (the answer waits for the slower). An
+    /// event whose commit's outcome is unknown is applied here (fail closed) but not
+    /// published: if it did commit, the other nodes read it from the log.
+    async fn spread(&self, committed: bool, event: &LoggedEvent) -> Revoked {
+        let here = async {
+            let closed = self.apply(event).await;
+            self.applied.record(event.id, closed);
+            closed
+        };
+        let Some(peers) = self.peers.get() else {
+            return Revoked {
+                closed: here.await,
+                nodes: None,
+            };
+        };
+        let (closed, others) = if committed {
+            tokio::join!(here, peers.deliver(event))
+        } else {
+            (here.await, Default::default())
+        };
+        Revoked {
+            closed: closed + others.closed,
+            nodes: Some(NodeAcks {
+                acked: 1 + others.acked as u64,
+                live: 1 + others.live.max(others.acked) as u64,
+            }),
+        }
     }
 
     async fn apply(&self, event: &LoggedEvent) -> usize {

@@ -1,0 +1,160 @@
+//! Membership: each node announces itself every heartbeat, with an expiry of three
+//! heartbeats, in one sorted set (node → expiry time) that every node reads. A node
+//! that stops (SIGKILL, a cut link) is no longer listed once its expiry passes, so no
+//! revocation waits for it after that; until then a revocation waits for it at most
+//! the ack timeout.
+//!
+//! The same round trip keeps the node's share of the deployment-wide socket count
+//! alive (it expires with the node) and sends the node its ping (see `subscriber`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::wire::{self, Reply, ReplyBody};
+use super::Cluster;
+use crate::error::{Error, Result};
+use crate::ids;
+
+/// A full rewrite of this node's socket counts at least this often, whatever else:
+/// counts that drifted while Redis was out of reach heal within it.
+const RESYNC_EVERY: Duration = Duration::from_secs(30);
+
+impl Cluster {
+    pub(super) fn expiry_ms(&self) -> i64 {
+        3 * self.config.heartbeat.as_millis() as i64
+    }
+
+    /// First announcement: this node's socket counts start empty (a previous
+    /// incarnation under the same id may have left some).
+    pub(super) async fn join(&self) -> Result<()> {
+        self.resync_sockets()
+            .await
+            .map_err(|e| Error::internal(format!("--redis-url: {e}")))?;
+        self.heartbeat()
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::internal(format!("--redis-url: {e}")))
+    }
+
+    pub(super) async fn run_heartbeat(self: Arc<Self>, stop: CancellationToken) {
+        let mut every = tokio::time::interval(self.config.heartbeat);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_resync = tokio::time::Instant::now();
+        let mut was_up = true;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            let up = match self.heartbeat().await {
+                Ok(lost) => {
+                    if lost || !was_up || last_resync.elapsed() >= RESYNC_EVERY {
+                        last_resync = tokio::time::Instant::now();
+                        if let Err(e) = self.resync_sockets().await {
+                            tracing::warn!(error = %e, "backplane: socket counts not rewritten");
+                        }
+                    }
+                    true
+                }
+                Err(e) => {
+                    if was_up {
+                        tracing::warn!(error = %e, "backplane: heartbeat failed");
+                    }
+                    false
+                }
+            };
+            if up != was_up {
+                tracing::info!(
+                    up,
+                    "backplane {}",
+                    if up { "reached again" } else { "out of reach" }
+                );
+            }
+            was_up = up;
+            crate::telemetry::backplane_up(up && self.backplane_ok());
+        }
+    }
+
+    /// Announce this node, drop expired members, refresh the live list, keep the socket
+    /// counts alive and send the ping. Returns whether the socket counts were lost
+    /// (Redis restarted) and must be written again.
+    async fn heartbeat(&self) -> std::result::Result<bool, String> {
+        let now = ids::now_ms();
+        let ttl = self.expiry_ms();
+        let me = &self.config.node_id;
+        let info = serde_json::to_string(&self.info()).map_err(|e| e.to_string())?;
+        let ping = serde_json::to_string(&Reply {
+            node: me.clone(),
+            request: 0,
+            body: ReplyBody::Ping { sent_at: now },
+        })
+        .map_err(|e| e.to_string())?;
+        let sockets = wire::node_sockets(me);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(wire::node_info(me))
+            .arg(info)
+            .arg("PX")
+            .arg(ttl)
+            .ignore();
+        pipe.cmd("ZADD")
+            .arg(wire::NODES)
+            .arg(now + ttl)
+            .arg(me)
+            .ignore();
+        pipe.cmd("ZREMRANGEBYSCORE")
+            .arg(wire::NODES)
+            .arg("-inf")
+            .arg(now)
+            .ignore();
+        pipe.cmd("HSETNX")
+            .arg(&sockets)
+            .arg(wire::SOCKETS_MARKER)
+            .arg(1);
+        pipe.cmd("PEXPIRE").arg(&sockets).arg(ttl).ignore();
+        pipe.cmd("PUBLISH")
+            .arg(wire::replies_to(me))
+            .arg(ping)
+            .ignore();
+        pipe.cmd("ZRANGEBYSCORE")
+            .arg(wire::NODES)
+            .arg(now)
+            .arg("+inf");
+        let mut conn = self.conn.clone();
+        let (created, live): (i64, Vec<String>) = tokio::time::timeout(
+            self.config.heartbeat.max(Duration::from_millis(200)),
+            pipe.query_async(&mut conn),
+        )
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+        let peers: Vec<String> = live.into_iter().filter(|n| n != me).collect();
+        *self.live_peers.lock().unwrap_or_else(|p| p.into_inner()) = peers;
+        Ok(created == 1)
+    }
+
+    /// Write this node's socket counts again from the registry, whole.
+    async fn resync_sockets(&self) -> std::result::Result<(), String> {
+        let key = wire::node_sockets(&self.config.node_id);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.cmd("DEL").arg(&key).ignore();
+        pipe.cmd("HSET")
+            .arg(&key)
+            .arg(wire::SOCKETS_MARKER)
+            .arg(1)
+            .ignore();
+        for (user, n) in self.registry.counts_by_user() {
+            pipe.cmd("HSET").arg(&key).arg(user).arg(n).ignore();
+        }
+        pipe.cmd("PEXPIRE").arg(&key).arg(self.expiry_ms()).ignore();
+        let mut conn = self.conn.clone();
+        tokio::time::timeout(Duration::from_secs(2), pipe.query_async::<()>(&mut conn))
+            .await
+            .map_err(|_| "timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
