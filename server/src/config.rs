@@ -388,10 +388,11 @@ impl Config {
         }
         let stale_ms = self.stale_secs().saturating_mul(1000);
         if stale_ms > 0 {
-            for (flag, ms) in [
-                ("--revocation-poll-ms", self.revocation_poll_ms),
-                ("--cluster-heartbeat-ms", self.cluster_heartbeat_ms),
-            ] {
+            let mut confirmations = vec![("--revocation-poll-ms", self.revocation_poll_ms)];
+            if self.redis_url.is_some() {
+                confirmations.push(("--cluster-heartbeat-ms", self.cluster_heartbeat_ms));
+            }
+            for (flag, ms) in confirmations {
                 if ms.saturating_mul(2) > stale_ms {
                     problems.push(format!(
                         "{flag} ({ms}) must be at most half of --cluster-stale-secs ({} s): \

@@ -97,6 +97,8 @@ pub struct Cluster {
     /// still delivers them.
     drop_publishes: AtomicU64,
     limits: limits::Scripts,
+    /// Stops this node's backplane tasks (a child of the server's own stop).
+    stop: CancellationToken,
 }
 
 impl Cluster {
@@ -142,11 +144,29 @@ impl Cluster {
             last_ping_back: AtomicI64::new(0),
             drop_publishes: AtomicU64::new(drop_publishes),
             limits: limits::Scripts::new(),
+            stop: stop.child_token(),
             config,
         });
-        cluster.join().await?;
-        tokio::spawn(cluster.clone().run_subscriber(stop.clone()));
-        tokio::spawn(cluster.clone().run_heartbeat(stop));
+        // Subscribed before announced: once others count this node as live and wait
+        // for its acknowledgements, it must be receiving their events.
+        tokio::spawn(cluster.clone().run_subscriber(cluster.stop.clone()));
+        let subscribed = async {
+            while !cluster.subscribed.load(Ordering::Acquire) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(5), subscribed)
+            .await
+            .is_err()
+        {
+            cluster.stop.cancel();
+            return Err(Error::internal("--redis-url: cannot subscribe within 5 s"));
+        }
+        if let Err(e) = cluster.join().await {
+            cluster.stop.cancel();
+            return Err(e);
+        }
+        tokio::spawn(cluster.clone().run_heartbeat(cluster.stop.clone()));
         tracing::info!(node = %cluster.config.node_id, "joined the cluster");
         Ok(cluster)
     }
@@ -366,6 +386,7 @@ impl Cluster {
 
     /// Leave the cluster at shutdown: the others stop counting this node at once.
     pub async fn leave(&self) {
+        self.stop.cancel();
         let me = &self.config.node_id;
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
