@@ -130,9 +130,14 @@ impl Cluster {
         .await
         .map_err(|_| "timed out".to_string())?
         .map_err(|e| e.to_string())?;
-        let peers: Vec<String> = live.into_iter().filter(|n| n != me).collect();
-        *self.live_peers.lock().unwrap_or_else(|p| p.into_inner()) = peers;
-        Ok(created == 1)
+        let lost = created == 1;
+        if !lost || self.peers_cached().is_empty() {
+            // After Redis lost its data the others reappear within a heartbeat; until
+            // then the membership known before stands.
+            let peers: Vec<String> = live.into_iter().filter(|n| n != me).collect();
+            *self.live_peers.lock().unwrap_or_else(|p| p.into_inner()) = peers;
+        }
+        Ok(lost)
     }
 
     /// Write this node's socket counts again from the registry, whole.

@@ -201,6 +201,17 @@ impl Cluster {
         }
     }
 
+    /// Add members seen in a read of the membership to the cached list (only the
+    /// heartbeat, which reads it every period, takes members out).
+    fn saw_members(&self, members: &[String]) {
+        let mut cached = self.live_peers.lock().unwrap_or_else(|p| p.into_inner());
+        for m in members {
+            if *m != self.config.node_id && !cached.contains(m) {
+                cached.push(m.clone());
+            }
+        }
+    }
+
     fn peers_cached(&self) -> Vec<String> {
         self.live_peers
             .lock()
@@ -240,7 +251,10 @@ impl Cluster {
             match tokio::time::timeout_at(deadline, pipe.query_async::<(Vec<String>,)>(&mut conn))
                 .await
             {
-                Ok(Ok((live,))) => live,
+                Ok(Ok((live,))) => {
+                    self.saw_members(&live);
+                    live
+                }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "backplane: cannot publish");
                     return (None, Vec::new());
@@ -250,8 +264,13 @@ impl Cluster {
                     return (None, Vec::new());
                 }
             };
+        // Listed now, or at this node's last heartbeat: after Redis lost its data (a
+        // restart) the members reappear within a heartbeat, and until then the
+        // membership known before is the better answer. A dead node is therefore
+        // waited for (at most the ack timeout) until its expiry plus one heartbeat.
         let live: HashSet<String> = live
             .into_iter()
+            .chain(self.peers_cached())
             .filter(|n| *n != self.config.node_id)
             .collect();
         let mut waiting = live.clone();
@@ -312,6 +331,7 @@ impl Cluster {
             Ok(Ok(ids)) => ids,
             _ => return nodes,
         };
+        self.saw_members(&ids);
         let others: Vec<String> = ids
             .into_iter()
             .filter(|n| *n != self.config.node_id)

@@ -71,7 +71,7 @@ impl Cluster {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(backoff) => {}
             }
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            backoff = (backoff * 2).min(Duration::from_secs(1));
         }
     }
 
