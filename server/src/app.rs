@@ -49,9 +49,6 @@ impl RunningServer {
             .close_all(CloseCode::GoingAway)
             .await;
         tracing::info!(sockets = closed, "sockets closed for shutdown");
-        if let Some(cluster) = &self.state.cluster {
-            cluster.leave().await;
-        }
         self.stop.cancel();
         // The accept loop bounds its own drain; this only guards against a bug there.
         let result = match tokio::time::timeout(Duration::from_secs(30), self.task).await {
@@ -59,6 +56,11 @@ impl RunningServer {
             Ok(Err(e)) => Err(std::io::Error::other(e)),
             Err(_) => Err(std::io::Error::other("the server did not stop in time")),
         };
+        // Left after the drain: requests in flight still see their revocations
+        // acknowledged, and this node applies the others' until then.
+        if let Some(cluster) = &self.state.cluster {
+            cluster.leave().await;
+        }
         if let Err(e) = self.state.auth.flush_last_seen().await {
             tracing::warn!(error = %e, "could not record last_seen_at");
         }
@@ -109,7 +111,6 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         applied: Default::default(),
         catching_up: tokio::sync::Mutex::new(()),
         current_as_of: std::sync::atomic::AtomicI64::new(0),
-        gap_open: std::sync::atomic::AtomicBool::new(false),
         stale_after_ms: config.stale_secs() as i64 * 1000,
         last_seen: dashmap::DashMap::new(),
         max_sockets_per_user: config.max_sockets_per_user as usize,
@@ -134,7 +135,6 @@ pub async fn start(config: Config) -> Result<RunningServer> {
                     stale_after_ms: config.stale_secs() as i64 * 1000,
                 },
                 &auth,
-                stop.clone(),
             )
             .await?;
             let peers: Arc<dyn crate::auth::peers::Peers> = cluster.clone();

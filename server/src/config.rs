@@ -388,11 +388,9 @@ impl Config {
         }
         let stale_ms = self.stale_secs().saturating_mul(1000);
         if stale_ms > 0 {
-            let mut confirmations = vec![("--revocation-poll-ms", self.revocation_poll_ms)];
-            if self.redis_url.is_some() {
-                confirmations.push(("--cluster-heartbeat-ms", self.cluster_heartbeat_ms));
-            }
-            for (flag, ms) in confirmations {
+            // Reading the log to its end is what confirms a node is current.
+            let confirmation = ("--revocation-poll-ms", self.revocation_poll_ms);
+            for (flag, ms) in [confirmation] {
                 if ms.saturating_mul(2) > stale_ms {
                     problems.push(format!(
                         "{flag} ({ms}) must be at most half of --cluster-stale-secs ({} s): \

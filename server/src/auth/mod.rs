@@ -24,8 +24,9 @@ pub mod tokens;
 use std::future::Future;
 use std::sync::Arc;
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use arena_protocol::http::{NodeAcks, Session, SessionInfo, User};
 use arena_protocol::{CloseCode, ErrorCode, Role};
@@ -73,12 +74,9 @@ pub struct Auth {
     pub applied: AppliedLog,
     /// One applier of other nodes' events at a time (the log reader and the backplane).
     pub catching_up: tokio::sync::Mutex<()>,
-    /// When this node last confirmed it had applied every revocation (ms): by reading
-    /// the log to its end, or by a backplane round trip with no gap open.
+    /// When this node last confirmed it had applied every revocation (ms): when a read
+    /// of the log to its end started.
     pub current_as_of: AtomicI64,
-    /// An event arrived over the backplane above an id this node has not applied, and
-    /// the log could not be read since: backplane round trips do not count as current.
-    pub gap_open: AtomicBool,
     /// Past this long without that confirmation, tokens are not accepted (fail closed);
     /// 0: keep accepting them (fail open).
     pub stale_after_ms: i64,
@@ -89,6 +87,10 @@ pub struct Auth {
     /// The other nodes of a cluster (set once, when the backplane starts).
     pub peers: OnceLock<Arc<dyn Peers>>,
 }
+
+/// The longest one read of the revocation log may take (a link that hangs without an
+/// error must not hang the node's catching up).
+const LOG_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a revocation did: the sockets closed (on every node that confirmed) and, in a
 /// cluster, how many nodes confirmed.
@@ -168,31 +170,35 @@ impl Auth {
         ids::now_ms() - self.current_as_of.load(Ordering::Acquire) <= window_ms
     }
 
-    /// A backplane round trip completed at `at_ms` after every event before it was
-    /// applied: this node is current as of then, unless a gap is open.
-    pub fn confirm_current(&self, at_ms: i64) {
-        if !self.gap_open.load(Ordering::Acquire) {
-            self.current_as_of.fetch_max(at_ms, Ordering::AcqRel);
-        }
-    }
-
     /// Apply, in log order, every revocation that other nodes wrote to the shared
     /// database and this node has not applied yet (this node's own events were applied
     /// when they were made; those from the backplane when they arrived). Returns how
     /// many were applied. Ids are gap-free and in commit order (see `Store::log`), so
-    /// "everything above the watermark not yet applied" misses nothing.
+    /// "everything above the watermark not yet applied" misses nothing. Reading the log
+    /// to its end is what makes this node current: the backplane is only the fast path,
+    /// and a publish lost between commit and Redis is in the log alone.
     pub async fn catch_up(&self) -> Result<usize> {
-        let _one_applier = self.catching_up.lock().await;
         let mut applied = 0;
         loop {
+            let started = ids::now_ms();
             let after = self.applied.watermark();
-            let batch = self.store.events_after(after, 500).await?;
+            // Read without holding the applier lock (the backplane's events keep being
+            // applied meanwhile), and never longer than a bound: a link that hangs must
+            // not hang the node.
+            let batch = tokio::time::timeout(LOG_READ_TIMEOUT, self.store.events_after(after, 500))
+                .await
+                .map_err(|_| {
+                    Error::new(
+                        ErrorCode::Unavailable,
+                        "the revocation log did not answer in time",
+                    )
+                })??;
             if batch.is_empty() {
-                // Read to the end: everything committed before this read is applied.
-                self.gap_open.store(false, Ordering::Release);
-                self.current_as_of.store(ids::now_ms(), Ordering::Release);
+                // Read to the end: everything committed before the read is applied.
+                self.current_as_of.fetch_max(started, Ordering::AcqRel);
                 return Ok(applied);
             }
+            let _one_applier = self.catching_up.lock().await;
             for logged in &batch {
                 if self.applied.applied(logged.id).is_some() {
                     continue;
@@ -205,6 +211,16 @@ impl Auth {
                 self.applied.record(logged.id, closed);
                 applied += 1;
             }
+            if self.applied.watermark() == after {
+                // The ids are gap-free, so the next one is missing only if the log was
+                // pruned past this node (cut off for longer than the log is kept): what
+                // it missed is in the tables, which are loaded again.
+                tracing::warn!(
+                    after,
+                    "the revocation log was pruned past this node; reloading"
+                );
+                self.load_revocations().await?;
+            }
         }
     }
 
@@ -214,6 +230,11 @@ impl Auth {
     /// (see [`applied`]); a gap below it is filled by [`Auth::fill_gap_below`].
     pub async fn apply_from_peer(&self, logged: &LoggedEvent) -> usize {
         let _one_applier = self.catching_up.lock().await;
+        if logged.id == 0 {
+            // Not in the log (a logout repeated: it names sessions already revoked), so
+            // not tracked: applying it again is harmless.
+            return self.apply(logged).await;
+        }
         if let Some(closed) = self.applied.applied(logged.id) {
             return closed;
         }
@@ -224,12 +245,10 @@ impl Auth {
 
     /// If an event below `id` has not arrived (lost on the backplane: a node crashed
     /// between commit and publish, or this node was reconnecting), read the log now.
-    /// While that fails, backplane round trips do not make this node current.
     pub async fn fill_gap_below(&self, id: i64) {
         if !self.applied.gap_below(id) {
             return;
         }
-        self.gap_open.store(true, Ordering::Release);
         match self.catch_up().await {
             Ok(n) => tracing::debug!(
                 events = n,
@@ -288,8 +307,20 @@ impl Auth {
     pub async fn bootstrap_admin(self: &Arc<Self>, username: &str, password: &str) -> Result<User> {
         validate_credentials(username, password)
             .map_err(|e| Error::internal(format!("--admin-username/--admin-password: {e}")))?;
-        match self.store.user_by_name(username).await? {
-            None => self.register(username, password, Role::Admin).await,
+        let existing = match self.store.user_by_name(username).await? {
+            None => match self.register(username, password, Role::Admin).await {
+                // Nodes of a cluster starting together: another one created it first.
+                Err(e) if e.code() == ErrorCode::UsernameTaken => {
+                    self.store.user_by_name(username).await?
+                }
+                created => return created,
+            },
+            found => found,
+        };
+        match existing {
+            None => Err(Error::internal(
+                "--admin-username: the account vanished while created",
+            )),
             Some((user, hash)) => {
                 if !self.passwords.verify(password, Some(hash)).await? {
                     return Err(Error::internal(format!(
@@ -657,7 +688,11 @@ impl Auth {
     async fn spread(&self, committed: bool, event: &LoggedEvent) -> Revoked {
         let here = async {
             let closed = self.apply(event).await;
-            self.applied.record(event.id, closed);
+            // An id is this event's only if it committed: a rolled-back transaction's id
+            // goes to the next one, which must not look applied already.
+            if committed {
+                self.applied.record(event.id, closed);
+            }
             closed
         };
         let Some(peers) = self.peers.get() else {

@@ -97,18 +97,16 @@ pub struct Cluster {
     /// still delivers them.
     drop_publishes: AtomicU64,
     limits: limits::Scripts,
-    /// Stops this node's backplane tasks (a child of the server's own stop).
+    /// Stops this node's backplane tasks: at [`Cluster::leave`], after the server has
+    /// drained its requests (until then it keeps applying what the others publish).
     stop: CancellationToken,
+    heartbeat_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Cluster {
     /// Connect to Redis, join the cluster and start the heartbeat and the subscription.
     /// Fails if Redis cannot be reached now: a node should not start half-joined.
-    pub async fn start(
-        config: ClusterConfig,
-        auth: &Arc<Auth>,
-        stop: CancellationToken,
-    ) -> Result<Arc<Cluster>> {
+    pub async fn start(config: ClusterConfig, auth: &Arc<Auth>) -> Result<Arc<Cluster>> {
         let client = redis::Client::open(config.redis_url.as_str())
             .map_err(|e| Error::internal(format!("--redis-url: {e}")))?;
         // Fail fast, retry little: a command that cannot reach Redis must give up within
@@ -138,13 +136,18 @@ impl Cluster {
             auth: Arc::downgrade(auth),
             registry: auth.registry.clone(),
             pending: dashmap::DashMap::new(),
-            next_request: AtomicU64::new(1),
+            // Random, so that a late reply to an earlier incarnation under the same node
+            // id never counts for this one's requests.
+            next_request: AtomicU64::new(
+                u64::from_le_bytes(ids::random_bytes(8).try_into().unwrap_or([1; 8])) >> 1,
+            ),
             live_peers: Mutex::new(Vec::new()),
             subscribed: AtomicBool::new(false),
             last_ping_back: AtomicI64::new(0),
             drop_publishes: AtomicU64::new(drop_publishes),
             limits: limits::Scripts::new(),
-            stop: stop.child_token(),
+            stop: CancellationToken::new(),
+            heartbeat_task: Mutex::new(None),
             config,
         });
         // Subscribed before announced: once others count this node as live and wait
@@ -162,11 +165,20 @@ impl Cluster {
             cluster.stop.cancel();
             return Err(Error::internal("--redis-url: cannot subscribe within 5 s"));
         }
+        // What was committed before the subscription is in the log: read it before this
+        // node serves (the subscriber's own catch-up may still be queued).
+        if let Err(e) = auth.catch_up().await {
+            tracing::warn!(error = %e, "could not read the revocation log after subscribing");
+        }
         if let Err(e) = cluster.join().await {
             cluster.stop.cancel();
             return Err(e);
         }
-        tokio::spawn(cluster.clone().run_heartbeat(cluster.stop.clone()));
+        let heartbeat = tokio::spawn(cluster.clone().run_heartbeat(cluster.stop.clone()));
+        *cluster
+            .heartbeat_task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(heartbeat);
         tracing::info!(node = %cluster.config.node_id, "joined the cluster");
         Ok(cluster)
     }
@@ -407,6 +419,15 @@ impl Cluster {
     /// Leave the cluster at shutdown: the others stop counting this node at once.
     pub async fn leave(&self) {
         self.stop.cancel();
+        // A heartbeat in flight must not announce this node again after it left.
+        let heartbeat = self
+            .heartbeat_task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(task) = heartbeat {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
         let me = &self.config.node_id;
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();

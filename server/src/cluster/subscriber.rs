@@ -4,13 +4,12 @@
 //! bounded queue (so a slow close never delays reading acknowledgements), in the order
 //! Redis delivered them. The applier applies each through [`crate::auth::Auth`]
 //! (exactly once, whatever road it also came by), acknowledges it, and reads the log if
-//! an id below it is missing. This node's own ping goes through the same queue: when the
-//! applier reaches it, everything published before it has been applied, and the node
-//! is current as of the ping's time.
+//! an id below it is missing. Each heartbeat sends this node a ping through its own
+//! subscription: while pings come back, the subscription is alive.
 //!
-//! When the subscription drops, or its pings stop coming back (a link that died without
-//! a word), it is opened again with backoff; once subscribed, the applier reads the log
-//! for whatever was published meanwhile before any ping can count again.
+//! When the subscription drops, its pings stop coming back (a link that died without a
+//! word), or the applier falls a whole queue behind, it is opened again with backoff,
+//! and the applier reads the log for whatever was published meanwhile.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -25,9 +24,9 @@ use super::Cluster;
 use crate::events::LoggedEvent;
 use crate::ids;
 
-/// How many received revocations may wait for the applier. Past it, reading the
-/// subscription waits (Redis buffers, and past its own limit drops the subscriber,
-/// which then reconnects and reads the log: nothing is lost either way).
+/// How many received revocations may wait for the applier. Past it the subscription is
+/// dropped and opened again (the client library would otherwise buffer without bound),
+/// and the log brings what was dropped: nothing is lost.
 const APPLY_QUEUE: usize = 4096;
 
 enum Inbound {
@@ -36,9 +35,6 @@ enum Inbound {
         request: u64,
         logged: LoggedEvent,
     },
-    /// This node's ping came back: current as of `sent_at` once everything before it
-    /// has been applied.
-    Confirm { sent_at: i64 },
     /// Subscribed (again): read the log for what was published while not subscribed.
     CatchUp,
 }
@@ -140,7 +136,8 @@ impl Cluster {
                         event: p.event,
                     },
                 };
-                if queue.send(inbound).await.is_err() {
+                if queue.try_send(inbound).is_err() {
+                    tracing::warn!("backplane: the applier is a whole queue behind; resubscribing");
                     return;
                 }
             } else if channel == wire::QUERIES {
@@ -152,12 +149,9 @@ impl Cluster {
                     tokio::spawn(async move { cluster.answer(q).await });
                 }
             } else if let Ok(reply) = serde_json::from_slice::<Reply>(payload) {
-                if let ReplyBody::Ping { sent_at } = reply.body {
+                if let ReplyBody::Ping { .. } = reply.body {
                     if reply.node == self.config.node_id {
                         self.last_ping_back.store(ids::now_ms(), Ordering::Release);
-                        if queue.send(Inbound::Confirm { sent_at }).await.is_err() {
-                            return;
-                        }
                     }
                 } else if let Some(waiter) = self.pending.get(&reply.request) {
                     let _ = waiter.send(reply);
@@ -193,12 +187,9 @@ impl Cluster {
                         .await;
                     auth.fill_gap_below(logged.id).await;
                 }
-                Inbound::Confirm { sent_at } => auth.confirm_current(sent_at),
                 Inbound::CatchUp => match auth.catch_up().await {
                     Ok(n) => tracing::debug!(events = n, "backplane: caught up from the log"),
                     Err(e) => {
-                        // Until the log is read, pings must not make this node current.
-                        auth.gap_open.store(true, Ordering::Release);
                         tracing::warn!(error = %e, "backplane: cannot read the log after subscribing");
                     }
                 },
