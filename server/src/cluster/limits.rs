@@ -23,12 +23,14 @@ use super::{wire, Cluster};
 use crate::auth::peers::{OverQuota, SocketLease};
 use crate::ids;
 
-/// KEYS[1]: the membership set; ARGV: now (ms), this node, user, cap, the key prefix
-/// of node socket hashes, expiry (ms). Returns the user's sockets after admitting one,
+/// KEYS[1]: the membership set; ARGV: (unused), this node, user, cap, the key prefix
+/// of node socket hashes, expiry (ms). Live means live on Redis's clock. Returns the user's sockets after admitting one,
 /// or -1 at the cap. (The per-node hashes are named from the membership rather than
 /// passed as KEYS: fine on a single Redis, which is what the backplane is.)
 const ACQUIRE_SOCKET: &str = r#"
-local live = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
 local total = 0
 for _, node in ipairs(live) do
   local n = redis.call('HGET', ARGV[5] .. node, ARGV[3])
@@ -86,7 +88,7 @@ impl Scripts {
         user_id: &str,
         max: usize,
     ) -> Result<Option<Box<dyn SocketLease>>, OverQuota> {
-        let mut conn = cluster.conn.clone();
+        let mut conn = cluster.conn();
         let counted = tokio::time::timeout(
             cluster.config.ack_timeout,
             self.acquire
@@ -123,7 +125,7 @@ impl Scripts {
         per_minute: u32,
     ) -> Option<Result<(), u64>> {
         let per_minute = per_minute.max(1) as u64;
-        let mut conn = cluster.conn.clone();
+        let mut conn = cluster.conn();
         let wait_us = tokio::time::timeout(
             cluster.config.ack_timeout,
             self.rate

@@ -17,6 +17,32 @@ use super::Cluster;
 use crate::error::{Error, Result};
 use crate::ids;
 
+/// Announce a member and list the live ones, on Redis's clock (so that nodes whose
+/// clocks disagree still agree on who is live). KEYS[1]: the membership set; ARGV[1]:
+/// this node (empty: only list); ARGV[2]: its expiry from now, in ms.
+pub(super) const ANNOUNCE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if ARGV[1] ~= '' then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+end
+return redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
+"#;
+
+/// The live members, on Redis's clock (for a pipeline).
+pub(super) fn list_live(pipe: &mut redis::Pipeline) {
+    pipe.cmd("EVAL")
+        .arg(ANNOUNCE)
+        .arg(1)
+        .arg(wire::NODES)
+        .arg("")
+        .arg(0);
+}
+
+/// Heartbeats that fail in a row before the command connection is replaced.
+const SILENT_BEATS: u32 = 2;
+
 /// A full rewrite of this node's socket counts at least this often, whatever else:
 /// counts that drifted while Redis was out of reach heal within it.
 const RESYNC_EVERY: Duration = Duration::from_secs(30);
@@ -43,6 +69,7 @@ impl Cluster {
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_resync = tokio::time::Instant::now();
         let mut was_up = true;
+        let mut failed_in_a_row = 0;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -50,6 +77,7 @@ impl Cluster {
             }
             let up = match self.heartbeat().await {
                 Ok(lost) => {
+                    failed_in_a_row = 0;
                     if lost || !was_up || last_resync.elapsed() >= RESYNC_EVERY {
                         last_resync = tokio::time::Instant::now();
                         if let Err(e) = self.resync_sockets().await {
@@ -61,6 +89,10 @@ impl Cluster {
                 Err(e) => {
                     if was_up {
                         tracing::warn!(error = %e, "backplane: heartbeat failed");
+                    }
+                    failed_in_a_row += 1;
+                    if failed_in_a_row % SILENT_BEATS == 0 {
+                        self.reconnect().await;
                     }
                     false
                 }
@@ -99,16 +131,6 @@ impl Cluster {
             .arg("PX")
             .arg(ttl)
             .ignore();
-        pipe.cmd("ZADD")
-            .arg(wire::NODES)
-            .arg(now + ttl)
-            .arg(me)
-            .ignore();
-        pipe.cmd("ZREMRANGEBYSCORE")
-            .arg(wire::NODES)
-            .arg("-inf")
-            .arg(now)
-            .ignore();
         pipe.cmd("HSETNX")
             .arg(&sockets)
             .arg(wire::SOCKETS_MARKER)
@@ -118,11 +140,13 @@ impl Cluster {
             .arg(wire::replies_to(me))
             .arg(ping)
             .ignore();
-        pipe.cmd("ZRANGEBYSCORE")
+        pipe.cmd("EVAL")
+            .arg(ANNOUNCE)
+            .arg(1)
             .arg(wire::NODES)
-            .arg(now)
-            .arg("+inf");
-        let mut conn = self.conn.clone();
+            .arg(me)
+            .arg(ttl);
+        let mut conn = self.conn();
         let (created, live): (i64, Vec<String>) = tokio::time::timeout(
             self.config.heartbeat.max(Duration::from_millis(200)),
             pipe.query_async(&mut conn),
@@ -155,7 +179,7 @@ impl Cluster {
             pipe.cmd("HSET").arg(&key).arg(user).arg(n).ignore();
         }
         pipe.cmd("PEXPIRE").arg(&key).arg(self.expiry_ms()).ignore();
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         tokio::time::timeout(Duration::from_secs(2), pipe.query_async::<()>(&mut conn))
             .await
             .map_err(|_| "timed out".to_string())?

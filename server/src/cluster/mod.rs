@@ -79,8 +79,10 @@ pub struct Cluster {
     started_at: i64,
     client: redis::Client,
     /// Commands (publish, heartbeat, scripts): one multiplexed connection that
-    /// reconnects by itself. Subscriptions need a connection of their own.
-    conn: ConnectionManager,
+    /// reconnects by itself when it breaks, and is replaced whole when it goes silent
+    /// (see `membership`). Subscriptions need a connection of their own.
+    conn: Mutex<ConnectionManager>,
+    manager_config: redis::aio::ConnectionManagerConfig,
     auth: Weak<Auth>,
     registry: Arc<Registry>,
     /// Requests of this node waiting for replies, by request number.
@@ -120,7 +122,7 @@ impl Cluster {
             .set_max_delay(Duration::from_millis(500));
         let conn = tokio::time::timeout(
             Duration::from_secs(5),
-            client.get_connection_manager_with_config(manager_config),
+            client.get_connection_manager_with_config(manager_config.clone()),
         )
         .await
         .map_err(|_| Error::internal("--redis-url: Redis did not answer within 5 s"))?
@@ -132,7 +134,8 @@ impl Cluster {
         let cluster = Arc::new(Cluster {
             started_at: ids::now_ms(),
             client,
-            conn,
+            conn: Mutex::new(conn),
+            manager_config,
             auth: Arc::downgrade(auth),
             registry: auth.registry.clone(),
             pending: dashmap::DashMap::new(),
@@ -181,6 +184,26 @@ impl Cluster {
             .unwrap_or_else(|p| p.into_inner()) = Some(heartbeat);
         tracing::info!(node = %cluster.config.node_id, "joined the cluster");
         Ok(cluster)
+    }
+
+    /// The command connection (a cheap handle onto the shared one).
+    fn conn(&self) -> ConnectionManager {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replace the command connection: a TCP link that died without a word leaves the
+    /// manager waiting on it (timeouts are not errors that make it reconnect).
+    async fn reconnect(&self) {
+        let fresh = tokio::time::timeout(
+            self.config.ack_timeout.max(Duration::from_millis(500)),
+            self.client
+                .get_connection_manager_with_config(self.manager_config.clone()),
+        )
+        .await;
+        if let Ok(Ok(fresh)) = fresh {
+            *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+            tracing::info!("backplane: command connection replaced");
+        }
     }
 
     pub fn node_id(&self) -> &str {
@@ -248,17 +271,14 @@ impl Cluster {
             self.pending.remove(&request);
         });
         let mut pipe = redis::pipe();
-        pipe.cmd("ZRANGEBYSCORE")
-            .arg(wire::NODES)
-            .arg(ids::now_ms())
-            .arg("+inf");
+        membership::list_live(&mut pipe);
         if publish {
             pipe.cmd("PUBLISH")
                 .arg(channel)
                 .arg(message(request))
                 .ignore();
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let live: Vec<String> =
             match tokio::time::timeout_at(deadline, pipe.query_async::<(Vec<String>,)>(&mut conn))
                 .await
@@ -312,7 +332,7 @@ impl Cluster {
         let Ok(text) = serde_json::to_string(&reply) else {
             return;
         };
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let sent = tokio::time::timeout(
             self.config.ack_timeout,
             redis::cmd("PUBLISH")
@@ -329,18 +349,16 @@ impl Cluster {
     /// Every live node as announced (this one included, first).
     pub async fn nodes(&self) -> Vec<NodeInfo> {
         let mut nodes = vec![self.info()];
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
+        let mut pipe = redis::pipe();
+        membership::list_live(&mut pipe);
         let ids: Vec<String> = match tokio::time::timeout(
             self.config.ack_timeout,
-            redis::cmd("ZRANGEBYSCORE")
-                .arg(wire::NODES)
-                .arg(ids::now_ms())
-                .arg("+inf")
-                .query_async(&mut conn),
+            pipe.query_async::<(Vec<String>,)>(&mut conn),
         )
         .await
         {
-            Ok(Ok(ids)) => ids,
+            Ok(Ok((ids,))) => ids,
             _ => return nodes,
         };
         self.saw_members(&ids);
@@ -429,7 +447,7 @@ impl Cluster {
             let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
         }
         let me = &self.config.node_id;
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let mut pipe = redis::pipe();
         pipe.cmd("ZREM").arg(wire::NODES).arg(me).ignore();
         pipe.cmd("DEL")
