@@ -219,8 +219,9 @@ pub async fn start(config: Config) -> Result<RunningServer> {
 }
 
 /// Read the revocation log every `--revocation-poll-ms` and apply what other server
-/// processes sharing the database revoked. (With one server nothing arrives: its own
-/// events are applied as they are made.)
+/// processes sharing the database revoked (with one server nothing arrives: its own
+/// events are applied as they are made), and while the log cannot be read past the
+/// stale time, close every socket (see `Auth::close_sockets_if_stale`).
 fn spawn_log_reader(state: AppState, stop: CancellationToken) {
     tokio::spawn(async move {
         let mut every =
@@ -232,7 +233,13 @@ fn spawn_log_reader(state: AppState, stop: CancellationToken) {
                 _ = every.tick() => match state.auth.catch_up().await {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(events = n, "revocations from other servers applied"),
-                    Err(e) => tracing::warn!(error = %e, "could not read the revocation log"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not read the revocation log");
+                        let closed = state.auth.close_sockets_if_stale().await;
+                        if closed > 0 {
+                            tracing::warn!(closed, "sockets closed: this node is not current");
+                        }
+                    }
                 },
             }
         }

@@ -399,6 +399,13 @@ impl Registry {
     }
 
     /// Close every socket (shutdown). New registrations are refused from now on.
+    /// Close every socket with `code` and `reason`, and go on accepting new ones.
+    pub async fn close_every_socket(&self, code: CloseCode, reason: &str) -> usize {
+        let closing = self.begin_close(self.snapshot(), code, reason);
+        self.wait_closed(&closing).await;
+        closing.len()
+    }
+
     pub async fn close_all(&self, code: CloseCode) -> usize {
         self.shutting_down.store(true, Ordering::Release);
         let closing = self.begin_close(self.snapshot(), code, code.reason());

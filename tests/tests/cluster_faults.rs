@@ -223,6 +223,7 @@ async fn a_node_cut_off_from_redis_and_the_database_fails_closed_then_catches_up
     let p = a.new_player("cut").await;
     let witness = a.new_player("witness").await;
     assert_eq!(b.get("/auth/me", Some(witness.token())).await.0, 200);
+    let mut witness_on_b = b.ws_ok(witness.token()).await;
 
     to_pg.cut();
     to_redis.cut();
@@ -241,6 +242,8 @@ async fn a_node_cut_off_from_redis_and_the_database_fails_closed_then_catches_up
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let closed_after = cut.elapsed();
+    // Its sockets too: it may have missed the revocation of any of their tokens.
+    assert_eq!(witness_on_b.close_code().await, 1001);
     assert_eq!(
         a.get("/auth/me", Some(witness.token())).await.0,
         200,

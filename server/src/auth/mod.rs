@@ -170,6 +170,22 @@ impl Auth {
         ids::now_ms() - self.current_as_of.load(Ordering::Acquire) <= window_ms
     }
 
+    /// Fail closed for open sockets too: a node past its stale time may have missed a
+    /// revocation of a token whose socket it still serves, so it closes every socket
+    /// (1001: reconnect; the upgrade is answered 503 here until this node has caught
+    /// up, and a load balancer sends it elsewhere). Returns how many it closed.
+    pub async fn close_sockets_if_stale(&self) -> usize {
+        if self.stale_after_ms <= 0 || self.is_current(self.stale_after_ms) {
+            return 0;
+        }
+        self.registry
+            .close_every_socket(
+                CloseCode::GoingAway,
+                "this server lost track of revocations; reconnect",
+            )
+            .await
+    }
+
     /// Apply, in log order, every revocation that other nodes wrote to the shared
     /// database and this node has not applied yet (this node's own events were applied
     /// when they were made; those from the backplane when they arrived). Returns how
