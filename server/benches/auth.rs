@@ -106,6 +106,7 @@ fn conn(user: &str, session: &str) -> NewConnection {
         user_id: user.into(),
         username: user.into(),
         session_id: session.into(),
+        issued_at: 0,
         remote_addr: "127.0.0.1:1".parse().unwrap(),
         connected_at: 0,
     }

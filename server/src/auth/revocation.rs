@@ -219,7 +219,10 @@ async fn apply_inner(
             if let Some(until) = ban {
                 list.set_ban(user_id, *until, version);
             }
-            registry.close_user(user_id, None, *close, reason).await
+            let named: Vec<&str> = sessions.iter().map(|s| s.session_id.as_str()).collect();
+            registry
+                .close_user_tokens(user_id, &named, *before_secs, *close, reason)
+                .await
         }
         RevocationEvent::Unban { user_id } => {
             list.lift_ban(user_id, version);
