@@ -10,8 +10,8 @@ use std::sync::Arc;
 use arena_protocol::{CloseCode, Role};
 use arena_server::ids;
 use arena_server::store::{
-    CreateOutcome, KeyRow, KeyringRows, NewSession, OpenedKeyring, RefreshOutcome,
-    RevocationEvent, Rotation, SessionPolicy, Store, UserRow,
+    CreateOutcome, KeyRow, KeyringRows, NewSession, OpenedKeyring, RefreshOutcome, RevocationEvent,
+    Rotation, SessionPolicy, Store, UserRow,
 };
 use sqlx::Connection;
 
@@ -393,22 +393,25 @@ async fn servers_starting_at_once_end_with_one_keyring() {
     let db = PgDatabase::create("keyring").await;
     let data = scratch_dir("keyring");
     let sqlite_url = format!("sqlite://{}", data.join("arena.db").display());
-    for (url, raw_url, rounds) in [
-        (Some(db.url()), db.url(), 30),
-        (None, sqlite_url, 5),
-    ] {
+    for (url, raw_url, rounds) in [(Some(db.url()), db.url(), 30), (None, sqlite_url, 5)] {
         let mut stores = Vec::new();
         for _ in 0..3 {
             stores.push(Arc::new(Store::open(url.as_deref(), &data).await.unwrap()));
         }
         for round in 0..rounds {
-            raw_sql(&raw_url, "DELETE FROM signing_keys; DELETE FROM signing_keyring").await;
+            raw_sql(
+                &raw_url,
+                "DELETE FROM signing_keys; DELETE FROM signing_keyring",
+            )
+            .await;
             let tasks: Vec<_> = stores
                 .iter()
                 .enumerate()
                 .map(|(i, store)| {
                     let store = store.clone();
-                    tokio::spawn(async move { open_ring(&store, &format!("chain-{i}"), false).await })
+                    tokio::spawn(
+                        async move { open_ring(&store, &format!("chain-{i}"), false).await },
+                    )
                 })
                 .collect();
             let mut opened = Vec::new();
@@ -422,7 +425,10 @@ async fn servers_starting_at_once_end_with_one_keyring() {
             assert_eq!(current_kids(ring).len(), 1, "round {round}: {ring:?}");
             assert_eq!(ring.chain_key, format!("chain-{}", created[0]));
             for o in &opened {
-                assert_eq!(&o.ring, ring, "round {round}: every server has the same ring");
+                assert_eq!(
+                    &o.ring, ring,
+                    "round {round}: every server has the same ring"
+                );
                 assert!(o.event.is_none(), "round {round}: nothing to tell anyone");
             }
         }

@@ -360,7 +360,11 @@ impl Keyring {
 
 /// A new current key is made when asked to rotate, when there is none, or when the
 /// configured algorithm is not the current key's.
-fn needs_rotation(current: Option<SigningAlgorithm>, wanted: SigningAlgorithm, rotate: bool) -> bool {
+fn needs_rotation(
+    current: Option<SigningAlgorithm>,
+    wanted: SigningAlgorithm,
+    rotate: bool,
+) -> bool {
     rotate || current != Some(wanted)
 }
 

@@ -115,7 +115,11 @@ impl Store {
         }
         let event = if !created && (rotated || pruned > 0) {
             let logged = self
-                .log(&mut tx, RevocationEvent::KeysChanged {}, crate::ids::now_ms())
+                .log(
+                    &mut tx,
+                    RevocationEvent::KeysChanged {},
+                    crate::ids::now_ms(),
+                )
                 .await?;
             Some(logged)
         } else {
