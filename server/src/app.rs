@@ -1,5 +1,5 @@
-//! Assembling a running server: open the store, load the signing key and the revocation
-//! lists, bind, serve, and shut down in order (sockets get 1001, in-flight requests
+//! Assembling a running server: open the store, load the signing keyring and the
+//! revocation lists, bind, serve, and shut down in order (sockets get 1001, in-flight requests
 //! finish, the database is closed). Only this module assembles; what the running parts
 //! share is [`crate::state::App`].
 
@@ -75,18 +75,18 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         .map_err(|problems| Error::internal(format!("invalid configuration: {problems}")))?;
     prepare_data_dir(&config.data_dir)?;
     crate::telemetry::install();
-    let keys = TokenKeys::new(
-        keyring(&config)?,
-        &config.jwt_issuer,
-        &config.jwt_audience,
-        config.jwt_leeway,
-    );
     let store = Store::open_with_timeout(
         config.database_url.as_deref(),
         &config.data_dir,
         Duration::from_millis(config.database_timeout_ms),
     )
     .await?;
+    let keys = TokenKeys::new(
+        keyring(&config, &store).await?,
+        &config.jwt_issuer,
+        &config.jwt_audience,
+        config.jwt_leeway,
+    );
 
     let registry = Registry::new(RegistryLimits {
         max_per_user: config.max_sockets_per_user as usize,
@@ -118,6 +118,9 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     };
     let auth = Arc::new(auth);
     auth.load_revocations().await?;
+    // A rotation another server committed after the ring was read but before the log's
+    // head was (which the log reader then never shows us): read the shared ring again.
+    auth.reload_keys().await?;
     let stop = CancellationToken::new();
     let node_id = config
         .node_id
@@ -230,17 +233,26 @@ fn spawn_log_reader(state: AppState, stop: CancellationToken) {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = every.tick() => match state.auth.catch_up().await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::debug!(events = n, "revocations from other servers applied"),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not read the revocation log");
-                        let closed = state.auth.close_sockets_if_stale().await;
-                        if closed > 0 {
-                            tracing::warn!(closed, "sockets closed: this node is not current");
+                _ = every.tick() => {
+                    match state.auth.catch_up().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(events = n, "revocations from other servers applied"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not read the revocation log");
+                            let closed = state.auth.close_sockets_if_stale().await;
+                            if closed > 0 {
+                                tracing::warn!(closed, "sockets closed: this node is not current");
+                            }
                         }
                     }
-                },
+                    // A keyring reload that failed when its event was applied.
+                    if state.auth.keys.reload_pending() {
+                        match state.auth.reload_keys().await {
+                            Ok(()) => tracing::info!("signing keyring reloaded"),
+                            Err(e) => tracing::warn!(error = %e, "could not reload the signing keyring"),
+                        }
+                    }
+                }
             }
         }
     });
@@ -307,9 +319,11 @@ fn prepare_data_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The signing keys: a fixed secret if one is configured, else the keyring under the
-/// data dir (created, rotated and pruned here).
-fn keyring(config: &Config) -> Result<Keyring> {
+/// The signing keys: a fixed secret if one is configured; else, with a database of its
+/// own choosing (`--database-url`, which other servers may share), the deployment's ring
+/// in that database; else the keyring file under the data dir. Created, rotated and
+/// pruned here.
+async fn keyring(config: &Config, store: &Store) -> Result<Keyring> {
     if let Some(secret) = &config.jwt_secret {
         if config.jwt_algorithm != SigningAlgorithm::Hs256 {
             return Err(Error::internal(
@@ -320,11 +334,12 @@ fn keyring(config: &Config) -> Result<Keyring> {
     }
     // A retired key verifies until every token it signed has expired.
     let retire_after = config.access_ttl as i64 + config.jwt_leeway as i64;
-    Keyring::load_or_create(
-        &config.data_dir.join("signing-keys.json"),
-        config.jwt_algorithm,
-        config.rotate_signing_key,
-        retire_after,
-    )
+    let file = config.data_dir.join("signing-keys.json");
+    let (alg, rotate) = (config.jwt_algorithm, config.rotate_signing_key);
+    if config.database_url.is_some() {
+        Keyring::open_shared(store, &file, alg, rotate, retire_after).await
+    } else {
+        Keyring::load_or_create(&file, alg, rotate, retire_after)
+    }
     .map_err(Error::Internal)
 }

@@ -458,7 +458,7 @@ impl Auth {
         }
         let now = ids::now_ms();
         let chain = self.keys.chain_key();
-        let successor = ids::hmac_token(chain, refresh_token);
+        let successor = ids::hmac_token(&chain, refresh_token);
         let old_hash = ids::sha256_hex(refresh_token);
         let new_hash = ids::sha256_hex(&successor);
         let outcome = self
@@ -505,7 +505,7 @@ impl Auth {
         // so a replay within the grace window mints the identical answer.
         let iat = rotated_at / 1000;
         let session_ends = session.auth_time_secs + self.session_max_age_secs;
-        let jti = ids::hmac_token(chain, &format!("jti:{refresh_token}"))[..16].to_string();
+        let jti = ids::hmac_token(&chain, &format!("jti:{refresh_token}"))[..16].to_string();
         let (access_token, claims) = self.keys.issue_with_id(
             &TokenSubject {
                 user_id: &user.id,
@@ -732,7 +732,19 @@ impl Auth {
     }
 
     async fn apply(&self, event: &LoggedEvent) -> usize {
+        if let revocation::RevocationEvent::KeysChanged {} = event.event {
+            if let Err(e) = self.reload_keys().await {
+                tracing::warn!(error = %e, "could not reload the signing keyring; will retry");
+            }
+        }
         revocation::apply(event, &self.revocations, &self.registry).await
+    }
+
+    /// Read the shared signing keyring again (another server rotated or pruned it). On
+    /// failure the ring in use stays and `keys.reload_pending()` says so; the log reader
+    /// retries.
+    pub async fn reload_keys(&self) -> Result<()> {
+        self.keys.reload(&self.store).await
     }
 
     fn session_answer(

@@ -165,7 +165,7 @@ pub async fn apply(logged: &LoggedEvent, list: &RevocationList, registry: &Regis
             crate::telemetry::revocation("session", sessions.len())
         }
         RevocationEvent::User { .. } => crate::telemetry::revocation("user", 1),
-        RevocationEvent::Unban { .. } => {}
+        RevocationEvent::Unban { .. } | RevocationEvent::KeysChanged {} => {}
     }
     let started = std::time::Instant::now();
     let closed = apply_inner(event, logged.id, list, registry).await;
@@ -228,6 +228,8 @@ async fn apply_inner(
             list.lift_ban(user_id, version);
             0
         }
+        // The keyring's reload is `Auth`'s (it needs the database); nothing to record here.
+        RevocationEvent::KeysChanged {} => 0,
     }
 }
 
