@@ -77,14 +77,12 @@ async fn ping(port: u16) -> bool {
     )
 }
 
-/// The shared parts of a cluster: one Redis, one database, and what every node needs.
+/// The shared parts of a cluster: one Redis and one database (which also holds the
+/// signing keyring: the nodes share no secret on their command lines).
 pub struct Deployment {
     pub redis: RedisServer,
     pub db: PgDatabase,
 }
-
-/// The secret every node shares (until the keyring lives in the database).
-pub const CLUSTER_SECRET: &str = "a-secret-shared-by-every-node-of-one-deployment-01";
 
 impl Deployment {
     pub async fn new() -> Deployment {
@@ -139,8 +137,6 @@ impl Deployment {
             redis_url,
             "--node-id",
             id,
-            "--jwt-secret",
-            CLUSTER_SECRET,
             "--admin-username",
             ADMIN,
             "--admin-password",
