@@ -1,7 +1,7 @@
 //! Assembling a running server: open the store, load the signing keyring and the
-//! revocation lists, bind, serve, and shut down in order (sockets get 1001, in-flight requests
-//! finish, the database is closed). Only this module assembles; what the running parts
-//! share is [`crate::state::App`].
+//! revocation lists, bind, serve, and shut down in order (sockets get 1001, in-flight
+//! requests finish, the database is closed). Only this module assembles; what the running
+//! parts share is [`crate::state::App`].
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
