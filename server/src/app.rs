@@ -136,6 +136,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
                     ack_timeout: Duration::from_millis(config.cluster_ack_timeout_ms),
                     heartbeat: Duration::from_millis(config.cluster_heartbeat_ms),
                     stale_after_ms: config.stale_secs() as i64 * 1000,
+                    poll: Duration::from_millis(config.revocation_poll_ms),
                 },
                 &auth,
             )

@@ -72,6 +72,8 @@ pub struct ClusterConfig {
     /// How long this node may go without confirming it is current (0: no limit); what
     /// it reports as `current` in its announcements.
     pub stale_after_ms: i64,
+    /// How often it reads the revocation log (`--revocation-poll-ms`).
+    pub poll: Duration,
 }
 
 pub struct Cluster {
@@ -223,10 +225,11 @@ impl Cluster {
     /// This node as it announces itself.
     fn info(&self) -> NodeInfo {
         let current = self.auth.upgrade().is_some_and(|auth| {
+            // Without a stale time: current if its regular log reads are keeping up.
             let window = if self.config.stale_after_ms > 0 {
                 self.config.stale_after_ms
             } else {
-                3 * self.config.heartbeat.as_millis() as i64
+                2 * self.config.poll.as_millis() as i64 + self.config.heartbeat.as_millis() as i64
             };
             auth.is_current(window)
         });
