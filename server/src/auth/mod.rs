@@ -708,6 +708,10 @@ impl Auth {
             // goes to the next one, which must not look applied already.
             if committed {
                 self.applied.record(event.id, closed);
+                // Its id may show an event this node never received (a publish lost
+                // between another node's commit and Redis): read the log before
+                // answering, so the answer never comes from a node missing it.
+                self.fill_gap_below(event.id).await;
             }
             closed
         };

@@ -55,6 +55,7 @@ impl Cluster {
     /// First announcement: this node's socket counts start empty (a previous
     /// incarnation under the same id may have left some).
     pub(super) async fn join(&self) -> Result<()> {
+        self.wait_for_id().await?;
         self.resync_sockets()
             .await
             .map_err(|e| Error::internal(format!("--redis-url: {e}")))?;
@@ -62,6 +63,38 @@ impl Cluster {
             .await
             .map(|_| ())
             .map_err(|e| Error::internal(format!("--redis-url: {e}")))
+    }
+
+    /// A node id belongs to one live process. An announcement under it means either a
+    /// previous incarnation that died (it expires within three heartbeats: wait for
+    /// that) or another process using the same id (it keeps announcing: refuse to start,
+    /// rather than have two nodes counted as one and share one set of socket counts).
+    async fn wait_for_id(&self) -> Result<()> {
+        let key = self.names.node_info(&self.config.node_id);
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_millis(2 * self.expiry_ms() as u64)
+            + Duration::from_millis(500);
+        loop {
+            let mut conn = self.conn();
+            let held: Option<String> = tokio::time::timeout(
+                Duration::from_secs(2),
+                redis::cmd("GET").arg(&key).query_async(&mut conn),
+            )
+            .await
+            .map_err(|_| Error::internal("--redis-url: Redis did not answer"))?
+            .map_err(|e| Error::internal(format!("--redis-url: {e}")))?;
+            if held.is_none() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::internal(format!(
+                    "--node-id {}: another live node announces itself under this id; \
+                     give each node its own",
+                    self.config.node_id
+                )));
+            }
+            tokio::time::sleep(self.config.heartbeat.min(Duration::from_millis(200))).await;
+        }
     }
 
     pub(super) async fn run_heartbeat(self: Arc<Self>, stop: CancellationToken) {

@@ -302,13 +302,19 @@ impl Cluster {
                     return (None, Vec::new());
                 }
             };
-        // Listed now, or at this node's last heartbeat: after Redis lost its data (a
-        // restart) the members reappear within a heartbeat, and until then the
-        // membership known before is the better answer. A dead node is therefore
-        // waited for (at most the ack timeout) until its expiry plus one heartbeat.
+        // This node missing from the list means Redis lost its data (a restart) and the
+        // members have not announced themselves again: until they do (a heartbeat), the
+        // membership known before is the better answer. Otherwise the list is the truth
+        // (a node that left cleanly is out of it at once).
+        let lost = !live.contains(&self.config.node_id);
+        let cached = if lost {
+            self.peers_cached()
+        } else {
+            Vec::new()
+        };
         let live: HashSet<String> = live
             .into_iter()
-            .chain(self.peers_cached())
+            .chain(cached)
             .filter(|n| *n != self.config.node_id)
             .collect();
         let mut waiting = live.clone();
