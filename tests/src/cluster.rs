@@ -58,11 +58,7 @@ impl Cluster {
     }
 
     /// As [`Cluster::start`], with per-node options (environment, proxied links).
-    pub async fn start_with(
-        n: usize,
-        extra: &[&str],
-        opts: impl Fn(usize) -> NodeOpts,
-    ) -> Cluster {
+    pub async fn start_with(n: usize, extra: &[&str], opts: impl Fn(usize) -> NodeOpts) -> Cluster {
         let dep = Deployment::new().await;
         let mut nodes = Vec::new();
         for i in 0..n {
@@ -88,12 +84,15 @@ impl Cluster {
             admin: String::new(),
             args: extra.iter().map(|s| s.to_string()).collect(),
         };
-        let servers =
-            futures_util::future::join_all((0..n).map(|i| cluster.spawn_node(i))).await;
+        let servers = futures_util::future::join_all((0..n).map(|i| cluster.spawn_node(i))).await;
         for (node, server) in cluster.nodes.iter_mut().zip(servers) {
             node.server = Some(server);
         }
-        cluster.admin = cluster.node(0).login(ADMIN, ADMIN_PASSWORD).await.access_token;
+        cluster.admin = cluster
+            .node(0)
+            .login(ADMIN, ADMIN_PASSWORD)
+            .await
+            .access_token;
         for i in 0..n {
             until_nodes(cluster.node(i), &cluster.admin, n).await;
         }
@@ -123,14 +122,7 @@ impl Cluster {
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
             self.dep
-                .node_via(
-                    &node.dir,
-                    &node.id,
-                    &database_url,
-                    &redis_url,
-                    &extra,
-                    &env,
-                )
+                .node_via(&node.dir, &node.id, &database_url, &redis_url, &extra, &env)
                 .await
         }
     }
@@ -141,7 +133,10 @@ impl Cluster {
     }
 
     pub fn links(&self, i: usize) -> &(Proxy, Proxy) {
-        self.nodes[i].links.as_ref().expect("node was started proxied")
+        self.nodes[i]
+            .links
+            .as_ref()
+            .expect("node was started proxied")
     }
 
     /// SIGKILL node i and wait for it to exit.
@@ -189,8 +184,12 @@ pub async fn end_session_acked(node: &TestServer, token: &str, session_id: &str)
 
 /// `POST /admin/users/{id}/ban` (permanent, no reason).
 pub async fn ban(node: &TestServer, admin: &str, user_id: &str) -> (u16, Value) {
-    node.post(&format!("/admin/users/{user_id}/ban"), Some(admin), json!({}))
-        .await
+    node.post(
+        &format!("/admin/users/{user_id}/ban"),
+        Some(admin),
+        json!({}),
+    )
+    .await
 }
 
 /// `DELETE /admin/users/{id}/ban`.
@@ -248,26 +247,6 @@ pub async fn closed_within(ws: &mut Ws, code: u16, limit: Duration, what: &str) 
 /// Connections listed by `GET /admin/connections` on `node` for `user_id`.
 pub async fn listed(node: &TestServer, admin: &str, user_id: &str) -> Vec<Value> {
     node.connections_of(admin, user_id).await
-}
-
-/// Poll `check` every 20 ms until it is true; the time it took, or a panic naming
-/// `what` after `limit`.
-pub async fn until<F, Fut>(limit: Duration, what: &str, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    loop {
-        if check().await {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < limit,
-            "{what}: not within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A reqwest client whose connections come from `source` (127.0.0.2, …): another client

@@ -72,9 +72,27 @@ async fn a_logout_holds_on_every_node_when_its_answer_arrives() {
     let answered = started.elapsed();
     assert_eq!((status, acked.as_str()), (204, "3/3"), "logout on A");
     // No waiting from here: the answer promises it already holds everywhere.
-    refused_now(b, p.token(), "token_revoked", "B right after the logout answer").await;
-    refused_now(cc, p.token(), "token_revoked", "C right after the logout answer").await;
-    refused_now(a, p.token(), "token_revoked", "A right after the logout answer").await;
+    refused_now(
+        b,
+        p.token(),
+        "token_revoked",
+        "B right after the logout answer",
+    )
+    .await;
+    refused_now(
+        cc,
+        p.token(),
+        "token_revoked",
+        "C right after the logout answer",
+    )
+    .await;
+    refused_now(
+        a,
+        p.token(),
+        "token_revoked",
+        "A right after the logout answer",
+    )
+    .await;
     for node in [b, cc, a] {
         let still = listed(node, &c.admin, p.id()).await;
         assert!(
@@ -126,9 +144,25 @@ async fn ending_a_session_or_all_of_them_from_another_node() {
     // Session 3 ended from A: refused everywhere at the answer, its sockets on A and B
     // closed, session 2's socket on C untouched.
     let (status, acked) = end_session_acked(a, p.token(), &s3.session_id).await;
-    assert_eq!((status, acked.as_str()), (204, "3/3"), "DELETE session on A");
-    refused_now(b, &s3.access_token, "token_revoked", "B after DELETE session").await;
-    refused_now(cc, &s3.access_token, "token_revoked", "C after DELETE session").await;
+    assert_eq!(
+        (status, acked.as_str()),
+        (204, "3/3"),
+        "DELETE session on A"
+    );
+    refused_now(
+        b,
+        &s3.access_token,
+        "token_revoked",
+        "B after DELETE session",
+    )
+    .await;
+    refused_now(
+        cc,
+        &s3.access_token,
+        "token_revoked",
+        "C after DELETE session",
+    )
+    .await;
     closed_within(&mut s3_on_b, 4001, PROMPT, "session 3 on B").await;
     closed_within(&mut s3_on_a, 4001, PROMPT, "session 3 on A").await;
     s2_on_c.assert_alive().await;
@@ -143,8 +177,20 @@ async fn ending_a_session_or_all_of_them_from_another_node() {
     // Logout-all taken on C with session 2 ends session 1 (issued by A) too.
     let (status, acked) = logout_acked(cc, &s2.access_token, true).await;
     assert_eq!((status, acked.as_str()), (204, "3/3"), "logout-all on C");
-    refused_now(a, p.token(), "token_revoked", "session 1 on A after logout-all").await;
-    refused_now(b, p.token(), "token_revoked", "session 1 on B after logout-all").await;
+    refused_now(
+        a,
+        p.token(),
+        "token_revoked",
+        "session 1 on A after logout-all",
+    )
+    .await;
+    refused_now(
+        b,
+        p.token(),
+        "token_revoked",
+        "session 1 on B after logout-all",
+    )
+    .await;
     refused_now(b, &s2.access_token, "token_revoked", "session 2 on B").await;
     closed_within(&mut s2_on_c, 4001, PROMPT, "session 2 on C").await;
 }
@@ -157,20 +203,41 @@ async fn refresh_theft_seen_on_one_node_holds_everywhere_at_its_answer() {
     let mut first_on_c = cc.ws_ok(p.token()).await;
     let (status, body) = cc.refresh(&p.session.refresh_token).await;
     assert_eq!(status, 200, "rotation on C: {body}");
-    let second_access = body["access_token"].as_str().unwrap_or_default().to_string();
-    let second_refresh = body["refresh_token"].as_str().unwrap_or_default().to_string();
+    let second_access = body["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let second_refresh = body["refresh_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let mut second_on_a = a.ws_ok(&second_access).await;
 
     // The spent refresh token again, on B, with no grace: theft; the session ends.
     let (status, body) = b.refresh(&p.session.refresh_token).await;
     assert_error(status, &body, 401, "refresh_invalid");
-    refused_now(a, &second_access, "token_revoked", "A after theft seen on B").await;
-    refused_now(cc, &second_access, "token_revoked", "C after theft seen on B").await;
+    refused_now(
+        a,
+        &second_access,
+        "token_revoked",
+        "A after theft seen on B",
+    )
+    .await;
+    refused_now(
+        cc,
+        &second_access,
+        "token_revoked",
+        "C after theft seen on B",
+    )
+    .await;
     refused_now(cc, p.token(), "token_revoked", "C, first access token").await;
     closed_within(&mut second_on_a, 4001, PROMPT, "successor's socket on A").await;
     closed_within(&mut first_on_c, 4001, PROMPT, "first token's socket on C").await;
     let (status, body) = a.refresh(&second_refresh).await;
-    assert_eq!(status, 401, "the successor refresh token after theft: {body}");
+    assert_eq!(
+        status, 401,
+        "the successor refresh token after theft: {body}"
+    );
 }
 
 #[tokio::test]
@@ -234,7 +301,11 @@ async fn kick_ban_unban_and_role_change_reach_every_node() {
     let back = a.login(&k.username, &k.password).await;
     for node in [a, cc] {
         let (status, body) = node.get("/auth/me", Some(&back.access_token)).await;
-        assert_eq!(status, 200, "unbanned user's new token on {}: {body}", node.addr);
+        assert_eq!(
+            status, 200,
+            "unbanned user's new token on {}: {body}",
+            node.addr
+        );
     }
     let mut back_on_c = cc.ws_ok(&back.access_token).await;
     back_on_c.assert_alive().await;
@@ -267,7 +338,13 @@ async fn a_login_past_the_session_limit_ends_the_oldest_session_on_every_node() 
     let s3 = cc.login(&p.username, &p.password).await;
     refused_now(b, p.token(), "token_revoked", "oldest session on B").await;
     refused_now(a, p.token(), "token_revoked", "oldest session on A").await;
-    closed_within(&mut oldest_on_b, 4001, PROMPT, "oldest session's socket on B").await;
+    closed_within(
+        &mut oldest_on_b,
+        4001,
+        PROMPT,
+        "oldest session's socket on B",
+    )
+    .await;
     s2_on_a.assert_alive().await;
     assert_eq!(b.get("/auth/me", Some(&s3.access_token)).await.0, 200);
 }
@@ -330,8 +407,13 @@ async fn the_login_rate_counts_every_nodes_attempts_per_username_and_per_address
         let (status, body) = login_from(&from, nodes[i % 3], &name, "wrong-password-1").await;
         assert_error(status, &body, 401, "invalid_credentials");
     }
-    let (status, body) =
-        login_from(&client_from("127.0.0.20"), nodes[1], &name, "wrong-password-1").await;
+    let (status, body) = login_from(
+        &client_from("127.0.0.20"),
+        nodes[1],
+        &name,
+        "wrong-password-1",
+    )
+    .await;
     assert_error(status, &body, 429, "rate_limited");
 
     // Per address: one address, four usernames over the nodes; the fifth is refused.
@@ -397,7 +479,10 @@ async fn upgrades_on_two_nodes_racing_a_kick_on_a_third_never_survive() {
     }
     eprintln!("kick race: {closed} sockets closed with 4003, {refused} refused");
     assert!(closed > 0, "no upgrade won the race: the test did not race");
-    assert!(refused > 0, "no upgrade lost the race: the test did not race");
+    assert!(
+        refused > 0,
+        "no upgrade lost the race: the test did not race"
+    );
 }
 
 #[tokio::test]
@@ -461,7 +546,10 @@ async fn nodes_health_and_connections_describe_the_whole_cluster() {
                 "started_at and last_seen_at: {n}"
             );
         }
-        eprintln!("/admin/nodes on {} had the socket counts after {took:?}", node.addr);
+        eprintln!(
+            "/admin/nodes on {} had the socket counts after {took:?}",
+            node.addr
+        );
     }
 
     // Only an admin may list nodes.
@@ -470,9 +558,36 @@ async fn nodes_health_and_connections_describe_the_whole_cluster() {
 
     // /admin/connections: each socket under the node that holds it, ids distinct.
     let all = listed(cc, &c.admin, p.id()).await;
-    assert_eq!(sorted_nodes(&all), ["node-b", "node-b", "node-c"], "{all:?}");
+    assert_eq!(
+        sorted_nodes(&all),
+        ["node-b", "node-b", "node-c"],
+        "{all:?}"
+    );
     let mut ids: Vec<_> = all.iter().map(|c| c["connection_id"].to_string()).collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 3, "connection ids repeat across nodes: {all:?}");
+}
+
+#[tokio::test]
+async fn a_lone_node_in_a_cluster_counts_itself() {
+    let c = Cluster::start(1, NO_POLL).await;
+    let a = c.node(0);
+    let p = a.new_player("lone").await;
+    let mut on_a = a.ws_ok(p.token()).await;
+    let (status, body) = a.kick(&c.admin, p.id()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["closed"], &body["nodes"]),
+        (&json!(1), &json!({"acked": 1, "live": 1})),
+        "kick on a lone node: {body}"
+    );
+    closed_within(&mut on_a, 4003, PROMPT, "the lone node's socket").await;
+    let q = a.new_player("lone").await;
+    let (status, acked) = logout_acked(a, q.token(), false).await;
+    assert_eq!(
+        (status, acked.as_str()),
+        (204, "1/1"),
+        "logout on a lone node"
+    );
 }
