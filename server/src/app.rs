@@ -1,7 +1,7 @@
 //! Assembling a running server: open the store, load the signing keyring and the
-//! revocation lists, bind, serve, and shut down in order (sockets get 1001, in-flight requests
-//! finish, the database is closed). Only this module assembles; what the running parts
-//! share is [`crate::state::App`].
+//! revocation lists, bind, serve, and shut down in order (sockets get 1001, in-flight
+//! requests finish, the database is closed). Only this module assembles; what the running
+//! parts share is [`crate::state::App`].
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -136,6 +136,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
                     ack_timeout: Duration::from_millis(config.cluster_ack_timeout_ms),
                     heartbeat: Duration::from_millis(config.cluster_heartbeat_ms),
                     stale_after_ms: config.stale_secs() as i64 * 1000,
+                    poll: Duration::from_millis(config.revocation_poll_ms),
                 },
                 &auth,
             )

@@ -92,6 +92,25 @@ impl Deployment {
         }
     }
 
+    /// Start nodes `node-a`, `node-b` and `node-c` at once with `extra` flags; returns
+    /// them and an admin token once each lists all three.
+    pub async fn three(
+        &self,
+        dirs: &[DataDir; 3],
+        extra: &[&str],
+    ) -> (TestServer, TestServer, TestServer, String) {
+        let (a, b, c) = tokio::join!(
+            self.node(&dirs[0], "node-a", extra),
+            self.node(&dirs[1], "node-b", extra),
+            self.node(&dirs[2], "node-c", extra),
+        );
+        let admin = a.login(ADMIN, ADMIN_PASSWORD).await.access_token;
+        for node in [&a, &b, &c] {
+            until_nodes(node, &admin, 3).await;
+        }
+        (a, b, c, admin)
+    }
+
     /// Start node `id` with an admin account and `extra` flags.
     pub async fn node(&self, data: &DataDir, id: &str, extra: &[&str]) -> TestServer {
         self.node_env(data, id, extra, &[]).await

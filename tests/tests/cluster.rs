@@ -16,7 +16,7 @@ const NO_POLL: &[&str] = &["--revocation-poll-ms", "60000", "--cluster-stale-sec
 
 struct Three {
     _dep: Deployment,
-    _dirs: Vec<DataDir>,
+    _dirs: [DataDir; 3],
     a: TestServer,
     b: TestServer,
     c: TestServer,
@@ -25,18 +25,10 @@ struct Three {
 
 async fn three(extra: &[&str]) -> Three {
     let dep = Deployment::new().await;
-    let dirs = vec![DataDir::new(), DataDir::new(), DataDir::new()];
+    let dirs = [DataDir::new(), DataDir::new(), DataDir::new()];
     let mut args = NO_POLL.to_vec();
     args.extend_from_slice(extra);
-    let (a, b, c) = tokio::join!(
-        dep.node(&dirs[0], "node-a", &args),
-        dep.node(&dirs[1], "node-b", &args),
-        dep.node(&dirs[2], "node-c", &args),
-    );
-    let admin = a.login(ADMIN, ADMIN_PASSWORD).await.access_token;
-    for node in [&a, &b, &c] {
-        until_nodes(node, &admin, 3).await;
-    }
+    let (a, b, c, admin) = dep.three(&dirs, &args).await;
     Three {
         _dep: dep,
         _dirs: dirs,

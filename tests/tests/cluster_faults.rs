@@ -40,14 +40,7 @@ async fn until_logout_acked(node: &TestServer, want: &str) -> Duration {
 async fn with_redis_killed_the_log_still_delivers_and_the_cluster_recovers() {
     let mut dep = Deployment::new().await;
     let dirs = [DataDir::new(), DataDir::new(), DataDir::new()];
-    let args = ["--revocation-poll-ms", "500"];
-    let (a, b, c) = tokio::join!(
-        dep.node(&dirs[0], "node-a", &args),
-        dep.node(&dirs[1], "node-b", &args),
-        dep.node(&dirs[2], "node-c", &args),
-    );
-    let admin = a.login(ADMIN, ADMIN_PASSWORD).await.access_token;
-    until_nodes(&a, &admin, 3).await;
+    let (a, b, c, admin) = dep.three(&dirs, &["--revocation-poll-ms", "500"]).await;
     let p = a.new_player("outage").await;
     let (mut on_b, mut on_c) = (b.ws_ok(p.token()).await, c.ws_ok(p.token()).await);
 
@@ -89,13 +82,7 @@ async fn a_killed_node_is_waited_for_at_most_the_ack_timeout_then_not_at_all() {
         "--cluster-ack-timeout-ms",
         "250",
     ];
-    let (a, b, c) = tokio::join!(
-        dep.node(&dirs[0], "node-a", &args),
-        dep.node(&dirs[1], "node-b", &args),
-        dep.node(&dirs[2], "node-c", &args),
-    );
-    let admin = a.login(ADMIN, ADMIN_PASSWORD).await.access_token;
-    until_nodes(&a, &admin, 3).await;
+    let (a, b, c, admin) = dep.three(&dirs, &args).await;
     until_logout_acked(&a, "3/3").await;
 
     let p = a.new_player("dead").await;

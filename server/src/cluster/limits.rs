@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use redis::Script;
 
-use super::{wire, Cluster};
+use super::Cluster;
 use crate::auth::peers::{OverQuota, SocketLease};
 use crate::ids;
 
@@ -92,12 +92,12 @@ impl Scripts {
         let counted = tokio::time::timeout(
             cluster.config.ack_timeout,
             self.acquire
-                .key(wire::NODES)
+                .key(cluster.names.nodes())
                 .arg(ids::now_ms())
                 .arg(&cluster.config.node_id)
                 .arg(user_id)
                 .arg(max)
-                .arg(wire::node_sockets(""))
+                .arg(cluster.names.node_sockets(""))
                 .arg(cluster.expiry_ms())
                 .invoke_async::<i64>(&mut conn),
         )
@@ -107,7 +107,7 @@ impl Scripts {
             Ok(Ok(_)) => Ok(Some(Box::new(Lease {
                 conn,
                 script: self.release.clone(),
-                key: wire::node_sockets(&cluster.config.node_id),
+                key: cluster.names.node_sockets(&cluster.config.node_id),
                 user_id: user_id.to_string(),
             }))),
             Ok(Err(e)) => {
@@ -129,7 +129,7 @@ impl Scripts {
         let wait_us = tokio::time::timeout(
             cluster.config.ack_timeout,
             self.rate
-                .key(wire::rate(key))
+                .key(cluster.names.rate(key))
                 .arg(60_000_000 / per_minute)
                 .arg(per_minute)
                 .invoke_async::<i64>(&mut conn),

@@ -31,11 +31,11 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
 "#;
 
 /// The live members, on Redis's clock (for a pipeline).
-pub(super) fn list_live(pipe: &mut redis::Pipeline) {
+pub(super) fn list_live(pipe: &mut redis::Pipeline, nodes: &str) {
     pipe.cmd("EVAL")
         .arg(ANNOUNCE)
         .arg(1)
-        .arg(wire::NODES)
+        .arg(nodes)
         .arg("")
         .arg(0);
 }
@@ -123,10 +123,10 @@ impl Cluster {
             body: ReplyBody::Ping { sent_at: now },
         })
         .map_err(|e| e.to_string())?;
-        let sockets = wire::node_sockets(me);
+        let sockets = self.names.node_sockets(me);
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
-            .arg(wire::node_info(me))
+            .arg(self.names.node_info(me))
             .arg(info)
             .arg("PX")
             .arg(ttl)
@@ -137,13 +137,13 @@ impl Cluster {
             .arg(1);
         pipe.cmd("PEXPIRE").arg(&sockets).arg(ttl).ignore();
         pipe.cmd("PUBLISH")
-            .arg(wire::replies_to(me))
+            .arg(self.names.replies_to(me))
             .arg(ping)
             .ignore();
         pipe.cmd("EVAL")
             .arg(ANNOUNCE)
             .arg(1)
-            .arg(wire::NODES)
+            .arg(self.names.nodes())
             .arg(me)
             .arg(ttl);
         let mut conn = self.conn();
@@ -166,7 +166,7 @@ impl Cluster {
 
     /// Write this node's socket counts again from the registry, whole.
     async fn resync_sockets(&self) -> std::result::Result<(), String> {
-        let key = wire::node_sockets(&self.config.node_id);
+        let key = self.names.node_sockets(&self.config.node_id);
         let mut pipe = redis::pipe();
         pipe.atomic();
         pipe.cmd("DEL").arg(&key).ignore();

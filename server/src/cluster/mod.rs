@@ -72,6 +72,8 @@ pub struct ClusterConfig {
     /// How long this node may go without confirming it is current (0: no limit); what
     /// it reports as `current` in its announcements.
     pub stale_after_ms: i64,
+    /// How often it reads the revocation log (`--revocation-poll-ms`).
+    pub poll: Duration,
 }
 
 pub struct Cluster {
@@ -99,6 +101,8 @@ pub struct Cluster {
     /// still delivers them.
     drop_publishes: AtomicU64,
     limits: limits::Scripts,
+    /// The deployment's Redis key and channel names.
+    names: wire::Names,
     /// Stops this node's backplane tasks: at [`Cluster::leave`], after the server has
     /// drained its requests (until then it keeps applying what the others publish).
     stop: CancellationToken,
@@ -149,6 +153,7 @@ impl Cluster {
             last_ping_back: AtomicI64::new(0),
             drop_publishes: AtomicU64::new(drop_publishes),
             limits: limits::Scripts::new(),
+            names: wire::Names::for_secret(&auth.keys.chain_key()),
             stop: CancellationToken::new(),
             heartbeat_task: Mutex::new(None),
             config,
@@ -220,10 +225,11 @@ impl Cluster {
     /// This node as it announces itself.
     fn info(&self) -> NodeInfo {
         let current = self.auth.upgrade().is_some_and(|auth| {
+            // Without a stale time: current if its regular log reads are keeping up.
             let window = if self.config.stale_after_ms > 0 {
                 self.config.stale_after_ms
             } else {
-                3 * self.config.heartbeat.as_millis() as i64
+                2 * self.config.poll.as_millis() as i64 + self.config.heartbeat.as_millis() as i64
             };
             auth.is_current(window)
         });
@@ -271,7 +277,7 @@ impl Cluster {
             self.pending.remove(&request);
         });
         let mut pipe = redis::pipe();
-        membership::list_live(&mut pipe);
+        membership::list_live(&mut pipe, self.names.nodes());
         if publish {
             pipe.cmd("PUBLISH")
                 .arg(channel)
@@ -336,7 +342,7 @@ impl Cluster {
         let sent = tokio::time::timeout(
             self.config.ack_timeout,
             redis::cmd("PUBLISH")
-                .arg(wire::replies_to(node))
+                .arg(self.names.replies_to(node))
                 .arg(text)
                 .query_async::<()>(&mut conn),
         )
@@ -351,7 +357,7 @@ impl Cluster {
         let mut nodes = vec![self.info()];
         let mut conn = self.conn();
         let mut pipe = redis::pipe();
-        membership::list_live(&mut pipe);
+        membership::list_live(&mut pipe, self.names.nodes());
         let ids: Vec<String> = match tokio::time::timeout(
             self.config.ack_timeout,
             pipe.query_async::<(Vec<String>,)>(&mut conn),
@@ -369,7 +375,7 @@ impl Cluster {
         if others.is_empty() {
             return nodes;
         }
-        let keys: Vec<String> = others.iter().map(|n| wire::node_info(n)).collect();
+        let keys: Vec<String> = others.iter().map(|n| self.names.node_info(n)).collect();
         let infos: Vec<Option<String>> = match tokio::time::timeout(
             self.config.ack_timeout,
             redis::cmd("MGET").arg(&keys).query_async(&mut conn),
@@ -414,7 +420,7 @@ impl Cluster {
     async fn ask(&self, ask: Ask) -> (Option<HashSet<String>>, Vec<Reply>) {
         let node = self.config.node_id.clone();
         self.ask_everyone(
-            wire::QUERIES,
+            self.names.queries(),
             |request| serde_json::to_string(&Query { node, request, ask }).unwrap_or_default(),
             true,
         )
@@ -449,10 +455,10 @@ impl Cluster {
         let me = &self.config.node_id;
         let mut conn = self.conn();
         let mut pipe = redis::pipe();
-        pipe.cmd("ZREM").arg(wire::NODES).arg(me).ignore();
+        pipe.cmd("ZREM").arg(self.names.nodes()).arg(me).ignore();
         pipe.cmd("DEL")
-            .arg(wire::node_info(me))
-            .arg(wire::node_sockets(me))
+            .arg(self.names.node_info(me))
+            .arg(self.names.node_sockets(me))
             .ignore();
         let _ =
             tokio::time::timeout(Duration::from_secs(1), pipe.query_async::<()>(&mut conn)).await;
@@ -473,7 +479,7 @@ impl Peers for Cluster {
             let node = self.config.node_id.clone();
             let (live, replies) = self
                 .ask_everyone(
-                    wire::EVENTS,
+                    self.names.events(),
                     |request| {
                         serde_json::to_string(&Published {
                             node,

@@ -19,7 +19,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::wire::{self, Published, Query, Reply, ReplyBody};
+use super::wire::{Published, Query, Reply, ReplyBody};
 use super::Cluster;
 use crate::events::LoggedEvent;
 use crate::ids;
@@ -80,9 +80,9 @@ impl Cluster {
                 .map_err(|e| e.to_string())?;
             pubsub
                 .subscribe(&[
-                    wire::EVENTS.to_string(),
-                    wire::QUERIES.to_string(),
-                    wire::replies_to(&self.config.node_id),
+                    self.names.events().to_string(),
+                    self.names.queries().to_string(),
+                    self.names.replies_to(&self.config.node_id),
                 ])
                 .await
                 .map_err(|e| e.to_string())?;
@@ -119,7 +119,7 @@ impl Cluster {
             };
             let channel = message.get_channel_name();
             let payload = message.get_payload_bytes();
-            if channel == wire::EVENTS {
+            if channel == self.names.events() {
                 let Ok(p) = serde_json::from_slice::<Published>(payload) else {
                     tracing::warn!("backplane: an event that does not parse");
                     continue;
@@ -140,7 +140,7 @@ impl Cluster {
                     tracing::warn!("backplane: the applier is a whole queue behind; resubscribing");
                     return;
                 }
-            } else if channel == wire::QUERIES {
+            } else if channel == self.names.queries() {
                 let Ok(q) = serde_json::from_slice::<Query>(payload) else {
                     continue;
                 };

@@ -1,16 +1,11 @@
 //! What travels over Redis between nodes, as JSON, and where: the names of every key
 //! and channel live here so that one place says what the backplane holds.
 //!
-//! Channels:
-//! - [`EVENTS`]: every revocation a node committed, with its log id ([`Published`]);
-//! - [`QUERIES`]: a question for every node (their sockets), ([`Query`]);
-//! - [`replies_to`]`(node)`: what answers a node: acknowledgements of its events,
-//!   answers to its queries, and its own heartbeat pings ([`Reply`]).
-//!
-//! Keys: [`NODES`] (a sorted set: node id → when its membership expires, ms), per node
-//! [`node_info`] (its `NodeInfo` as last announced, expiring with it) and
-//! [`node_sockets`] (user → open sockets, counted against the deployment-wide cap), and
-//! per rate-limit key [`rate`].
+//! Channels: events (every revocation a node committed, with its log id), queries (a
+//! question for every node), and per node its replies (acknowledgements of its events,
+//! answers to its queries, its own heartbeat pings). Keys: the membership, per node its
+//! announcement and its socket counts, and per rate-limit key its state. [`Names`]
+//! spells each one.
 
 use std::collections::HashMap;
 
@@ -19,27 +14,67 @@ use serde::{Deserialize, Serialize};
 
 use crate::events::RevocationEvent;
 
-pub const EVENTS: &str = "arena:events";
-pub const QUERIES: &str = "arena:queries";
-pub const NODES: &str = "arena:nodes";
-
-pub fn replies_to(node: &str) -> String {
-    format!("arena:replies:{node}")
+/// Every key and channel name of one deployment. They all start with a namespace that
+/// the deployment's nodes derive from the secret they share (the refresh chain key of
+/// their keyring), so two deployments pointed at one Redis by mistake never see each
+/// other's events, members or counters.
+#[derive(Debug, Clone)]
+pub struct Names {
+    prefix: String,
+    events: String,
+    queries: String,
+    nodes: String,
 }
 
-pub fn node_info(node: &str) -> String {
-    format!("arena:node:{node}")
+impl Names {
+    pub fn for_secret(secret: &[u8]) -> Names {
+        let digest = crate::ids::hmac_token(secret, "arena backplane namespace");
+        let prefix = format!("arena:{}:", &digest[..12]);
+        Names {
+            events: format!("{prefix}events"),
+            queries: format!("{prefix}queries"),
+            nodes: format!("{prefix}nodes"),
+            prefix,
+        }
+    }
+
+    /// Every revocation a node committed, with its log id ([`Published`]).
+    pub fn events(&self) -> &str {
+        &self.events
+    }
+
+    /// Questions for every node ([`Query`]).
+    pub fn queries(&self) -> &str {
+        &self.queries
+    }
+
+    /// The membership: a sorted set of node id → when its membership expires (ms).
+    pub fn nodes(&self) -> &str {
+        &self.nodes
+    }
+
+    /// What answers a node: acknowledgements, answers, its own pings ([`Reply`]).
+    pub fn replies_to(&self, node: &str) -> String {
+        format!("{}replies:{node}", self.prefix)
+    }
+
+    /// A node's announcement (its `NodeInfo`), expiring with it.
+    pub fn node_info(&self, node: &str) -> String {
+        format!("{}node:{node}", self.prefix)
+    }
+
+    /// A node's open sockets per user, counted against the deployment-wide cap.
+    pub fn node_sockets(&self, node: &str) -> String {
+        format!("{}sockets:{node}", self.prefix)
+    }
+
+    /// A login/register rate-limit key's state.
+    pub fn rate(&self, key: &str) -> String {
+        format!("{}rate:{key}", self.prefix)
+    }
 }
 
-pub fn node_sockets(node: &str) -> String {
-    format!("arena:sockets:{node}")
-}
-
-pub fn rate(key: &str) -> String {
-    format!("arena:rate:{key}")
-}
-
-/// The field of [`node_sockets`] that says the hash is this incarnation's: a hash
+/// The field of [`Names::node_sockets`] that says the hash is this incarnation's: a hash
 /// without it was lost (Redis restarted) and is written again from the registry.
 pub const SOCKETS_MARKER: &str = "_";
 
@@ -98,4 +133,19 @@ pub enum ReplyBody {
     Ping {
         sent_at: i64,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Names;
+
+    #[test]
+    fn namespaces_differ_per_deployment() {
+        let (a, b) = (Names::for_secret(b"one"), Names::for_secret(b"two"));
+        assert_ne!(a.events(), b.events());
+        assert_eq!(a.events(), Names::for_secret(b"one").events());
+        assert!(a
+            .node_sockets("n")
+            .starts_with(a.nodes().trim_end_matches("nodes")));
+    }
 }
