@@ -22,6 +22,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod backplane;
+pub mod cluster;
+pub use cluster::{Cluster, NodeOpts};
 
 /// The longest any single expected event may take before a test fails.
 pub const DEADLINE: Duration = Duration::from_secs(10);
