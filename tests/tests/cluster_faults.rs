@@ -258,3 +258,32 @@ async fn a_node_cut_off_from_redis_and_the_database_fails_closed_then_catches_up
     );
     assert_eq!(b.get("/auth/me", Some(witness.token())).await.0, 200);
 }
+
+#[tokio::test]
+async fn a_second_process_under_a_live_nodes_id_refuses_to_start() {
+    let dep = Deployment::new().await;
+    let dirs = [DataDir::new(), DataDir::new()];
+    let args = ["--cluster-heartbeat-ms", "300"];
+    let _a = dep.node(&dirs[0], "node-a", &args).await;
+    let output = tokio::time::timeout(
+        DEADLINE,
+        tokio::process::Command::new(server_binary())
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&dirs[1].0)
+            .args([
+                "--database-url",
+                &dep.db.url(),
+                "--redis-url",
+                &dep.redis.url(),
+            ])
+            .args(["--node-id", "node-a", "--cluster-heartbeat-ms", "300"])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("it must give up within the deadline")
+    .expect("run arena-server");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "it started: {stderr}");
+    assert!(stderr.contains("another live node"), "{stderr}");
+}
