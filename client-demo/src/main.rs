@@ -171,19 +171,28 @@ async fn run(cli: Cli) -> Result<(), String> {
             let list = api.call("GET", "/admin/connections", &token, None).await?;
             for c in list["connections"].as_array().into_iter().flatten() {
                 println!(
-                    "{}  {:<16} user {}  session {}  room {}  from {}",
+                    "{}  {:<16} user {}  session {}  room {}  from {}{}",
                     c["connection_id"].as_str().unwrap_or(""),
                     c["username"].as_str().unwrap_or(""),
                     c["user_id"].as_str().unwrap_or(""),
                     c["session_id"].as_str().unwrap_or(""),
                     c["room"].as_str().unwrap_or("-"),
                     c["remote_addr"].as_str().unwrap_or(""),
+                    c["node"]
+                        .as_str()
+                        .map(|n| format!("  on {n}"))
+                        .unwrap_or_default(),
                 );
             }
         }
         Command::Kick { target, reason } => {
             let r = admin_call(&api, &target, "POST", "kick", json!({ "reason": reason })).await?;
-            println!("kicked {}: {} socket(s) closed", target.user, r["closed"]);
+            println!(
+                "kicked {}: {} socket(s) closed{}",
+                target.user,
+                r["closed"],
+                nodes_note(&r)
+            );
         }
         Command::Ban {
             target,
@@ -193,8 +202,11 @@ async fn run(cli: Cli) -> Result<(), String> {
             let body = json!({"reason": reason, "duration_secs": duration});
             let r = admin_call(&api, &target, "POST", "ban", body).await?;
             println!(
-                "banned {}: {} socket(s) closed, until {}",
-                target.user, r["closed"], r["banned_until"]
+                "banned {}: {} socket(s) closed{}, until {}",
+                target.user,
+                r["closed"],
+                nodes_note(&r),
+                r["banned_until"]
             );
         }
         Command::Load(scenario) => load::run(&cli.server, scenario).await?,
@@ -354,4 +366,15 @@ fn describe_close(code: u16, reason: &str) -> String {
             format!(" ({reason})")
         }
     )
+}
+
+/// In a cluster, how many nodes confirmed a kick or ban.
+fn nodes_note(answer: &serde_json::Value) -> String {
+    match (
+        answer["nodes"]["acked"].as_u64(),
+        answer["nodes"]["live"].as_u64(),
+    ) {
+        (Some(acked), Some(live)) => format!(" on {acked} of {live} nodes"),
+        _ => String::new(),
+    }
 }

@@ -112,6 +112,9 @@ pub struct Connection {
     pub room: Option<String>,
     pub connected_at: i64,
     pub remote_addr: String,
+    /// The node holding the socket (in a cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,7 +130,28 @@ pub struct KickRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KickResponse {
     pub closed: u64,
+    /// In a cluster: how many nodes confirmed the kick, of those live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<NodeAcks>,
 }
+
+/// How many nodes of a cluster confirmed a revocation (`acked`) of those live (`live`),
+/// the answering node included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAcks {
+    pub acked: u64,
+    pub live: u64,
+}
+
+impl NodeAcks {
+    /// The `Arena-Nodes-Acked` header's value: `acked/live`.
+    pub fn header_value(&self) -> String {
+        format!("{}/{}", self.acked, self.live)
+    }
+}
+
+/// The header on the 204 of logout and of ending a session, in a cluster.
+pub const NODES_ACKED_HEADER: &str = "arena-nodes-acked";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct BanRequest {
@@ -139,6 +163,25 @@ pub struct BanRequest {
 pub struct BanResponse {
     pub closed: u64,
     pub banned_until: Option<i64>,
+    /// In a cluster: how many nodes confirmed the ban, of those live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<NodeAcks>,
+}
+
+/// One node of a cluster, as `GET /admin/nodes` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub id: String,
+    pub started_at: i64,
+    pub last_seen_at: i64,
+    pub sockets: u64,
+    /// The node has confirmed recently that it holds every revocation.
+    pub current: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodesResponse {
+    pub nodes: Vec<NodeInfo>,
 }
 
 /// `PUT /admin/users/{id}/role` (an extension of PROTOCOL.md).
@@ -156,6 +199,12 @@ pub struct RoleResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Health {
     pub status: String,
+    /// In a cluster: this node's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// In a cluster: `ok`, or `degraded` while the backplane is out of reach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backplane: Option<String>,
 }
 
 /// Username rule: 3 to 32 of `[A-Za-z0-9_-]`.

@@ -16,6 +16,7 @@ fn conn(user: String) -> NewConnection {
         user_id: user.clone(),
         username: user,
         session_id: "s".into(),
+        issued_at: 0,
         remote_addr: "127.0.0.1:1".parse().unwrap(),
         connected_at: 0,
     }

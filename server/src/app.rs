@@ -1,7 +1,7 @@
-//! Assembling a running server: open the store, load the signing key and the revocation
-//! lists, bind, serve, and shut down in order (sockets get 1001, in-flight requests
-//! finish, the database is closed). Only this module assembles; what the running parts
-//! share is [`crate::state::App`].
+//! Assembling a running server: open the store, load the signing keyring and the
+//! revocation lists, bind, serve, and shut down in order (sockets get 1001, in-flight
+//! requests finish, the database is closed). Only this module assembles; what the running
+//! parts share is [`crate::state::App`].
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -20,6 +20,7 @@ use crate::auth::password::Passwords;
 use crate::auth::revocation::RevocationList;
 use crate::auth::tokens::TokenKeys;
 use crate::auth::Auth;
+use crate::cluster::{Cluster, ClusterConfig};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::game::rooms::RoomLimits;
@@ -55,6 +56,11 @@ impl RunningServer {
             Ok(Err(e)) => Err(std::io::Error::other(e)),
             Err(_) => Err(std::io::Error::other("the server did not stop in time")),
         };
+        // Left after the drain: requests in flight still see their revocations
+        // acknowledged, and this node applies the others' until then.
+        if let Some(cluster) = &self.state.cluster {
+            cluster.leave().await;
+        }
         if let Err(e) = self.state.auth.flush_last_seen().await {
             tracing::warn!(error = %e, "could not record last_seen_at");
         }
@@ -69,18 +75,18 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         .map_err(|problems| Error::internal(format!("invalid configuration: {problems}")))?;
     prepare_data_dir(&config.data_dir)?;
     crate::telemetry::install();
-    let keys = TokenKeys::new(
-        keyring(&config)?,
-        &config.jwt_issuer,
-        &config.jwt_audience,
-        config.jwt_leeway,
-    );
     let store = Store::open_with_timeout(
         config.database_url.as_deref(),
         &config.data_dir,
         Duration::from_millis(config.database_timeout_ms),
     )
     .await?;
+    let keys = TokenKeys::new(
+        keyring(&config, &store).await?,
+        &config.jwt_issuer,
+        &config.jwt_audience,
+        config.jwt_leeway,
+    );
 
     let registry = Registry::new(RegistryLimits {
         max_per_user: config.max_sockets_per_user as usize,
@@ -102,14 +108,44 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         refresh_grace_secs: config.refresh_grace_secs as i64,
         single_session: config.single_session,
         max_sessions_per_user: config.max_sessions_per_user as usize,
-        applied_log_id: std::sync::atomic::AtomicI64::new(0),
+        applied: Default::default(),
         catching_up: tokio::sync::Mutex::new(()),
         current_as_of: std::sync::atomic::AtomicI64::new(0),
-        stale_after_ms: config.cluster_stale_secs as i64 * 1000,
+        stale_after_ms: config.stale_secs() as i64 * 1000,
         last_seen: dashmap::DashMap::new(),
+        max_sockets_per_user: config.max_sockets_per_user as usize,
+        peers: std::sync::OnceLock::new(),
     };
     let auth = Arc::new(auth);
     auth.load_revocations().await?;
+    // A rotation another server committed after the ring was read but before the log's
+    // head was (which the log reader then never shows us): read the shared ring again.
+    auth.reload_keys().await?;
+    let stop = CancellationToken::new();
+    let node_id = config
+        .node_id
+        .clone()
+        .unwrap_or_else(|| format!("node-{}", crate::ids::random_token(6)));
+    let cluster = match &config.redis_url {
+        None => None,
+        Some(url) => {
+            let cluster = Cluster::start(
+                ClusterConfig {
+                    redis_url: url.clone(),
+                    node_id: node_id.clone(),
+                    ack_timeout: Duration::from_millis(config.cluster_ack_timeout_ms),
+                    heartbeat: Duration::from_millis(config.cluster_heartbeat_ms),
+                    stale_after_ms: config.stale_secs() as i64 * 1000,
+                    poll: Duration::from_millis(config.revocation_poll_ms),
+                },
+                &auth,
+            )
+            .await?;
+            let peers: Arc<dyn crate::auth::peers::Peers> = cluster.clone();
+            let _ = auth.peers.set(peers);
+            Some(cluster)
+        }
+    };
     if let (Some(name), Some(password)) = (&config.admin_username, &config.admin_password) {
         let admin = auth.bootstrap_admin(name, password).await?;
         tracing::info!(user_id = %admin.id, username = %admin.username, "admin account ready");
@@ -141,12 +177,14 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         config,
         auth,
         rooms,
+        cluster,
+        node_id,
+        started_at: crate::ids::now_ms(),
         auth_limiter,
         refresh_limiter,
         clock: governor::clock::DefaultClock::default(),
     });
 
-    let stop = CancellationToken::new();
     spawn_pruner(state.clone(), stop.clone());
     spawn_log_reader(state.clone(), stop.clone());
     {
@@ -185,8 +223,9 @@ pub async fn start(config: Config) -> Result<RunningServer> {
 }
 
 /// Read the revocation log every `--revocation-poll-ms` and apply what other server
-/// processes sharing the database revoked. (With one server nothing arrives: its own
-/// events are applied as they are made.)
+/// processes sharing the database revoked (with one server nothing arrives: its own
+/// events are applied as they are made), and while the log cannot be read past the
+/// stale time, close every socket (see `Auth::close_sockets_if_stale`).
 fn spawn_log_reader(state: AppState, stop: CancellationToken) {
     tokio::spawn(async move {
         let mut every =
@@ -195,11 +234,26 @@ fn spawn_log_reader(state: AppState, stop: CancellationToken) {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = every.tick() => match state.auth.catch_up().await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::debug!(events = n, "revocations from other servers applied"),
-                    Err(e) => tracing::warn!(error = %e, "could not read the revocation log"),
-                },
+                _ = every.tick() => {
+                    match state.auth.catch_up().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(events = n, "revocations from other servers applied"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not read the revocation log");
+                            let closed = state.auth.close_sockets_if_stale().await;
+                            if closed > 0 {
+                                tracing::warn!(closed, "sockets closed: this node is not current");
+                            }
+                        }
+                    }
+                    // A keyring reload that failed when its event was applied.
+                    if state.auth.keys.reload_pending() {
+                        match state.auth.reload_keys().await {
+                            Ok(()) => tracing::info!("signing keyring reloaded"),
+                            Err(e) => tracing::warn!(error = %e, "could not reload the signing keyring"),
+                        }
+                    }
+                }
             }
         }
     });
@@ -266,9 +320,11 @@ fn prepare_data_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The signing keys: a fixed secret if one is configured, else the keyring under the
-/// data dir (created, rotated and pruned here).
-fn keyring(config: &Config) -> Result<Keyring> {
+/// The signing keys: a fixed secret if one is configured; else, with a database of its
+/// own choosing (`--database-url`, which other servers may share), the deployment's ring
+/// in that database; else the keyring file under the data dir. Created, rotated and
+/// pruned here.
+async fn keyring(config: &Config, store: &Store) -> Result<Keyring> {
     if let Some(secret) = &config.jwt_secret {
         if config.jwt_algorithm != SigningAlgorithm::Hs256 {
             return Err(Error::internal(
@@ -279,11 +335,12 @@ fn keyring(config: &Config) -> Result<Keyring> {
     }
     // A retired key verifies until every token it signed has expired.
     let retire_after = config.access_ttl as i64 + config.jwt_leeway as i64;
-    Keyring::load_or_create(
-        &config.data_dir.join("signing-keys.json"),
-        config.jwt_algorithm,
-        config.rotate_signing_key,
-        retire_after,
-    )
+    let file = config.data_dir.join("signing-keys.json");
+    let (alg, rotate) = (config.jwt_algorithm, config.rotate_signing_key);
+    if config.database_url.is_some() {
+        Keyring::open_shared(store, &file, alg, rotate, retire_after).await
+    } else {
+        Keyring::load_or_create(&file, alg, rotate, retire_after)
+    }
     .map_err(Error::Internal)
 }

@@ -63,12 +63,35 @@ pub struct Config {
     pub max_sessions_per_user: u32,
 
     /// A server that cannot confirm, for this long, that it has applied every revocation
-    /// in the shared log (it cannot read the database) answers authenticated requests and
-    /// upgrades with 503 until it has caught up: fail closed. 0 keeps serving (fail
-    /// open), the default for now: a lone server has nobody else's revocations to miss.
-    #[arg(long, env = "ARENA_CLUSTER_STALE_SECS", default_value_t = 0,
+    /// (it can reach neither the backplane nor the database's revocation log) answers
+    /// authenticated requests and upgrades with 503 until it has caught up: fail closed.
+    /// 0 keeps serving (fail open). Default: 5 with `--redis-url` (a node of a cluster
+    /// must not serve tokens revoked elsewhere), 0 without (a lone server has nobody
+    /// else's revocations to miss).
+    #[arg(long, env = "ARENA_CLUSTER_STALE_SECS",
           value_parser = clap::value_parser!(u64).range(0..=86_400))]
-    pub cluster_stale_secs: u64,
+    pub cluster_stale_secs: Option<u64>,
+
+    /// The Redis backplane between the nodes of a cluster (`redis://host:port`): every
+    /// revocation is published there and acknowledged by every live node before the
+    /// answer. Needs a shared `--database-url`.
+    #[arg(long, env = "ARENA_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// This node's name, unique in the deployment (default: generated at start).
+    #[arg(long, env = "ARENA_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// How long a revocation waits for the other live nodes to confirm it, in ms.
+    #[arg(long, env = "ARENA_CLUSTER_ACK_TIMEOUT_MS", default_value_t = 250,
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub cluster_ack_timeout_ms: u64,
+
+    /// How often a node announces itself on the backplane, in ms. A node that stops is
+    /// no longer counted as live (nor waited for) three heartbeats after its last one.
+    #[arg(long, env = "ARENA_CLUSTER_HEARTBEAT_MS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    pub cluster_heartbeat_ms: u64,
 
     /// How often the revocation log in the database is read for revocations made by
     /// other servers sharing it, in ms.
@@ -296,6 +319,12 @@ pub const MAX_LEEWAY_SECS: u64 = 300;
 pub const MAX_SESSION_AGE_SECS: u64 = 3_650 * 86_400;
 
 impl Config {
+    /// `--cluster-stale-secs` as in force: given, or the default for the mode.
+    pub fn stale_secs(&self) -> u64 {
+        self.cluster_stale_secs
+            .unwrap_or(if self.redis_url.is_some() { 5 } else { 0 })
+    }
+
     /// Refuse, before anything is opened or bound, every combination of flags that would
     /// make the server panic or misbehave later (clap checks each value alone; this checks
     /// what clap cannot: zeros, combinations, and what our dependencies assert). Every
@@ -357,14 +386,40 @@ impl Config {
                 problems.push(format!("{flag} ({ms}) must be between 1 and {MAX_MS}"));
             }
         }
-        if self.cluster_stale_secs > 0
-            && self.revocation_poll_ms.saturating_mul(2) > self.cluster_stale_secs * 1000
-        {
-            problems.push(format!(
-                "--revocation-poll-ms ({}) must be at most half of --cluster-stale-secs ({} s): \
-                 the log is how a server confirms it is current",
-                self.revocation_poll_ms, self.cluster_stale_secs
-            ));
+        let stale_ms = self.stale_secs().saturating_mul(1000);
+        if stale_ms > 0 {
+            // Reading the log to its end is what confirms a node is current.
+            let confirmation = ("--revocation-poll-ms", self.revocation_poll_ms);
+            for (flag, ms) in [confirmation] {
+                if ms.saturating_mul(2) > stale_ms {
+                    problems.push(format!(
+                        "{flag} ({ms}) must be at most half of --cluster-stale-secs ({} s): \
+                         it is how a node confirms it is current",
+                        self.stale_secs()
+                    ));
+                }
+            }
+        }
+        if self.redis_url.is_some() && self.database_url.is_none() {
+            problems.push(
+                "--redis-url needs --database-url: the nodes of a cluster share one database \
+                 (PostgreSQL), which holds the revocation log every node catches up from"
+                    .to_string(),
+            );
+        }
+        if let Some(url) = &self.redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                problems.push(format!(
+                    "--redis-url ({url:?}) must start with redis:// or rediss://"
+                ));
+            }
+        }
+        if let Some(id) = &self.node_id {
+            if !crate::cluster::valid_node_id(id) {
+                problems.push(format!(
+                    "--node-id ({id:?}) must be 1-64 of A-Z, a-z, 0-9, '.', '_' and '-'"
+                ));
+            }
         }
         if self.heartbeat_secs > MAX_MS / 1000 {
             problems.push(format!(

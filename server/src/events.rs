@@ -33,6 +33,9 @@ pub enum RevocationEvent {
     },
     /// A ban lifted early.
     Unban { user_id: String },
+    /// Not a revocation: the shared signing keyring was rotated or pruned. Every other
+    /// server reloads it from the database; it closes nothing.
+    KeysChanged {},
 }
 
 /// A session that a revocation just ended (or had ended): enough to apply the event.
@@ -153,6 +156,7 @@ mod tests {
             RevocationEvent::Unban {
                 user_id: "u".into(),
             },
+            RevocationEvent::KeysChanged {},
         ];
         for e in events {
             let text = serde_json::to_string(&e).unwrap();
@@ -162,6 +166,10 @@ mod tests {
                 "{text}"
             );
         }
+        assert_eq!(
+            serde_json::to_string(&RevocationEvent::KeysChanged {}).unwrap(),
+            r#"{"kind":"keys_changed"}"#
+        );
         assert!(serde_json::from_str::<RevocationEvent>(
             r#"{"kind":"sessions","sessions":[],"close":1234}"#
         )

@@ -48,7 +48,9 @@ pub struct ConnHandle {
     pub username: String,
     pub remote_addr: SocketAddr,
     pub connected_at: i64,
-    session_id: Mutex<String>,
+    /// The session and the `iat` of the token the socket lives by (one lock: a sweep
+    /// reads both as one, see `auth::admission`).
+    token: Mutex<(String, i64)>,
     room: Mutex<Option<String>>,
     outbound: mpsc::Sender<TextFrame>,
     /// The latest `state` frame not yet written; a newer one replaces it.
@@ -64,12 +66,12 @@ pub struct ConnHandle {
 
 impl ConnHandle {
     pub fn session_id(&self) -> String {
-        lock(&self.session_id).clone()
+        lock(&self.token).0.clone()
     }
 
-    /// Move the socket to another session of the same user (`reauth`).
-    pub fn set_session_id(&self, session_id: String) {
-        *lock(&self.session_id) = session_id;
+    /// Move the socket to another token of the same user (`reauth`).
+    pub fn set_token(&self, session_id: String, issued_at: i64) {
+        *lock(&self.token) = (session_id, issued_at);
     }
 
     pub fn room(&self) -> Option<String> {
@@ -143,6 +145,7 @@ impl ConnHandle {
             room: self.room(),
             connected_at: self.connected_at,
             remote_addr: self.remote_addr.to_string(),
+            node: None,
         }
     }
 }
@@ -164,6 +167,8 @@ pub struct NewConnection {
     pub user_id: String,
     pub username: String,
     pub session_id: String,
+    /// The `iat` of the token it was admitted with.
+    pub issued_at: i64,
     pub remote_addr: SocketAddr,
     pub connected_at: i64,
 }
@@ -229,7 +234,7 @@ impl Registry {
             username: conn.username,
             remote_addr: conn.remote_addr,
             connected_at: conn.connected_at,
-            session_id: Mutex::new(conn.session_id),
+            token: Mutex::new((conn.session_id, conn.issued_at)),
             room: Mutex::new(None),
             outbound: tx,
             latest_state: state_tx,
@@ -285,6 +290,14 @@ impl Registry {
         counts
     }
 
+    /// Open sockets per user (what a backplane counts against the deployment-wide cap).
+    pub fn counts_by_user(&self) -> Vec<(String, usize)> {
+        self.by_user
+            .iter()
+            .map(|e| (e.key().clone(), e.value().len()))
+            .collect()
+    }
+
     pub fn snapshot(&self) -> Vec<Arc<ConnHandle>> {
         self.by_user
             .iter()
@@ -335,12 +348,40 @@ impl Registry {
         let matched: Vec<Arc<ConnHandle>> = match self.by_user.get(user_id) {
             Some(conns) => conns
                 .iter()
-                .filter(|h| session_id.is_none_or(|sid| *lock(&h.session_id) == sid))
+                .filter(|h| session_id.is_none_or(|sid| lock(&h.token).0 == sid))
                 .cloned()
                 .collect(),
             None => return Vec::new(),
         };
         self.begin_close(matched, code, reason)
+    }
+
+    /// Close the sockets of `user_id` whose token a user-wide revocation ended: those
+    /// of the `sessions` it names, and those whose token was issued before
+    /// `issued_before` (its mark). A socket opened since with a fresh token stays, which
+    /// matters when the event is applied late (a node catching up).
+    pub async fn close_user_tokens(
+        &self,
+        user_id: &str,
+        sessions: &[&str],
+        issued_before: i64,
+        code: CloseCode,
+        reason: &str,
+    ) -> usize {
+        let matched: Vec<Arc<ConnHandle>> = match self.by_user.get(user_id) {
+            Some(conns) => conns
+                .iter()
+                .filter(|h| {
+                    let token = lock(&h.token);
+                    token.1 < issued_before || sessions.contains(&token.0.as_str())
+                })
+                .cloned()
+                .collect(),
+            None => return 0,
+        };
+        let closing = self.begin_close(matched, code, reason);
+        self.wait_closed(&closing).await;
+        closing.len()
     }
 
     /// Ask each socket to close with `code` and remove it from the registry.
@@ -390,6 +431,13 @@ impl Registry {
     }
 
     /// Close every socket (shutdown). New registrations are refused from now on.
+    /// Close every socket with `code` and `reason`, and go on accepting new ones.
+    pub async fn close_every_socket(&self, code: CloseCode, reason: &str) -> usize {
+        let closing = self.begin_close(self.snapshot(), code, reason);
+        self.wait_closed(&closing).await;
+        closing.len()
+    }
+
     pub async fn close_all(&self, code: CloseCode) -> usize {
         self.shutting_down.store(true, Ordering::Release);
         let closing = self.begin_close(self.snapshot(), code, code.reason());
@@ -436,6 +484,7 @@ mod tests {
             user_id: user.into(),
             username: user.into(),
             session_id: session.into(),
+            issued_at: 0,
             remote_addr: "127.0.0.1:1".parse().unwrap(),
             connected_at: 0,
         }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use governor::DefaultKeyedRateLimiter;
 
 use crate::auth::Auth;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::game::Rooms;
@@ -19,6 +20,11 @@ pub struct App {
     pub config: Config,
     pub auth: Arc<Auth>,
     pub rooms: Rooms,
+    /// The backplane, in a cluster (`--redis-url`).
+    pub cluster: Option<Arc<Cluster>>,
+    /// This node's id (`--node-id`, or generated) and when it started (ms).
+    pub node_id: String,
+    pub started_at: i64,
     /// Origins allowed for cookie-authenticated state changes and upgrades.
     pub origins: Vec<String>,
     pub(crate) auth_limiter: Option<DefaultKeyedRateLimiter<String>>,
@@ -31,11 +37,22 @@ pub struct App {
 }
 
 impl App {
-    /// Login and register attempts are limited per client address and per username.
-    pub fn check_auth_rate(&self, addr: SocketAddr, username: &str) -> Result<()> {
-        rate_keys(addr.ip(), username)
-            .iter()
-            .try_for_each(|key| check_key(&self.auth_limiter, key))
+    /// Login and register attempts are limited per client address and per username;
+    /// in a cluster, across every node (this node's own limiter steps in while the
+    /// backplane is out of reach).
+    pub async fn check_auth_rate(&self, addr: SocketAddr, username: &str) -> Result<()> {
+        for key in rate_keys(addr.ip(), username) {
+            if let (Some(cluster), Some(_)) = (&self.cluster, &self.auth_limiter) {
+                let quota = self.config.auth_rate_limit;
+                match crate::auth::peers::Peers::check_rate(&**cluster, &key, quota).await {
+                    Some(Ok(())) => continue,
+                    Some(Err(retry_after)) => return Err(Error::RateLimited { retry_after }),
+                    None => {}
+                }
+            }
+            check_key(&self.auth_limiter, &key)?;
+        }
+        Ok(())
     }
 
     /// Refresh attempts are limited per client address.

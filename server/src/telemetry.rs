@@ -18,6 +18,9 @@
 //!   408) at a deadline: `header`, `body`, `response`, `idle`
 //! - `http_connections_refused_total{reason}`: connections closed at accept:
 //!   `per_address`
+//! - `cluster_ack_seconds` histogram: publishing a revocation on the backplane until
+//!   the last live node confirmed it (or the ack timeout); `cluster_acks_missing_total`:
+//!   live nodes that did not confirm in time; `cluster_backplane_up` gauge (1 or 0)
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -49,6 +52,12 @@ pub fn install() {
             .and_then(|b| {
                 b.set_buckets_for_metric(Matcher::Full("arena_tick_duration_seconds".into()), &tick)
             })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("arena_cluster_ack_seconds".into()),
+                    &latency,
+                )
+            })
             .and_then(|b| b.install_recorder())
             .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
             .ok()
@@ -75,6 +84,17 @@ pub fn socket_closed(code: Option<u16>) {
     gauge!("arena_sockets_live").decrement(1.0);
     let code = code.map_or_else(|| "none".to_string(), |c| c.to_string());
     counter!("arena_sockets_closed_total", "code" => code).increment(1);
+}
+
+pub fn cluster_ack(elapsed: Duration, missing: usize) {
+    histogram!("arena_cluster_ack_seconds").record(elapsed.as_secs_f64());
+    if missing > 0 {
+        counter!("arena_cluster_acks_missing_total").increment(missing as u64);
+    }
+}
+
+pub fn backplane_up(up: bool) {
+    gauge!("arena_cluster_backplane_up").set(if up { 1.0 } else { 0.0 });
 }
 
 pub fn login(outcome: &'static str) {

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use arena_protocol::{CloseCode, Role};
 use arena_server::ids;
 use arena_server::store::{
-    CreateOutcome, NewSession, RefreshOutcome, RevocationEvent, Rotation, SessionPolicy, Store,
-    UserRow,
+    CreateOutcome, KeyRow, KeyringRows, NewSession, OpenedKeyring, RefreshOutcome, RevocationEvent,
+    Rotation, SessionPolicy, Store, UserRow,
 };
 use sqlx::Connection;
 
@@ -338,5 +338,178 @@ async fn background_writes_never_deadlock_with_a_revocation() {
             .unwrap_or_else(|e| panic!("round {round}: the ban's commit failed: {e}"));
     }
     store.close().await;
+    finish(db, data).await;
+}
+
+// ---- the signing keyring ----
+
+/// A key as `auth::keys` would make it (the store never reads the material).
+fn key_row(now_secs: i64) -> KeyRow {
+    KeyRow {
+        kid: ids::random_token(9),
+        alg: "HS256".into(),
+        material: ids::random_token(32),
+        created_at_secs: now_secs,
+        retired_at_secs: None,
+    }
+}
+
+/// Open the ring as a starting server does: a new key when there is no current one, or
+/// when asked to rotate; keys retired more than a minute ago are pruned.
+async fn open_ring(store: &Store, seed_chain: &str, rotate: bool) -> OpenedKeyring {
+    let seed = KeyringRows {
+        keys: Vec::new(),
+        chain_key: seed_chain.to_string(),
+    };
+    let now = ids::now_secs();
+    store
+        .open_keyring(&seed, now - 60, |keys| {
+            let current = keys.iter().any(|k| k.retired_at_secs.is_none());
+            Ok((rotate || !current).then(|| key_row(now)))
+        })
+        .await
+        .unwrap()
+}
+
+fn current_kids(ring: &KeyringRows) -> Vec<&str> {
+    ring.keys
+        .iter()
+        .filter(|k| k.retired_at_secs.is_none())
+        .map(|k| k.kid.as_str())
+        .collect()
+}
+
+/// SQL on the database directly, around the store (as an operator would).
+async fn raw_sql(url: &str, sql: &str) {
+    let mut conn = sqlx::AnyConnection::connect(url).await.expect("connect");
+    sqlx::raw_sql(sql).execute(&mut conn).await.expect(sql);
+}
+
+/// Three servers starting at once on a database with no ring end with one ring: one
+/// creates it (with its own chain key) and the others read what it committed. Many
+/// rounds on PostgreSQL (the ring deleted between them), a few on SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn servers_starting_at_once_end_with_one_keyring() {
+    let db = PgDatabase::create("keyring").await;
+    let data = scratch_dir("keyring");
+    let sqlite_url = format!("sqlite://{}", data.join("arena.db").display());
+    for (url, raw_url, rounds) in [(Some(db.url()), db.url(), 30), (None, sqlite_url, 5)] {
+        let mut stores = Vec::new();
+        for _ in 0..3 {
+            stores.push(Arc::new(Store::open(url.as_deref(), &data).await.unwrap()));
+        }
+        for round in 0..rounds {
+            raw_sql(
+                &raw_url,
+                "DELETE FROM signing_keys; DELETE FROM signing_keyring",
+            )
+            .await;
+            let tasks: Vec<_> = stores
+                .iter()
+                .enumerate()
+                .map(|(i, store)| {
+                    let store = store.clone();
+                    tokio::spawn(
+                        async move { open_ring(&store, &format!("chain-{i}"), false).await },
+                    )
+                })
+                .collect();
+            let mut opened = Vec::new();
+            for task in tasks {
+                opened.push(task.await.unwrap());
+            }
+            let created: Vec<usize> = (0..3).filter(|&i| opened[i].created).collect();
+            assert_eq!(created.len(), 1, "round {round}: created by {created:?}");
+            let ring = &opened[0].ring;
+            assert_eq!(ring.keys.len(), 1, "round {round}: one key made, not three");
+            assert_eq!(current_kids(ring).len(), 1, "round {round}: {ring:?}");
+            assert_eq!(ring.chain_key, format!("chain-{}", created[0]));
+            for o in &opened {
+                assert_eq!(
+                    &o.ring, ring,
+                    "round {round}: every server has the same ring"
+                );
+                assert!(o.event.is_none(), "round {round}: nothing to tell anyone");
+            }
+        }
+        for store in &stores {
+            store.close().await;
+        }
+    }
+    finish(db, data).await;
+}
+
+/// Rotations fired from three servers at once run one after another under the ring's
+/// lock: each retires the current key and adds its own, so one key is current at the end;
+/// each is logged (`keys_changed`) for the other servers, by the server that made it. A
+/// start that prunes keys retired too long ago logs too; one that changes nothing does
+/// not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rotations_and_prunes_are_serialised_and_logged() {
+    let db = PgDatabase::create("rotation").await;
+    let data = scratch_dir("rotation");
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        stores.push(Arc::new(Store::open(Some(&db.url()), &data).await.unwrap()));
+    }
+    let first = open_ring(&stores[0], "chain", false).await;
+    assert!(first.created && first.event.is_none());
+    let head = stores[0].log_head().await.unwrap();
+
+    let tasks: Vec<_> = stores
+        .iter()
+        .map(|store| {
+            let store = store.clone();
+            tokio::spawn(async move { open_ring(&store, "unused", true).await })
+        })
+        .collect();
+    for task in tasks {
+        let opened = task.await.unwrap();
+        assert!(opened.rotated && !opened.created);
+        assert_eq!(current_kids(&opened.ring).len(), 1);
+    }
+    let ring = stores[1].keyring().await.unwrap().expect("a ring");
+    assert_eq!(ring.keys.len(), 4, "{ring:?}");
+    assert_eq!(current_kids(&ring).len(), 1);
+    assert_eq!(ring.chain_key, "chain", "a rotation keeps the chain key");
+    let events = stores[0].events_after(head, 100).await.unwrap();
+    assert_eq!(events.len(), 3);
+    let mut origins: Vec<_> = events.iter().map(|e| e.origin.clone()).collect();
+    origins.sort();
+    let mut want: Vec<_> = stores.iter().map(|s| s.origin().to_string()).collect();
+    want.sort();
+    assert_eq!(origins, want);
+    assert!(events
+        .iter()
+        .all(|e| e.event == RevocationEvent::KeysChanged {}));
+
+    // The retired keys as if retired long ago: the next start prunes them, and says so.
+    raw_sql(
+        &db.url(),
+        "UPDATE signing_keys SET retired_at_secs = 1 WHERE retired_at_secs IS NOT NULL",
+    )
+    .await;
+    let pruned = open_ring(&stores[2], "unused", false).await;
+    assert_eq!(pruned.pruned, 3);
+    assert_eq!(pruned.ring.keys.len(), 1);
+    assert_eq!(
+        pruned.event.map(|e| e.event),
+        Some(RevocationEvent::KeysChanged {})
+    );
+    let quiet = open_ring(&stores[0], "unused", false).await;
+    assert!(quiet.event.is_none() && quiet.pruned == 0 && !quiet.rotated);
+    assert_eq!(quiet.ring, pruned.ring);
+    // Two current keys are refused by the database itself.
+    let two = format!(
+        "INSERT INTO signing_keys (kid, alg, material, created_at_secs)
+         VALUES ('second', 'HS256', 'x', {})",
+        ids::now_secs()
+    );
+    let mut conn = sqlx::AnyConnection::connect(&db.url()).await.unwrap();
+    assert!(sqlx::raw_sql(&two).execute(&mut conn).await.is_err());
+    drop(conn);
+    for store in &stores {
+        store.close().await;
+    }
     finish(db, data).await;
 }

@@ -21,6 +21,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod backplane;
+pub mod cluster;
+pub use cluster::{Cluster, NodeOpts};
+
 /// The longest any single expected event may take before a test fails.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -97,20 +101,35 @@ impl TestServer {
         Self::spawn(data, &[], env).await
     }
 
+    /// Start with exactly these arguments and extra environment variables (the
+    /// arguments must include `--listen` and `--data-dir`).
+    pub async fn spawn_with(data: &DataDir, args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        Self::spawn_command(data, args, env, false).await
+    }
+
     async fn spawn(data: &DataDir, args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        Self::spawn_command(data, args, env, env.is_empty()).await
+    }
+
+    async fn spawn_command(
+        data: &DataDir,
+        args: &[&str],
+        env: &[(&str, &str)],
+        default_listen: bool,
+    ) -> TestServer {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(data.0.join("server.log"))
             .expect("server log");
         let mut command = Command::new(server_binary());
-        if env.is_empty() {
+        if default_listen {
             command
                 .arg("--listen")
                 .arg("127.0.0.1:0")
                 .arg("--data-dir")
                 .arg(&data.0);
-        } else {
+        } else if !args.contains(&"--listen") {
             command
                 .env("ARENA_LISTEN", "127.0.0.1:0")
                 .env("ARENA_DATA_DIR", &data.0);

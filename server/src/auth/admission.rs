@@ -27,9 +27,12 @@
 //!    single-session replacement, 4004, is reported as 4001). A sweep of A that reads
 //!    the session id after step 3 finds the socket and closes it as usual.
 //!
-//! User events (logout everywhere, kick, ban, role change) sweep by user, so they reach
-//! the socket whatever its session id at the time: when A is revoked only by a user
-//! mark, that sweep closes the socket with its own code, and rebind leaves it alone.
+//! User events (logout everywhere, kick, ban, role change) sweep by user: every socket
+//! of a session they name, or whose token was issued before their mark, reading its
+//! session id and `iat` as one value (the socket's token). When A is revoked only by a
+//! user mark, a sweep that reads A's token closes the socket with its own code, and
+//! rebind leaves it alone; one that reads B's finds B valid under the mark, or step 2's
+//! check sees B revoked, as above.
 
 use std::net::SocketAddr;
 
@@ -55,6 +58,24 @@ pub enum Rebind {
 }
 
 impl Auth {
+    /// In a cluster, count the socket just admitted against the per-user cap of the
+    /// whole deployment (the registry has already held it to the cap on this node).
+    /// The lease must live as long as the socket. Out of reach, the backplane cannot
+    /// count: the cap then holds per node (a limit, not a security promise: failing
+    /// open here keeps players playing through a Redis restart).
+    pub async fn count_socket(
+        &self,
+        user_id: &str,
+    ) -> Result<Option<Box<dyn super::peers::SocketLease>>> {
+        let Some(peers) = self.peers.get() else {
+            return Ok(None);
+        };
+        peers
+            .acquire_socket(user_id, self.max_sockets_per_user)
+            .await
+            .map_err(|super::peers::OverQuota| Error::RateLimited { retry_after: 1 })
+    }
+
     /// Register a socket authenticated by `claims`, then check revocation again: a
     /// socket is never left open on a token revoked while it was being admitted.
     pub fn admit(
@@ -68,6 +89,7 @@ impl Auth {
                 user_id: claims.sub.clone(),
                 username: claims.username.clone(),
                 session_id: claims.sid.clone(),
+                issued_at: claims.iat,
                 remote_addr,
                 connected_at: ids::now_ms(),
             })
@@ -99,11 +121,11 @@ impl Auth {
 }
 
 fn rebind(revocations: &RevocationList, conn: &ConnHandle, old: &Claims, new: &Claims) -> Rebind {
-    conn.set_session_id(new.sid.clone());
+    conn.set_token(new.sid.clone(), new.iat);
     if !revocations.is_revoked(new) {
         return Rebind::Moved;
     }
-    conn.set_session_id(old.sid.clone());
+    conn.set_token(old.sid.clone(), old.iat);
     if revocations.is_session_revoked(&old.sid) {
         conn.request_close(
             CloseCode::SessionRevoked,
@@ -161,15 +183,48 @@ mod tests {
     }
 
     fn socket(registry: &Arc<Registry>, sid: &str) -> (Registration, Outbound) {
+        socket_issued(registry, sid, 0)
+    }
+
+    fn socket_issued(registry: &Arc<Registry>, sid: &str, iat: i64) -> (Registration, Outbound) {
         registry
             .register(NewConnection {
                 user_id: "u".into(),
                 username: "n".into(),
                 session_id: sid.into(),
+                issued_at: iat,
                 remote_addr: "127.0.0.1:1".parse().unwrap(),
                 connected_at: 0,
             })
             .unwrap()
+    }
+
+    /// A user-wide event applied late (a node catching up) closes the sockets whose
+    /// tokens it revoked, not one opened since with a fresh token of a new session.
+    #[tokio::test]
+    async fn a_late_user_wide_event_spares_sockets_of_fresh_tokens() {
+        let list = RevocationList::new(100);
+        let reg = registry();
+        let (old, _o1) = socket_issued(&reg, "old", 90);
+        let (named, _o2) = socket_issued(&reg, "named", 150);
+        let (fresh, _o3) = socket_issued(&reg, "fresh", 100);
+        let kick = RevocationEvent::User {
+            user_id: "u".into(),
+            before_secs: 100,
+            sessions: vec![revoked("named")],
+            close: CloseCode::Kicked,
+            reason: "kick".into(),
+            ban: None,
+        };
+        let closed = apply(&LoggedEvent::unlogged(kick, "test"), &list, &reg).await;
+        assert_eq!(closed, 2);
+        assert!(old.handle().close_requested().is_some());
+        assert!(named.handle().close_requested().is_some());
+        assert!(
+            fresh.handle().close_requested().is_none(),
+            "issued at the mark: valid"
+        );
+        assert_eq!(reg.live(), 1);
     }
 
     #[test]
@@ -199,7 +254,7 @@ mod tests {
         let reg = registry();
         let (conn, _out) = socket(&reg, "a");
         let c = conn.handle();
-        c.set_session_id("b".into()); // step 1 of rebind, as it happened
+        c.set_token("b".into(), 0); // step 1 of rebind, as it happened
         let event = RevocationEvent::Sessions {
             sessions: vec![revoked("a")],
             close: CloseCode::SessionRevoked,
@@ -207,7 +262,7 @@ mod tests {
         apply(&LoggedEvent::unlogged(event, "test"), &list, &reg).await;
         assert!(c.close_requested().is_none(), "the sweep missed it");
         list.revoke_session(&revoked("b"));
-        c.set_session_id("a".into());
+        c.set_token("a".into(), 0);
         // rebind from the start, as its second half would see the world:
         assert_eq!(rebind(&list, c, &claims("a"), &claims("b")), Rebind::Closed);
         assert_eq!(c.session_id(), "a");

@@ -2,16 +2,22 @@
 //!
 //! Every token carries the `kid` of the key that signed it, and only a key in the ring
 //! verifies it, with the algorithm *that key* was made for (so an HMAC token made with a
-//! published Ed25519 key is refused). The ring lives in `<data>/signing-keys.json` (mode
-//! 0600) unless a fixed `--jwt-secret` is configured.
+//! published Ed25519 key is refused). Where the ring lives ([`KeySource`]): a fixed
+//! `--jwt-secret`; else, for servers sharing a database (`--database-url`), in that
+//! database, one ring for the whole deployment (created by the first server to start,
+//! importing its `signing-keys.json` if it has one); else in `<data>/signing-keys.json`
+//! (mode 0600).
 //!
 //! Rotation: starting with `--rotate-signing-key`, or with a `--jwt-algorithm` different
 //! from the current key's, adds a new current key and retires the old one. A retired key
 //! keeps verifying until every token it could have signed has expired (access TTL plus
 //! leeway after its retirement), then it is dropped. EdDSA public keys, current and
-//! retired, are published at `GET /.well-known/jwks.json`.
+//! retired, are published at `GET /.well-known/jwks.json`. A shared ring is rotated and
+//! pruned in the database's transaction that also logs `keys_changed`: every other server
+//! then reloads it (`TokenKeys::reload`).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
@@ -21,6 +27,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::ids;
+use crate::store::{KeyRow, KeyringRows, Store};
 
 /// The algorithms an operator may choose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -40,6 +47,31 @@ impl SigningAlgorithm {
             SigningAlgorithm::EdDsa => Algorithm::EdDSA,
         }
     }
+
+    /// The name as JWTs, the keyring file and the database spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SigningAlgorithm::Hs256 => "HS256",
+            SigningAlgorithm::EdDsa => "EdDSA",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<SigningAlgorithm> {
+        [SigningAlgorithm::Hs256, SigningAlgorithm::EdDsa]
+            .into_iter()
+            .find(|a| a.name() == name)
+    }
+}
+
+/// Where a ring came from, and so whether another server can change it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    /// `--jwt-secret`: fixed.
+    Secret,
+    /// `<data>/signing-keys.json`: this server's own.
+    File,
+    /// The shared database: any server may rotate it; the others reload it.
+    Database,
 }
 
 /// HMAC secrets shorter than this are refused (RFC 7518 §3.2 for HS256).
@@ -54,6 +86,29 @@ struct StoredKey {
     material: String,
     created_at: i64,
     retired_at: Option<i64>,
+}
+
+impl StoredKey {
+    fn to_row(&self) -> KeyRow {
+        KeyRow {
+            kid: self.kid.clone(),
+            alg: self.alg.name().to_string(),
+            material: self.material.clone(),
+            created_at_secs: self.created_at,
+            retired_at_secs: self.retired_at,
+        }
+    }
+
+    fn from_row(row: &KeyRow) -> Result<StoredKey, String> {
+        Ok(StoredKey {
+            kid: row.kid.clone(),
+            alg: SigningAlgorithm::from_name(&row.alg)
+                .ok_or_else(|| format!("key {}: unknown algorithm {:?}", row.kid, row.alg))?,
+            material: row.material.clone(),
+            created_at: row.created_at_secs,
+            retired_at: row.retired_at_secs,
+        })
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -83,8 +138,11 @@ pub struct SigningKey {
 pub struct Keyring {
     pub signing: SigningKey,
     pub verifying: Vec<VerifyingKey>,
-    /// The secret that derives a refresh token's successor from it.
-    pub chain_key: Vec<u8>,
+    /// The secret that derives a refresh token's successor from it. Shared with every
+    /// server that verifies this ring's tokens, so a refresh retried on another server
+    /// derives the same successor.
+    pub chain_key: Arc<[u8]>,
+    pub source: KeySource,
 }
 
 impl Keyring {
@@ -101,7 +159,7 @@ impl Keyring {
             retired_at: None,
         };
         let chain_key = ids::hmac_token(secret, "arena refresh chain").into_bytes();
-        Keyring::from_stored(&[stored], chain_key)
+        Keyring::from_stored(&[stored], chain_key, KeySource::Secret)
     }
 
     /// Load the ring from `path`, creating it, rotating it and pruning it as needed.
@@ -111,12 +169,7 @@ impl Keyring {
         rotate: bool,
         retire_after_secs: i64,
     ) -> Result<Keyring, String> {
-        let mut file = match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str::<KeyFile>(&text)
-                .map_err(|e| format!("{} is not a valid keyring: {e}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => KeyFile::default(),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-        };
+        let mut file = read_key_file(path)?.unwrap_or_default();
         let now = ids::now_secs();
         let before = file.keys.len();
         file.keys
@@ -128,7 +181,7 @@ impl Keyring {
             .rev()
             .find(|k| k.retired_at.is_none())
             .map(|k| k.alg);
-        if rotate || current_alg != Some(alg) {
+        if needs_rotation(current_alg, alg, rotate) {
             for k in file.keys.iter_mut().filter(|k| k.retired_at.is_none()) {
                 k.retired_at = Some(now);
             }
@@ -149,10 +202,90 @@ impl Keyring {
             .transpose()
             .map_err(|e| format!("chain key: {e}"))?
             .unwrap_or_default();
-        Keyring::from_stored(&file.keys, chain_key)
+        Keyring::from_stored(&file.keys, chain_key, KeySource::File)
     }
 
-    fn from_stored(keys: &[StoredKey], chain_key: Vec<u8>) -> Result<Keyring, String> {
+    /// Open the deployment's ring in the shared database at start: create it if there is
+    /// none (from the keys of `file`, this server's keyring file, when it exists: tokens
+    /// it signed keep verifying), then prune and rotate it by the same rules as the file,
+    /// all under the database's lock. A rotation or a prune tells the other servers.
+    pub async fn open_shared(
+        store: &Store,
+        file: &Path,
+        alg: SigningAlgorithm,
+        rotate: bool,
+        retire_after_secs: i64,
+    ) -> Result<Keyring, String> {
+        let seed = read_key_file(file)?.unwrap_or_default();
+        let seed = KeyringRows {
+            keys: seed.keys.iter().map(StoredKey::to_row).collect(),
+            chain_key: seed
+                .chain_key
+                .unwrap_or_else(|| STANDARD.encode(ids::random_bytes(32))),
+        };
+        let now = ids::now_secs();
+        let opened = store
+            .open_keyring(&seed, now - retire_after_secs, |keys| {
+                // A key this version cannot read (a newer version wrote it) stops the
+                // start here, before anything is written.
+                let keys = keys
+                    .iter()
+                    .map(StoredKey::from_row)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(crate::error::Error::Internal)?;
+                let current_alg = keys
+                    .iter()
+                    .rev()
+                    .find(|k| k.retired_at.is_none())
+                    .map(|k| k.alg);
+                if !needs_rotation(current_alg, alg, rotate) {
+                    return Ok(None);
+                }
+                new_key(alg, now)
+                    .map(|k| Some(k.to_row()))
+                    .map_err(crate::error::Error::Internal)
+            })
+            .await
+            .map_err(|e| format!("opening the signing keyring in the database: {e}"))?;
+        let ring = Keyring::from_rows(&opened.ring)?;
+        tracing::info!(
+            kid = %ring.signing.kid,
+            created = opened.created,
+            imported = if opened.created { seed.keys.len() } else { 0 },
+            rotated = opened.rotated,
+            pruned = opened.pruned,
+            "signing keyring opened in the database"
+        );
+        Ok(ring)
+    }
+
+    /// The deployment's ring as the shared database holds it now.
+    pub async fn load_shared(store: &Store) -> Result<Keyring, String> {
+        let rows = store
+            .keyring()
+            .await
+            .map_err(|e| format!("reading the signing keyring: {e}"))?
+            .ok_or("the database holds no signing keyring")?;
+        Keyring::from_rows(&rows)
+    }
+
+    fn from_rows(rows: &KeyringRows) -> Result<Keyring, String> {
+        let keys = rows
+            .keys
+            .iter()
+            .map(StoredKey::from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let chain_key = STANDARD
+            .decode(&rows.chain_key)
+            .map_err(|e| format!("chain key: {e}"))?;
+        Keyring::from_stored(&keys, chain_key, KeySource::Database)
+    }
+
+    fn from_stored(
+        keys: &[StoredKey],
+        chain_key: Vec<u8>,
+        source: KeySource,
+    ) -> Result<Keyring, String> {
         let current = keys
             .iter()
             .rev()
@@ -205,7 +338,8 @@ impl Keyring {
                 encoding,
             },
             verifying,
-            chain_key,
+            chain_key: chain_key.into(),
+            source,
         })
     }
 
@@ -221,6 +355,27 @@ impl Keyring {
             .filter_map(|k| k.jwk.clone())
             .collect();
         serde_json::json!({ "keys": keys })
+    }
+}
+
+/// A new current key is made when asked to rotate, when there is none, or when the
+/// configured algorithm is not the current key's.
+fn needs_rotation(
+    current: Option<SigningAlgorithm>,
+    wanted: SigningAlgorithm,
+    rotate: bool,
+) -> bool {
+    rotate || current != Some(wanted)
+}
+
+/// The keyring file, or `None` when there is none.
+fn read_key_file(path: &Path) -> Result<Option<KeyFile>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str::<KeyFile>(&text)
+            .map(Some)
+            .map_err(|e| format!("{} is not a valid keyring: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
 }
 

@@ -13,16 +13,22 @@
 //! request answers with an error.
 
 pub mod admission;
+pub mod applied;
 pub mod extract;
 pub mod keys;
 pub mod password;
+pub mod peers;
 pub mod revocation;
 pub mod tokens;
 
 use std::future::Future;
 use std::sync::Arc;
 
-use arena_protocol::http::{Session, SessionInfo, User};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use arena_protocol::http::{NodeAcks, Session, SessionInfo, User};
 use arena_protocol::{CloseCode, ErrorCode, Role};
 
 use crate::error::{Error, Result};
@@ -32,8 +38,10 @@ use crate::store::{
     BanRow, CreateOutcome, NewSession, RefreshOutcome, Rotation, SessionPolicy, Store, UserRow,
 };
 
+use applied::AppliedLog;
 pub use extract::AuthUser;
 use password::Passwords;
+use peers::Peers;
 use revocation::{LoggedEvent, RevocationList};
 use tokens::{Claims, TokenKeys, TokenSubject};
 
@@ -61,18 +69,35 @@ pub struct Auth {
     pub single_session: bool,
     /// Live sessions one user may hold; a login beyond it revokes the oldest (4001).
     pub max_sessions_per_user: usize,
-    /// The id of the newest revocation-log event this server has applied (or loaded the
-    /// effect of at start); [`Auth::catch_up`] applies what follows.
-    pub applied_log_id: std::sync::atomic::AtomicI64,
-    /// One reader of the log at a time.
+    /// The revocation-log events this node has applied (or loaded the effect of at
+    /// start); [`Auth::catch_up`] applies what is missing.
+    pub applied: AppliedLog,
+    /// One applier of other nodes' events at a time (the log reader and the backplane).
     pub catching_up: tokio::sync::Mutex<()>,
-    /// When this server last confirmed it had applied every revocation in the log (ms).
-    pub current_as_of: std::sync::atomic::AtomicI64,
+    /// When this node last confirmed it had applied every revocation (ms): when a read
+    /// of the log to its end started.
+    pub current_as_of: AtomicI64,
     /// Past this long without that confirmation, tokens are not accepted (fail closed);
     /// 0: keep accepting them (fail open).
     pub stale_after_ms: i64,
     /// session id → last use (ms), not yet written to the database.
     pub last_seen: dashmap::DashMap<String, i64>,
+    /// Open sockets one user may hold, in the whole deployment.
+    pub max_sockets_per_user: usize,
+    /// The other nodes of a cluster (set once, when the backplane starts).
+    pub peers: OnceLock<Arc<dyn Peers>>,
+}
+
+/// The longest one read of the revocation log may take (a link that hangs without an
+/// error must not hang the node's catching up).
+const LOG_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a revocation did: the sockets closed (on every node that confirmed) and, in a
+/// cluster, how many nodes confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revoked {
+    pub closed: usize,
+    pub nodes: Option<NodeAcks>,
 }
 
 /// A fresh session: the wire answer and the claims of its access token.
@@ -117,10 +142,8 @@ impl Auth {
             self.revocations
                 .set_ban(&ban.user_id, ban.banned_until, head);
         }
-        self.applied_log_id
-            .store(head, std::sync::atomic::Ordering::Release);
-        self.current_as_of
-            .store(ids::now_ms(), std::sync::atomic::Ordering::Release);
+        self.applied.reset_to(head);
+        self.current_as_of.store(ids::now_ms(), Ordering::Release);
         Ok(())
     }
 
@@ -133,10 +156,7 @@ impl Auth {
         if self.stale_after_ms <= 0 {
             return Ok(());
         }
-        let as_of = self
-            .current_as_of
-            .load(std::sync::atomic::Ordering::Acquire);
-        if ids::now_ms() - as_of > self.stale_after_ms {
+        if !self.is_current(self.stale_after_ms) {
             return Err(Error::new(
                 ErrorCode::Unavailable,
                 "this server cannot confirm it has every revocation; retry shortly",
@@ -145,29 +165,115 @@ impl Auth {
         Ok(())
     }
 
-    /// Apply, in log order, every revocation another server process wrote to the shared
-    /// database since the last call (this process's own events were applied when they
-    /// were made). Returns how many were applied. Ids are gap-free and in commit order
-    /// (see `Store::log`), so "everything after the last id applied" misses nothing.
+    /// Whether this node confirmed, within `window_ms`, that it holds every revocation.
+    pub fn is_current(&self, window_ms: i64) -> bool {
+        ids::now_ms() - self.current_as_of.load(Ordering::Acquire) <= window_ms
+    }
+
+    /// Fail closed for open sockets too: a node past its stale time may have missed a
+    /// revocation of a token whose socket it still serves, so it closes every socket
+    /// (1001: reconnect; the upgrade is answered 503 here until this node has caught
+    /// up, and a load balancer sends it elsewhere). Returns how many it closed.
+    pub async fn close_sockets_if_stale(&self) -> usize {
+        if self.stale_after_ms <= 0 || self.is_current(self.stale_after_ms) {
+            return 0;
+        }
+        self.registry
+            .close_every_socket(
+                CloseCode::GoingAway,
+                "this server lost track of revocations; reconnect",
+            )
+            .await
+    }
+
+    /// Apply, in log order, every revocation that other nodes wrote to the shared
+    /// database and this node has not applied yet (this node's own events were applied
+    /// when they were made; those from the backplane when they arrived). Returns how
+    /// many were applied. Ids are gap-free and in commit order (see `Store::log`), so
+    /// "everything above the watermark not yet applied" misses nothing. Reading the log
+    /// to its end is what makes this node current: the backplane is only the fast path,
+    /// and a publish lost between commit and Redis is in the log alone.
     pub async fn catch_up(&self) -> Result<usize> {
-        use std::sync::atomic::Ordering;
-        let _one_reader = self.catching_up.lock().await;
         let mut applied = 0;
         loop {
-            let after = self.applied_log_id.load(Ordering::Acquire);
-            let batch = self.store.events_after(after, 500).await?;
-            let Some(last) = batch.last().map(|e| e.id) else {
-                // Read to the end: everything committed before this read is applied.
-                self.current_as_of.store(ids::now_ms(), Ordering::Release);
+            let started = ids::now_ms();
+            let after = self.applied.watermark();
+            // Read without holding the applier lock (the backplane's events keep being
+            // applied meanwhile), and never longer than a bound: a link that hangs must
+            // not hang the node.
+            let batch = tokio::time::timeout(LOG_READ_TIMEOUT, self.store.events_after(after, 500))
+                .await
+                .map_err(|_| {
+                    Error::new(
+                        ErrorCode::Unavailable,
+                        "the revocation log did not answer in time",
+                    )
+                })??;
+            if batch.is_empty() {
+                // Read to the end: everything committed before the read is applied.
+                self.current_as_of.fetch_max(started, Ordering::AcqRel);
                 return Ok(applied);
-            };
-            for logged in &batch {
-                if logged.origin != self.store.origin() {
-                    self.apply(logged).await;
-                    applied += 1;
-                }
             }
-            self.applied_log_id.store(last, Ordering::Release);
+            let _one_applier = self.catching_up.lock().await;
+            for logged in &batch {
+                if self.applied.applied(logged.id).is_some() {
+                    continue;
+                }
+                if logged.origin == self.store.origin() {
+                    self.applied.record(logged.id, 0);
+                    continue;
+                }
+                let closed = self.apply(logged).await;
+                self.applied.record(logged.id, closed);
+                applied += 1;
+            }
+            if self.applied.watermark() == after {
+                // The ids are gap-free, so the next one is missing only if the log was
+                // pruned past this node (cut off for longer than the log is kept): what
+                // it missed is in the tables, which are loaded again.
+                tracing::warn!(
+                    after,
+                    "the revocation log was pruned past this node; reloading"
+                );
+                self.load_revocations().await?;
+            }
+        }
+    }
+
+    /// Apply an event another node committed and published, unless it has been applied
+    /// already (by the log reader, or an earlier delivery). Returns the sockets it
+    /// closed here, for the acknowledgement. Order does not matter for correctness
+    /// (see [`applied`]); a gap below it is filled by [`Auth::fill_gap_below`].
+    pub async fn apply_from_peer(&self, logged: &LoggedEvent) -> usize {
+        let _one_applier = self.catching_up.lock().await;
+        if logged.id == 0 {
+            // Not in the log (a logout repeated: it names sessions already revoked), so
+            // not tracked: applying it again is harmless.
+            return self.apply(logged).await;
+        }
+        if let Some(closed) = self.applied.applied(logged.id) {
+            return closed;
+        }
+        let closed = self.apply(logged).await;
+        self.applied.record(logged.id, closed);
+        closed
+    }
+
+    /// If an event below `id` has not arrived (lost on the backplane: a node crashed
+    /// between commit and publish, or this node was reconnecting), read the log now.
+    pub async fn fill_gap_below(&self, id: i64) {
+        if !self.applied.gap_below(id) {
+            return;
+        }
+        match self.catch_up().await {
+            Ok(n) => tracing::debug!(
+                events = n,
+                below = id,
+                "gap in the backplane filled from the log"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, below = id, "a gap in the backplane could not be filled from the log")
+            }
         }
     }
 
@@ -203,7 +309,7 @@ impl Auth {
                 .ok_or_else(|| Error::not_found("user"))?;
             let change = written.value;
             if let Some(event) = &change.event {
-                auth.apply(event).await;
+                auth.spread(written.commit.is_ok(), event).await;
             }
             written.commit?;
             Ok((change.user.to_wire(), change.changed))
@@ -217,8 +323,20 @@ impl Auth {
     pub async fn bootstrap_admin(self: &Arc<Self>, username: &str, password: &str) -> Result<User> {
         validate_credentials(username, password)
             .map_err(|e| Error::internal(format!("--admin-username/--admin-password: {e}")))?;
-        match self.store.user_by_name(username).await? {
-            None => self.register(username, password, Role::Admin).await,
+        let existing = match self.store.user_by_name(username).await? {
+            None => match self.register(username, password, Role::Admin).await {
+                // Nodes of a cluster starting together: another one created it first.
+                Err(e) if e.code() == ErrorCode::UsernameTaken => {
+                    self.store.user_by_name(username).await?
+                }
+                created => return created,
+            },
+            found => found,
+        };
+        match existing {
+            None => Err(Error::internal(
+                "--admin-username: the account vanished while created",
+            )),
             Some((user, hash)) => {
                 if !self.passwords.verify(password, Some(hash)).await? {
                     return Err(Error::internal(format!(
@@ -279,7 +397,7 @@ impl Auth {
                 let written = auth.store.create_session(&new, &policy).await?;
                 if let CreateOutcome::Created { events, .. } = &written.value {
                     for event in events {
-                        auth.apply(event).await;
+                        auth.spread(written.commit.is_ok(), event).await;
                     }
                 }
                 written.commit?;
@@ -340,7 +458,7 @@ impl Auth {
         }
         let now = ids::now_ms();
         let chain = self.keys.chain_key();
-        let successor = ids::hmac_token(chain, refresh_token);
+        let successor = ids::hmac_token(&chain, refresh_token);
         let old_hash = ids::sha256_hex(refresh_token);
         let new_hash = ids::sha256_hex(&successor);
         let outcome = self
@@ -358,7 +476,7 @@ impl Auth {
                 let written = auth.store.rotate_refresh(&rotation).await?;
                 if let RefreshOutcome::Reused(theft) = &written.value {
                     tracing::warn!(event = ?theft.event, "refresh token reused: session revoked");
-                    auth.apply(theft).await;
+                    auth.spread(written.commit.is_ok(), theft).await;
                 }
                 written.commit?;
                 Ok(written.value)
@@ -387,7 +505,7 @@ impl Auth {
         // so a replay within the grace window mints the identical answer.
         let iat = rotated_at / 1000;
         let session_ends = session.auth_time_secs + self.session_max_age_secs;
-        let jti = ids::hmac_token(chain, &format!("jti:{refresh_token}"))[..16].to_string();
+        let jti = ids::hmac_token(&chain, &format!("jti:{refresh_token}"))[..16].to_string();
         let (access_token, claims) = self.keys.issue_with_id(
             &TokenSubject {
                 user_id: &user.id,
@@ -417,7 +535,12 @@ impl Auth {
     /// The caller's live sessions, with their open socket counts.
     pub async fn sessions(&self, claims: &Claims) -> Result<Vec<SessionInfo>> {
         let rows = self.store.live_sessions(&claims.sub, ids::now_ms()).await?;
-        let sockets = self.registry.sockets_by_session(&claims.sub);
+        let mut sockets = self.registry.sockets_by_session(&claims.sub);
+        if let Some(peers) = self.peers.get() {
+            for (session, n) in peers.sockets_by_session(&claims.sub).await {
+                *sockets.entry(session).or_default() += n;
+            }
+        }
         Ok(rows
             .into_iter()
             .map(|s| SessionInfo {
@@ -464,7 +587,7 @@ impl Auth {
     }
 
     /// Logout: this session, or with `all` every session of the user.
-    pub async fn logout(self: &Arc<Self>, claims: &Claims, all: bool) -> Result<usize> {
+    pub async fn logout(self: &Arc<Self>, claims: &Claims, all: bool) -> Result<Revoked> {
         if all {
             return self
                 .revoke_user(&claims.sub, CloseCode::SessionRevoked, "logged out", None)
@@ -480,7 +603,7 @@ impl Auth {
         user_id: &str,
         session_id: &str,
         close: CloseCode,
-    ) -> Result<usize> {
+    ) -> Result<Revoked> {
         let (user_id, session_id) = (user_id.to_string(), session_id.to_string());
         self.detached(move |auth| async move {
             let written = auth
@@ -491,9 +614,9 @@ impl Auth {
                 written.commit?;
                 return Err(Error::not_found("session"));
             };
-            let closed = auth.apply(event).await;
+            let revoked = auth.spread(written.commit.is_ok(), event).await;
             written.commit?;
-            Ok(closed)
+            Ok(revoked)
         })
         .await
     }
@@ -506,7 +629,7 @@ impl Auth {
         close: CloseCode,
         reason: &str,
         ban: Option<Option<i64>>,
-    ) -> Result<usize> {
+    ) -> Result<Revoked> {
         let (user_id, reason) = (user_id.to_string(), reason.to_string());
         self.detached(move |auth| async move {
             let written = auth
@@ -514,9 +637,9 @@ impl Auth {
                 .revoke_user(&user_id, &reason, close, ban)
                 .await?
                 .ok_or_else(|| Error::not_found("user"))?;
-            let closed = auth.apply(&written.value).await;
+            let revoked = auth.spread(written.commit.is_ok(), &written.value).await;
             written.commit?;
-            Ok(closed)
+            Ok(revoked)
         })
         .await
     }
@@ -537,7 +660,7 @@ impl Auth {
                 Err(_) => matches!(auth.store.ban_of(&user_id, ids::now_ms()).await, Ok(None)),
             };
             if lifted {
-                auth.apply(event).await;
+                auth.spread(written.commit.is_ok(), event).await;
             }
             written.commit?;
             Ok(())
@@ -574,8 +697,58 @@ impl Auth {
             .map_err(|e| Error::internal(format!("revocation task failed: {e}")))?
     }
 
+    /// A change this node made: apply it here and, in a cluster, publish it and wait
+    /// for the other live nodes, both at once (the answer waits for the slower). An
+    /// event whose commit's outcome is unknown is applied here (fail closed) but not
+    /// published: if it did commit, the other nodes read it from the log.
+    async fn spread(&self, committed: bool, event: &LoggedEvent) -> Revoked {
+        let here = async {
+            let closed = self.apply(event).await;
+            // An id is this event's only if it committed: a rolled-back transaction's id
+            // goes to the next one, which must not look applied already.
+            if committed {
+                self.applied.record(event.id, closed);
+                // Its id may show an event this node never received (a publish lost
+                // between another node's commit and Redis): read the log before
+                // answering, so the answer never comes from a node missing it.
+                self.fill_gap_below(event.id).await;
+            }
+            closed
+        };
+        let Some(peers) = self.peers.get() else {
+            return Revoked {
+                closed: here.await,
+                nodes: None,
+            };
+        };
+        let (closed, others) = if committed {
+            tokio::join!(here, peers.deliver(event))
+        } else {
+            (here.await, Default::default())
+        };
+        Revoked {
+            closed: closed + others.closed,
+            nodes: Some(NodeAcks {
+                acked: 1 + others.acked as u64,
+                live: 1 + others.live.max(others.acked) as u64,
+            }),
+        }
+    }
+
     async fn apply(&self, event: &LoggedEvent) -> usize {
+        if let revocation::RevocationEvent::KeysChanged {} = event.event {
+            if let Err(e) = self.reload_keys().await {
+                tracing::warn!(error = %e, "could not reload the signing keyring; will retry");
+            }
+        }
         revocation::apply(event, &self.revocations, &self.registry).await
+    }
+
+    /// Read the shared signing keyring again (another server rotated or pruned it). On
+    /// failure the ring in use stays and `keys.reload_pending()` says so; the log reader
+    /// retries.
+    pub async fn reload_keys(&self) -> Result<()> {
+        self.keys.reload(&self.store).await
     }
 
     fn session_answer(

@@ -165,7 +165,7 @@ pub async fn apply(logged: &LoggedEvent, list: &RevocationList, registry: &Regis
             crate::telemetry::revocation("session", sessions.len())
         }
         RevocationEvent::User { .. } => crate::telemetry::revocation("user", 1),
-        RevocationEvent::Unban { .. } => {}
+        RevocationEvent::Unban { .. } | RevocationEvent::KeysChanged {} => {}
     }
     let started = std::time::Instant::now();
     let closed = apply_inner(event, logged.id, list, registry).await;
@@ -219,12 +219,17 @@ async fn apply_inner(
             if let Some(until) = ban {
                 list.set_ban(user_id, *until, version);
             }
-            registry.close_user(user_id, None, *close, reason).await
+            let named: Vec<&str> = sessions.iter().map(|s| s.session_id.as_str()).collect();
+            registry
+                .close_user_tokens(user_id, &named, *before_secs, *close, reason)
+                .await
         }
         RevocationEvent::Unban { user_id } => {
             list.lift_ban(user_id, version);
             0
         }
+        // The keyring's reload is `Auth`'s (it needs the database); nothing to record here.
+        RevocationEvent::KeysChanged {} => 0,
     }
 }
 

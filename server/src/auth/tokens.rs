@@ -5,6 +5,10 @@
 //! header never chooses it), requires `exp`, `nbf`, `iss`, `aud` and `sub`, validates `nbf`, allows a small
 //! configured leeway, and refuses headers that point at outside keys (`jku`, `x5u`,
 //! `jwk`, `x5c`). Revocation is checked after this, in [`super::Authenticator`].
+//!
+//! The ring can be replaced while tokens are being verified (another server rotated the
+//! shared ring): each call takes the ring once, so it signs or verifies with one whole
+//! ring, never half of an old one and half of a new one.
 
 use arena_protocol::{ErrorCode, Role};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -12,10 +16,13 @@ use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
-use super::keys::{Keyring, SigningAlgorithm};
+use super::keys::{KeySource, Keyring, SigningAlgorithm};
 use crate::error::Error;
 use crate::ids;
+use crate::store::Store;
 
 /// Tokens larger than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 4096;
@@ -42,7 +49,13 @@ pub struct Claims {
 /// Signs access tokens with the keyring's current key and verifies them with the key
 /// their `kid` names.
 pub struct TokenKeys {
-    ring: Keyring,
+    /// Replaced whole by [`TokenKeys::replace`]; readers clone the `Arc` and let go of the
+    /// lock at once, so a replacement never waits for a verification.
+    ring: RwLock<Arc<Keyring>>,
+    /// One reload at a time, so an older read of the database never replaces a newer one.
+    reloading: tokio::sync::Mutex<()>,
+    /// A reload was asked for and has not succeeded yet (see [`TokenKeys::reload`]).
+    reload_pending: AtomicBool,
     hs256: Validation,
     eddsa: Validation,
     issuer: String,
@@ -71,7 +84,9 @@ impl TokenKeys {
             v
         };
         TokenKeys {
-            ring,
+            ring: RwLock::new(Arc::new(ring)),
+            reloading: tokio::sync::Mutex::new(()),
+            reload_pending: AtomicBool::new(false),
             hs256: validation(Algorithm::HS256),
             eddsa: validation(Algorithm::EdDSA),
             issuer: issuer.to_string(),
@@ -89,14 +104,48 @@ impl TokenKeys {
         ))
     }
 
+    /// The ring in use now.
+    pub fn ring(&self) -> Arc<Keyring> {
+        self.ring
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Use `ring` from now on, for signing and for verifying.
+    pub fn replace(&self, ring: Keyring) {
+        *self.ring.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(ring);
+    }
+
+    /// Read the shared ring from the database again and use it (another server rotated or
+    /// pruned it). A ring of this server's own (a file, a fixed secret) stays as it is. On
+    /// failure the ring in use stays and [`TokenKeys::reload_pending`] says so, for the
+    /// caller to try again.
+    pub async fn reload(&self, store: &Store) -> Result<(), Error> {
+        if self.ring().source != KeySource::Database {
+            return Ok(());
+        }
+        let _one_at_a_time = self.reloading.lock().await;
+        self.reload_pending.store(true, Ordering::Release);
+        let ring = Keyring::load_shared(store).await.map_err(Error::Internal)?;
+        self.replace(ring);
+        self.reload_pending.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    /// A reload failed and has not been retried successfully yet.
+    pub fn reload_pending(&self) -> bool {
+        self.reload_pending.load(Ordering::Acquire)
+    }
+
     /// The secret that derives refresh-token successors.
-    pub fn chain_key(&self) -> &[u8] {
-        &self.ring.chain_key
+    pub fn chain_key(&self) -> Arc<[u8]> {
+        self.ring().chain_key.clone()
     }
 
     /// The public keys, for `/.well-known/jwks.json`.
     pub fn jwks(&self) -> serde_json::Value {
-        self.ring.jwks()
+        self.ring().jwks()
     }
 
     /// Mint an access token issued at `now` (seconds) and valid for `ttl_secs`. The
@@ -133,7 +182,8 @@ impl TokenKeys {
             role: subject.role,
             username: subject.username.to_string(),
         };
-        let key = &self.ring.signing;
+        let ring = self.ring();
+        let key = &ring.signing;
         let mut header = Header::new(key.alg.jwt());
         header.kid = Some(key.kid.clone());
         let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
@@ -150,10 +200,11 @@ impl TokenKeys {
         check_header_members(token).map_err(invalid)?;
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| invalid("the token is malformed"))?;
+        let ring = self.ring();
         let key = header
             .kid
             .as_deref()
-            .and_then(|kid| self.ring.find(kid))
+            .and_then(|kid| ring.find(kid))
             .ok_or_else(|| invalid("the token names an unknown key"))?;
         // The key decides the algorithm; the token's header only has to agree.
         let validation = match key.alg {

@@ -604,6 +604,7 @@ mod tests {
                 user_id: user.into(),
                 username: user.into(),
                 session_id: "s".into(),
+                issued_at: 0,
                 remote_addr: "127.0.0.1:1".parse().unwrap(),
                 connected_at: 0,
             })

@@ -1,8 +1,9 @@
-//! `/admin/*`: live connections, kick, ban, unban. Every route needs the admin role.
+//! `/admin/*`: live connections, the cluster's nodes, kick, ban, unban, role. Every
+//! route needs the admin role.
 
 use arena_protocol::http::{
-    BanRequest, BanResponse, ConnectionsResponse, KickRequest, KickResponse, RoleRequest,
-    RoleResponse,
+    BanRequest, BanResponse, ConnectionsResponse, KickRequest, KickResponse, NodeInfo,
+    NodesResponse, RoleRequest, RoleResponse,
 };
 use arena_protocol::CloseCode;
 use axum::extract::{Path, State};
@@ -22,15 +23,33 @@ pub async fn connections(
     State(state): State<AppState>,
     _admin: AdminUser,
 ) -> Json<ConnectionsResponse> {
-    let mut connections: Vec<_> = state
-        .auth
-        .registry
-        .snapshot()
-        .iter()
-        .map(|h| h.to_wire())
-        .collect();
+    let mut connections: Vec<_> = match &state.cluster {
+        Some(cluster) => cluster.connections().await,
+        None => state
+            .auth
+            .registry
+            .snapshot()
+            .iter()
+            .map(|h| h.to_wire())
+            .collect(),
+    };
     connections.sort_by_key(|c| c.connected_at);
     Json(ConnectionsResponse { connections })
+}
+
+/// The live nodes of the deployment (without a backplane: this one).
+pub async fn nodes(State(state): State<AppState>, _admin: AdminUser) -> Json<NodesResponse> {
+    let nodes = match &state.cluster {
+        Some(cluster) => cluster.nodes().await,
+        None => vec![NodeInfo {
+            id: state.node_id.clone(),
+            started_at: state.started_at,
+            last_seen_at: ids::now_ms(),
+            sockets: state.auth.registry.live() as u64,
+            current: true,
+        }],
+    };
+    Json(NodesResponse { nodes })
 }
 
 pub async fn kick(
@@ -40,14 +59,15 @@ pub async fn kick(
     JsonBody(body): JsonBody<KickRequest>,
 ) -> Result<Json<KickResponse>> {
     let reason = reason_or(body.reason, "kicked by an admin")?;
-    let closed = state
+    let revoked = state
         .auth
         .revoke_user(&user_id, CloseCode::Kicked, &reason, None)
         .await?;
-    tracing::info!(admin = %admin.claims.sub, user_id = %user_id, closed, "user kicked");
+    tracing::info!(admin = %admin.claims.sub, user_id = %user_id, closed = revoked.closed, nodes = ?revoked.nodes, "user kicked");
     crate::telemetry::admin_action("kick");
     Ok(Json(KickResponse {
-        closed: closed as u64,
+        closed: revoked.closed as u64,
+        nodes: revoked.nodes,
     }))
 }
 
@@ -70,15 +90,16 @@ pub async fn ban(
             Some(ids::now_ms() + secs as i64 * 1000)
         }
     };
-    let closed = state
+    let revoked = state
         .auth
         .revoke_user(&user_id, CloseCode::Kicked, &reason, Some(banned_until))
         .await?;
-    tracing::info!(admin = %admin.claims.sub, user_id = %user_id, closed, ?banned_until, "user banned");
+    tracing::info!(admin = %admin.claims.sub, user_id = %user_id, closed = revoked.closed, nodes = ?revoked.nodes, ?banned_until, "user banned");
     crate::telemetry::admin_action("ban");
     Ok(Json(BanResponse {
-        closed: closed as u64,
+        closed: revoked.closed as u64,
         banned_until,
+        nodes: revoked.nodes,
     }))
 }
 

@@ -2,10 +2,10 @@
 
 use std::net::SocketAddr;
 
-use arena_protocol::http::SessionsResponse;
 use arena_protocol::http::{
     Credentials, LogoutRequest, MeResponse, RefreshRequest, RegisterResponse, User,
 };
+use arena_protocol::http::{SessionsResponse, NODES_ACKED_HEADER};
 use arena_protocol::CloseCode;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::{access_cookie, cleared_cookie, required, JsonBody};
-use crate::auth::{AuthUser, ClientInfo, IssuedSession};
+use crate::auth::{AuthUser, ClientInfo, IssuedSession, Revoked};
 use crate::error::Result;
 use crate::state::AppState;
 
@@ -24,7 +24,7 @@ pub async fn register(
 ) -> Result<Response> {
     let username = required(&body.username, "username")?;
     let password = required(&body.password, "password")?;
-    state.check_auth_rate(addr, username)?;
+    state.check_auth_rate(addr, username).await?;
     let user = state
         .auth
         .register(username, password, arena_protocol::Role::Player)
@@ -42,6 +42,7 @@ pub async fn login(
     let password = required(&body.password, "password")?;
     state
         .check_auth_rate(addr, username)
+        .await
         .inspect_err(|_| crate::telemetry::login("rate_limited"))?;
     let client = ClientInfo {
         user_agent: headers
@@ -78,12 +79,17 @@ pub async fn logout(
     user: AuthUser,
     JsonBody(body): JsonBody<LogoutRequest>,
 ) -> Result<Response> {
-    state
+    let revoked = state
         .auth
         .logout(&user.claims, body.all.unwrap_or(false))
         .await?;
     let cookie = cleared_cookie(state.config.secure_cookies);
-    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, cookie)],
+        nodes_acked(&revoked),
+    )
+        .into_response())
 }
 
 pub async fn me(user: AuthUser) -> Json<MeResponse> {
@@ -113,12 +119,23 @@ pub async fn end_session(
     State(state): State<AppState>,
     user: AuthUser,
     Path(session_id): Path<String>,
-) -> Result<StatusCode> {
-    state
+) -> Result<Response> {
+    let revoked = state
         .auth
         .revoke_session(&user.claims.sub, &session_id, CloseCode::SessionRevoked)
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok((StatusCode::NO_CONTENT, nodes_acked(&revoked)).into_response())
+}
+
+/// In a cluster, `Arena-Nodes-Acked: k/n` on a revocation's 204.
+fn nodes_acked(revoked: &Revoked) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(nodes) = revoked.nodes {
+        if let Ok(value) = nodes.header_value().parse() {
+            headers.insert(NODES_ACKED_HEADER, value);
+        }
+    }
+    headers
 }
 
 /// `GET /.well-known/jwks.json`: the public keys that verify access tokens (EdDSA).

@@ -1,4 +1,6 @@
-//! `GET /healthz`: the server is up and its database answers.
+//! `GET /healthz`: the server is up, its database answers and, in a cluster, it is
+//! current (it holds every revocation: otherwise 503, so that a load balancer stops
+//! sending it players), with its node id and whether the backplane works.
 
 use arena_protocol::http::Health;
 use axum::extract::State;
@@ -14,7 +16,30 @@ pub async fn healthz(State(state): State<AppState>) -> Result<Json<Health>> {
             "the database is not answering",
         )
     })?;
+    let Some(cluster) = &state.cluster else {
+        return Ok(Json(Health {
+            status: "ok".into(),
+            node: None,
+            backplane: None,
+        }));
+    };
+    let stale_ms = state.config.stale_secs() as i64 * 1000;
+    if stale_ms > 0 && !state.auth.is_current(stale_ms) {
+        return Err(Error::new(
+            arena_protocol::ErrorCode::Unavailable,
+            "this node cannot confirm it has every revocation; it is catching up",
+        ));
+    }
     Ok(Json(Health {
         status: "ok".into(),
+        node: Some(cluster.node_id().to_string()),
+        backplane: Some(
+            if cluster.backplane_ok() {
+                "ok"
+            } else {
+                "degraded"
+            }
+            .into(),
+        ),
     }))
 }

@@ -43,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/lobby/rooms", get(lobby::list).post(lobby::create))
         .route("/lobby/rooms/{id}", get(lobby::detail))
         .route("/admin/connections", get(admin::connections))
+        .route("/admin/nodes", get(admin::nodes))
         .route("/admin/users/{id}/kick", post(admin::kick))
         .route("/admin/users/{id}/ban", post(admin::ban).delete(admin::unban))
         .route("/admin/users/{id}/role", put(admin::set_role))

@@ -1,4 +1,5 @@
-//! The database: accounts, sessions, refresh tokens and bans.
+//! The database: accounts, sessions, refresh tokens, bans, the revocation log, and (for
+//! servers sharing it) the signing keyring (`keys.rs`).
 //!
 //! One [`Store`] over sqlx's `Any` driver serves the embedded SQLite file (the default)
 //! and PostgreSQL (for deployments that share one database). The SQL is written once in
@@ -20,6 +21,7 @@
 //! - **A revocation's commit whose outcome is unknown is still reported** ([`Write`]): the
 //!   caller applies it in memory anyway (fail closed) and answers with an error.
 
+mod keys;
 mod rows;
 
 use std::path::Path;
@@ -31,6 +33,7 @@ use sqlx::{AnyPool, Row};
 
 pub use crate::events::{LoggedEvent, RevocationEvent, RevokedSession};
 use arena_protocol::CloseCode;
+pub use keys::{KeyRow, KeyringRows, OpenedKeyring};
 pub use rows::{BanRow, NewSession, SessionRow, UserRow};
 
 use crate::error::{Error, Result};

@@ -27,13 +27,13 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    match accept(state, remote_addr, &method, &headers, ws) {
+    match accept(state, remote_addr, &method, &headers, ws).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
 }
 
-fn accept(
+async fn accept(
     state: AppState,
     remote_addr: SocketAddr,
     method: &Method,
@@ -45,6 +45,8 @@ fn accept(
 
     // Registered, then checked again: see `auth::admission` for the race this closes.
     let (registration, outbound) = state.auth.admit(&claims, remote_addr)?;
+    // Dropped with the registration if the deployment-wide cap refuses the socket.
+    let lease = state.auth.count_socket(&claims.sub).await?;
 
     let limits = &state.config;
     let response = ws
@@ -54,6 +56,9 @@ fn accept(
         .max_write_buffer_size(limits.ws_max_write_buffer_bytes)
         .max_message_size(limits.max_ws_message_bytes)
         .max_frame_size(limits.max_ws_message_bytes)
-        .on_upgrade(move |socket| session::run(state, socket, registration, outbound, claims));
+        .on_upgrade(move |socket| async move {
+            let _counted = lease;
+            session::run(state, socket, registration, outbound, claims).await
+        });
     Ok(response)
 }
