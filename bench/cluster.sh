@@ -14,6 +14,9 @@
 #                          build of $CARGO_TARGET_DIR or ./target); NO_BUILD=1 skips the build
 #   OUT=file               JSON lines, one per scenario (default bench/results/cluster.jsonl)
 #   KEEP_LOGS=1            keep the nodes' logs (the run directory is printed)
+#   NODE_ARGS="..."        more flags for every node (hold: "--heartbeat-secs 0", since
+#                          client processes holding 19,000 sockets each on two shared
+#                          cores answer the server's pings too late and are dropped)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -92,7 +95,7 @@ for k in 0 1 2; do
     --jwt-secret "$secret" --revocation-poll-ms 100 \
     --auth-rate-limit 0 --max-connections 20000 --max-sockets 19500 \
     --max-sockets-per-user 64 --admin-username $admin --admin-password $admin_password \
-    --log-format json "${redis_args[@]}" \
+    --log-format json "${redis_args[@]}" ${NODE_ARGS:-} \
     > "$run/node$k.out" 2> "$run/node$k.log" &
   node_pids+=($!)
   wait_for "node $k" grep -q "listening on" "$run/node$k.out"
