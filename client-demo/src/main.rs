@@ -332,7 +332,17 @@ fn show(text: &str) {
             let names: Vec<_> = members.iter().map(|m| m.username.as_str()).collect();
             println!("* joined {} ({}): {}", room.name, room.id, names.join(", "))
         }
-        Ok(ServerMessage::Left { room }) => println!("* left {room}"),
+        Ok(ServerMessage::Left { room, reason }) => match reason {
+            Some(why) => println!("* left {room} ({why:?})"),
+            None => println!("* left {room}"),
+        },
+        Ok(ServerMessage::RoomMoved { room, .. }) => {
+            println!(
+                "* {} moved to node {}; the game starts afresh",
+                room.name,
+                room.node.unwrap_or_default()
+            )
+        }
         Ok(ServerMessage::PlayerJoined { player, .. }) => println!("* {} joined", player.username),
         Ok(ServerMessage::PlayerLeft { player, .. }) => println!("* {} left", player.username),
         Ok(ServerMessage::Chat { from, text, .. }) => println!("<{}> {text}", from.username),

@@ -76,8 +76,21 @@ pub struct Room {
     pub id: String,
     pub name: String,
     pub capacity: u32,
+    /// Members on every node.
     pub players: u32,
+    /// The node that runs the room's game now; `None` while nobody is in it.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// The user who created it; `None` for the server's own room, which never expires.
+    #[serde(default)]
+    pub created_by: Option<String>,
+    /// When it was created (ms since the Unix epoch).
+    #[serde(default)]
+    pub created_at: i64,
 }
+
+/// The id of the room every deployment has, "Main Hall".
+pub const MAIN_HALL_ID: &str = "main-hall";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
@@ -258,6 +271,9 @@ mod tests {
                 name: "n".into(),
                 capacity: 2,
                 players: 0,
+                node: None,
+                created_by: None,
+                created_at: 0,
             },
             members: vec![],
         };

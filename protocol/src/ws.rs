@@ -124,6 +124,19 @@ pub struct WorldInfo {
     pub tick_hz: u32,
 }
 
+/// Why a socket left a room it did not ask to leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeftReason {
+    /// The same user's newer socket joined the room and took the place.
+    Replaced,
+    /// The room's game stopped and could not be moved to another node (the backplane is
+    /// out of reach); joining again may work later.
+    Unavailable,
+    /// The room no longer exists.
+    Removed,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatFrom {
     pub id: String,
@@ -154,6 +167,16 @@ pub enum ServerMessage {
     },
     Left {
         room: String,
+        /// Why, when the client did not ask: see [`LeftReason`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<LeftReason>,
+    },
+    /// The room's game restarted on another node (the one that ran it went away). The
+    /// member is still in it; positions and `tick` start afresh.
+    RoomMoved {
+        room: Room,
+        members: Vec<Member>,
+        world: WorldInfo,
     },
     PlayerJoined {
         room: String,

@@ -49,6 +49,8 @@ impl RunningServer {
             .close_all(CloseCode::GoingAway)
             .await;
         tracing::info!(sockets = closed, "sockets closed for shutdown");
+        // The rooms this node runs go to the nodes of their other members at once.
+        self.state.rooms.shutdown().await;
         self.stop.cancel();
         // The accept loop bounds its own drain; this only guards against a bug there.
         let result = match tokio::time::timeout(Duration::from_secs(30), self.task).await {
@@ -137,6 +139,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
                     heartbeat: Duration::from_millis(config.cluster_heartbeat_ms),
                     stale_after_ms: config.stale_secs() as i64 * 1000,
                     poll: Duration::from_millis(config.revocation_poll_ms),
+                    room_lease: Duration::from_millis(config.room_lease_ms),
                 },
                 &auth,
             )
@@ -162,7 +165,13 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
     let auth_limiter =
         NonZeroU32::new(config.auth_rate_limit).map(|n| RateLimiter::keyed(Quota::per_minute(n)));
-    let rooms = Rooms::new(
+    let link: Arc<dyn crate::game::link::RoomLink> = match &cluster {
+        Some(cluster) => cluster.clone(),
+        None => Arc::new(crate::game::link::LocalLink::new(&node_id)),
+    };
+    let rooms = Arc::new(Rooms::new(
+        auth.store.clone(),
+        link,
         RoomLimits {
             max_rooms: config.max_rooms,
             max_per_user: config.max_rooms_per_user as usize,
@@ -170,8 +179,11 @@ pub async fn start(config: Config) -> Result<RunningServer> {
             idle: Duration::from_secs(config.room_idle_secs),
         },
         config.tick_hz,
-    );
-    let _ = rooms.create_permanent("Main Hall", arena_protocol::http::ROOM_CAPACITY_DEFAULT);
+    ));
+    rooms.ensure_main_hall().await?;
+    if let Some(cluster) = &cluster {
+        cluster.attach_rooms(&rooms).await?;
+    }
     let state = Arc::new(App {
         origins: config.effective_origins(addr),
         config,
@@ -192,6 +204,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         let (state, stop) = (state.clone(), stop.clone());
         tokio::spawn(async move { state.rooms.run_sweeper(stop).await });
     }
+    tokio::spawn(state.rooms.clone().run_keeper(stop.clone()));
     let limits = limits_for(&state.config);
     if let Some(addr) = state.config.metrics_listen {
         let metrics_listener = TcpListener::bind(addr)

@@ -258,6 +258,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=120))]
     pub tick_hz: u32,
 
+    /// Milliseconds a room's ownership lasts in a cluster without renewal (renewed every
+    /// third of it). A room whose node dies runs on another node within this and a second.
+    #[arg(long, env = "ARENA_ROOM_LEASE_MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(300..=60_000))]
+    pub room_lease_ms: u64,
+
     /// Rooms that may exist at once.
     #[arg(long, env = "ARENA_MAX_ROOMS", default_value_t = 1_000)]
     pub max_rooms: usize,

@@ -131,6 +131,11 @@ impl ConnHandle {
         self.close_request.get()
     }
 
+    /// Whether the socket has been deregistered (its task ended).
+    pub fn is_gone(&self) -> bool {
+        self.gone.is_cancelled()
+    }
+
     /// Resolves when a close is requested.
     pub fn closing(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
         self.close.cancelled()

@@ -19,7 +19,7 @@ pub type AppState = Arc<App>;
 pub struct App {
     pub config: Config,
     pub auth: Arc<Auth>,
-    pub rooms: Rooms,
+    pub rooms: Arc<Rooms>,
     /// The backplane, in a cluster (`--redis-url`).
     pub cluster: Option<Arc<Cluster>>,
     /// This node's id (`--node-id`, or generated) and when it started (ms).

@@ -121,6 +121,16 @@ pub fn state_frame_dropped() {
     counter!("arena_state_frames_dropped_total").increment(1);
 }
 
+/// A frame relayed to a room's members on other nodes (one per frame, not per member).
+pub fn room_relayed() {
+    counter!("arena_room_relays_total").increment(1);
+}
+
+/// A room message dropped because the backplane writer was a whole queue behind.
+pub fn room_message_dropped() {
+    counter!("arena_room_messages_dropped_total").increment(1);
+}
+
 pub fn outbound_overflow() {
     counter!("arena_outbound_overflows_total").increment(1);
 }

@@ -18,6 +18,8 @@
 //!   current again; an id gap in what arrives makes it read the log at once.
 //! - **Deployment-wide limits** ([`limits`]): sockets per user and login attempts, as
 //!   Redis counters that a dead node's share expires out of.
+//! - **Rooms** (`rooms`): each room's lease, and the frames and messages between a
+//!   room's owner and the nodes of its other members.
 //! - **Questions for every node**: their sockets, for `GET /admin/connections` and
 //!   `GET /auth/sessions`.
 //!
@@ -32,6 +34,7 @@
 
 pub mod limits;
 mod membership;
+mod rooms;
 mod subscriber;
 pub mod wire;
 
@@ -74,6 +77,8 @@ pub struct ClusterConfig {
     pub stale_after_ms: i64,
     /// How often it reads the revocation log (`--revocation-poll-ms`).
     pub poll: Duration,
+    /// How long a room's lease lasts without renewal (`--room-lease-ms`).
+    pub room_lease: Duration,
 }
 
 pub struct Cluster {
@@ -107,6 +112,8 @@ pub struct Cluster {
     /// drained its requests (until then it keeps applying what the others publish).
     stop: CancellationToken,
     heartbeat_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Rooms' leases and traffic (see `rooms`), once the rooms are attached.
+    room_traffic: std::sync::OnceLock<rooms::RoomTraffic>,
 }
 
 impl Cluster {
@@ -156,6 +163,7 @@ impl Cluster {
             names: wire::Names::for_secret(&auth.keys.chain_key()),
             stop: CancellationToken::new(),
             heartbeat_task: Mutex::new(None),
+            room_traffic: std::sync::OnceLock::new(),
             config,
         });
         // Subscribed before announced: once others count this node as live and wait

@@ -4,7 +4,8 @@
 //! Channels: events (every revocation a node committed, with its log id), queries (a
 //! question for every node), and per node its replies (acknowledgements of its events,
 //! answers to its queries, its own heartbeat pings). Keys: the membership, per node its
-//! announcement and its socket counts, and per rate-limit key its state. [`Names`]
+//! announcement and its socket counts, and per rate-limit key its state. Rooms
+//! (`super::rooms`): per room a lease and a relay channel, per node a room inbox. [`Names`]
 //! spells each one.
 
 use std::collections::HashMap;
@@ -66,6 +67,26 @@ impl Names {
     /// A node's open sockets per user, counted against the deployment-wide cap.
     pub fn node_sockets(&self, node: &str) -> String {
         format!("{}sockets:{node}", self.prefix)
+    }
+
+    /// A room's lease: a hash of `node`, `epoch`, `players` that expires unless renewed.
+    pub fn room_lease(&self, room: &str) -> String {
+        format!("{}room:{room}", self.prefix)
+    }
+
+    /// A room's last lease epoch (new epochs are above it).
+    pub fn room_epoch(&self, room: &str) -> String {
+        format!("{}room-epoch:{room}", self.prefix)
+    }
+
+    /// The frames a room's owner relays to its members on other nodes.
+    pub fn room_relays(&self, room: &str) -> String {
+        format!("{}relay:{room}", self.prefix)
+    }
+
+    /// Room messages for one node (joins, inputs, answers, evictions).
+    pub fn room_inbox(&self, node: &str) -> String {
+        format!("{}rooms-to:{node}", self.prefix)
     }
 
     /// A login/register rate-limit key's state.

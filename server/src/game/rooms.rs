@@ -1,238 +1,93 @@
-//! Rooms: named groups of sockets with a capacity, held in memory, each running its game
-//! at a fixed tick while anyone is in it.
+//! The rooms of a deployment as one node sees them: the ones it runs, and the ones run
+//! elsewhere that some of its sockets are in.
 //!
-//! A socket is in at most one room; a user is in a room at most once. When a user's
-//! second socket joins a room their first socket is already in (a reconnect, a second
-//! tab), it takes over the player's place and the old socket is told `left`; the others
-//! see no change. Broadcasts encode a message once and share the bytes among members; a
-//! member whose queue is full is closed as too slow (see [`ConnHandle::send`]) and never
-//! delays the others. `state` frames skip the queue: each socket holds at most the latest
-//! one, so a slow reader loses stale frames instead of growing memory.
+//! A room's definition is a database record (see [`super::lobby`]); its game runs on the
+//! one node that holds its lease ([`super::link`]): a [`RoomRun`] there. Any other node
+//! with members in it keeps a [`Mirror`]: which node runs it (and under which epoch),
+//! and its own members, to whom it hands the frames the owner relays. A socket's `join`,
+//! `input`, `chat` and `leave` go to the owner, here or over the link.
 //!
-//! The tick task starts with the first member and ends when the room empties, so an
-//! empty room costs little; a room a player created is removed once it has stayed empty
-//! for the idle time (see [`Rooms::sweep`]). "Main Hall", made at start, never goes.
-//!
-//! Creation is bounded three ways, each refused with its own honest answer
-//! ([`CreateError`]): rooms a user created that still exist (a quota), rooms a user may
-//! create per minute (a rate), and rooms on the server (a cap, 503 rather than 429: it is
-//! nobody's own fault).
-//!
-//! Removal is race-free against a join: the sweep marks a room removed under the room's
-//! lock, and only if it is empty; a join takes the same lock and refuses a room marked
-//! removed. So either the join came first (the room is occupied and stays) or the sweep
-//! did (the join gets `room_not_found`): never a member in a removed room.
+//! Promises:
+//! - **One owner.** A node runs a room only while it holds the lease, and stops ticking
+//!   before the lease can have expired ([`RoomRun::tick`]); whoever takes the room next
+//!   starts a fresh run under a higher epoch.
+//! - **Nobody is stranded.** When a room's owner goes away (dies, is cut off, stops), the
+//!   nodes with members in it notice the silence, wait for the lease to lapse, and one
+//!   of them takes the room on; every member is seated in the new run and told
+//!   `room_moved`. Members who cannot be moved (the link is down) are told `left` with
+//!   reason `unavailable`. A run whose lease lapses under it hands its members on the
+//!   same way.
+//! - **Revocation wins.** A closed socket leaves its room wherever the room runs; seats of
+//!   sockets that are gone without a word (their node died, a message was lost) are
+//!   removed within three lease renewals.
+//! - **Frames are encoded once** on the owner: local members share the bytes, and every
+//!   other node gets one relay per frame and fans it out to its own members, `state`
+//!   through each socket's latest-state slot (a slow reader drops stale frames there
+//!   too).
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use arena_protocol::http::{Member, Room as RoomInfo, RoomDetail};
-use arena_protocol::ws::{PlayerState, ServerMessage, WorldInfo};
+use arena_protocol::http::{Member, Room as RoomInfo};
+use arena_protocol::ws::{LeftReason, ServerMessage, WorldInfo};
 use arena_protocol::ErrorCode;
 use dashmap::DashMap;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::sim::{Player, World};
-use crate::error::Error;
+use super::link::{Claim, RelayHeader, RemoteMember, Renewal, RoomLink, RoomMsg, RoomReply};
+use super::room::{Occupant, RoomRun, SeatError, Seated, TickLog, Ticked};
+use super::sim::World;
 use crate::frame::TextFrame;
-use crate::ids;
 use crate::registry::ConnHandle;
+use crate::store::{RoomRow, Store};
 
 /// The bounds on rooms (from the command line).
 #[derive(Debug, Clone, Copy)]
 pub struct RoomLimits {
-    /// Rooms on the server, "Main Hall" included.
+    /// Rooms in the deployment, "Main Hall" included.
     pub max_rooms: usize,
     /// Rooms one user created that still exist.
     pub max_per_user: usize,
-    /// Rooms one user may create per minute; `None`: no limit.
+    /// Rooms one user may create per minute on one node; `None`: no limit.
     pub create_per_minute: Option<NonZeroU32>,
     /// How long a created room may stay empty.
     pub idle: Duration,
 }
 
-pub struct Rooms {
-    rooms: DashMap<String, Arc<Room>>,
-    /// Rooms in the map plus creations under way: the server-wide cap is reserved here
-    /// first, so racing creations cannot exceed it.
-    live: AtomicUsize,
-    /// user id → rooms that user created that still exist (entries at 0 are removed).
-    owned: DashMap<String, usize>,
-    /// Keyed by the creator's user id: a verified token's subject, never raw input.
-    create_limiter: Option<DefaultKeyedRateLimiter<String>>,
-    limits: RoomLimits,
-    world: World,
-    tick: Duration,
-    tick_hz: u32,
+/// A room as this node holds it.
+#[derive(Clone)]
+enum Slot {
+    /// This node runs it.
+    Owned(Arc<RoomRun>),
+    /// Another node runs it; some of this node's sockets are (or are becoming) in it.
+    Mirror(Arc<Mirror>),
 }
 
-pub struct Room {
-    pub id: String,
-    pub name: String,
-    pub capacity: u32,
-    /// The user who created it; `None` for rooms the server made, which never expire.
-    pub created_by: Option<String>,
-    world: World,
-    state: Mutex<RoomState>,
+/// This node's side of a room another node runs.
+pub struct Mirror {
+    record: RoomRow,
+    state: Mutex<MirrorState>,
 }
 
-struct RoomState {
-    seats: Vec<Seat>,
-    /// Whether a tick task is running for this room.
-    running: bool,
-    tick: u64,
-    /// Since when nobody is in the room (`None` while occupied).
-    empty_since: Option<Instant>,
-    /// The sweep took the room away; joins must refuse it.
-    removed: bool,
-}
-
-/// Why a room was not created.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CreateError {
-    /// The user already has `have` rooms; the limit is `limit`.
-    Quota {
-        have: usize,
-        limit: usize,
-        retry_after: u64,
-    },
-    /// The user created rooms too fast.
-    Rate { retry_after: u64 },
-    /// The server holds as many rooms as it may.
-    Full { retry_after: u64 },
-}
-
-impl From<CreateError> for Error {
-    fn from(e: CreateError) -> Error {
-        let (code, message, retry_after) = match e {
-            CreateError::Quota {
-                have,
-                limit,
-                retry_after,
-            } => (
-                ErrorCode::RateLimited,
-                format!("you have {have} rooms; the limit is {limit}"),
-                retry_after,
-            ),
-            CreateError::Rate { retry_after } => (
-                ErrorCode::RateLimited,
-                format!("too many rooms created; retry in {retry_after} s"),
-                retry_after,
-            ),
-            CreateError::Full { retry_after } => (
-                ErrorCode::Unavailable,
-                "the server holds as many rooms as it can".to_string(),
-                retry_after,
-            ),
-        };
-        Error::Limited {
-            code,
-            message,
-            retry_after,
-        }
-    }
-}
-
-/// Whole seconds, rounded up, at least 1: what `Retry-After` can say.
-fn whole_secs(d: Duration) -> u64 {
-    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
-}
-
-/// One player in a room: the socket that plays it and its game state.
-struct Seat {
-    conn: Arc<ConnHandle>,
-    player: Player,
+struct MirrorState {
+    owner: String,
+    epoch: u64,
+    members: Vec<Arc<ConnHandle>>,
+    /// Joins of this node's sockets on their way to the owner.
+    pending: usize,
+    /// When the owner was last heard from (a relay).
+    heard: Instant,
+    /// A move to another owner is under way.
+    moving: bool,
+    /// The slot was given up; whoever still holds this must look again.
+    dropped: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn member(h: &ConnHandle) -> Member {
-    Member {
-        id: h.user_id.clone(),
-        username: h.username.clone(),
-    }
-}
-
-fn frame(message: &ServerMessage) -> TextFrame {
-    TextFrame::encode(message)
-}
-
-impl Room {
-    fn info_of(&self, state: &RoomState) -> RoomInfo {
-        RoomInfo {
-            id: self.id.clone(),
-            name: self.name.clone(),
-            capacity: self.capacity,
-            players: state.seats.len() as u32,
-        }
-    }
-
-    pub fn info(&self) -> RoomInfo {
-        self.info_of(&lock(&self.state))
-    }
-
-    pub fn detail(&self) -> RoomDetail {
-        let state = lock(&self.state);
-        RoomDetail {
-            room: self.info_of(&state),
-            members: state.seats.iter().map(|s| member(&s.conn)).collect(),
-        }
-    }
-
-    /// Send one message to every member, encoding it once.
-    pub fn broadcast(&self, message: &ServerMessage) {
-        let frame = frame(message);
-        for seat in lock(&self.state).seats.iter() {
-            seat.conn.send(frame.clone());
-        }
-    }
-
-    /// Advance the game one tick and send every member the new state. Returns `false`
-    /// (and marks the room idle) when nobody is left to play.
-    fn tick(&self, dt: f64) -> bool {
-        let started = std::time::Instant::now();
-        let mut state = lock(&self.state);
-        if state.seats.is_empty() {
-            state.running = false;
-            return false;
-        }
-        state.tick += 1;
-        for seat in state.seats.iter_mut() {
-            seat.player.step(&self.world, dt);
-        }
-        let message = ServerMessage::State {
-            room: self.id.clone(),
-            tick: state.tick,
-            players: state
-                .seats
-                .iter()
-                .map(|s| PlayerState {
-                    id: s.conn.user_id.clone(),
-                    username: s.conn.username.clone(),
-                    x: round2(s.player.x),
-                    y: round2(s.player.y),
-                    last_seq: s.player.last_seq,
-                })
-                .collect(),
-        };
-        // Encoded once; every member gets the same bytes.
-        let frame = frame(&message);
-        for seat in state.seats.iter() {
-            seat.conn.offer_state(frame.clone());
-        }
-        crate::telemetry::tick(started.elapsed());
-        true
-    }
-}
-
-/// Two decimals are plenty on screen and keep the frame short.
-fn round2(v: f64) -> f64 {
-    (v * 100.0).round() / 100.0
 }
 
 /// What joining returns to the joiner.
@@ -243,13 +98,26 @@ pub struct Joined {
     pub left: Option<String>,
 }
 
+pub struct Rooms {
+    pub(super) store: Store,
+    pub(super) link: Arc<dyn RoomLink>,
+    slots: DashMap<String, Slot>,
+    pub(super) limits: RoomLimits,
+    /// Keyed by the creator's user id: a verified token's subject, never raw input.
+    pub(super) create_limiter: Option<DefaultKeyedRateLimiter<String>>,
+    world: World,
+    tick: Duration,
+    tick_hz: u32,
+    tick_log: Option<Arc<TickLog>>,
+}
+
 impl Rooms {
-    pub fn new(limits: RoomLimits, tick_hz: u32) -> Rooms {
+    pub fn new(store: Store, link: Arc<dyn RoomLink>, limits: RoomLimits, tick_hz: u32) -> Rooms {
         let tick_hz = tick_hz.clamp(1, 1000);
         Rooms {
-            rooms: DashMap::new(),
-            live: AtomicUsize::new(0),
-            owned: DashMap::new(),
+            store,
+            link,
+            slots: DashMap::new(),
             create_limiter: limits
                 .create_per_minute
                 .map(|n| RateLimiter::keyed(Quota::per_minute(n))),
@@ -257,6 +125,7 @@ impl Rooms {
             world: World::DEFAULT,
             tick: Duration::from_secs_f64(1.0 / tick_hz as f64),
             tick_hz,
+            tick_log: TickLog::from_env(),
         }
     }
 
@@ -264,293 +133,521 @@ impl Rooms {
         self.world.info(self.tick_hz)
     }
 
-    /// How often [`Rooms::run_sweeper`] looks for idle rooms: a quarter of the idle time
-    /// (so a room goes at most 25% late), between 100 ms and 30 s.
-    pub fn sweep_period(&self) -> Duration {
-        (self.limits.idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30))
+    pub fn node_id(&self) -> &str {
+        self.link.node_id()
     }
 
-    /// A room of the server's own ("Main Hall"): no owner, never expires, counted against
-    /// the server-wide cap only.
-    pub fn create_permanent(&self, name: &str, capacity: u32) -> Result<RoomInfo, CreateError> {
-        self.reserve()?;
-        Ok(self.insert(None, name, capacity))
+    /// How long a join may keep looking for the room's owner: a lease (the time a dead
+    /// owner's room takes to come free) and a second.
+    fn join_deadline(&self) -> Instant {
+        Instant::now() + self.link.lease().min(Duration::from_secs(60)) + Duration::from_secs(1)
     }
 
-    /// A room created by `owner` (a verified user id), within the quota, the rate and the
-    /// server-wide cap.
-    pub fn create(&self, owner: &str, name: &str, capacity: u32) -> Result<RoomInfo, CreateError> {
-        let mut owned = self.owned.entry(owner.to_string()).or_insert(0);
-        let have = *owned;
-        if have >= self.limits.max_per_user {
-            drop(owned);
-            return Err(CreateError::Quota {
-                have,
-                limit: self.limits.max_per_user,
-                retry_after: self.free_in(Some(owner)),
-            });
-        }
-        // The check above and the increment below hold the user's entry: a user's racing
-        // creations cannot both take the last place of the quota.
-        let refused = self.reserve().err().or_else(|| {
-            let limiter = self.create_limiter.as_ref()?;
-            let not_until = limiter.check_key(&owner.to_string()).err()?;
-            self.live.fetch_sub(1, Ordering::AcqRel);
-            let now = governor::clock::Clock::now(limiter.clock());
-            Some(CreateError::Rate {
-                retry_after: whole_secs(not_until.wait_time_from(now)),
-            })
-        });
-        if let Some(e) = refused {
-            drop(owned);
-            self.owned.remove_if(owner, |_, n| *n == 0);
-            return Err(e);
-        }
-        *owned += 1;
-        drop(owned);
-        Ok(self.insert(Some(owner.to_string()), name, capacity))
+    /// How often leases are renewed and members confirmed: a third of a lease.
+    fn renew_period(&self) -> Duration {
+        (self.link.lease() / 3).clamp(Duration::from_millis(50), Duration::from_secs(10))
     }
 
-    /// Take a place under the server-wide cap.
-    fn reserve(&self) -> Result<(), CreateError> {
-        if self.live.fetch_add(1, Ordering::AcqRel) >= self.limits.max_rooms {
-            self.live.fetch_sub(1, Ordering::AcqRel);
-            return Err(CreateError::Full {
-                retry_after: self.free_in(None),
-            });
-        }
-        Ok(())
+    /// Silence from a room's owner longer than this makes a member's node look again.
+    fn stall(&self) -> Duration {
+        (self.tick * 6).max(Duration::from_millis(500))
     }
 
-    fn insert(&self, created_by: Option<String>, name: &str, capacity: u32) -> RoomInfo {
-        let room = Arc::new(Room {
-            id: ids::new_id("r"),
-            name: name.to_string(),
-            capacity,
-            created_by,
-            world: self.world,
-            state: Mutex::new(RoomState {
-                seats: Vec::new(),
-                running: false,
-                tick: 0,
-                empty_since: Some(Instant::now()),
-                removed: false,
-            }),
-        });
-        let info = room.info();
-        self.rooms.insert(room.id.clone(), room);
-        info
+    fn slot(&self, id: &str) -> Option<Slot> {
+        self.slots.get(id).map(|s| s.clone())
     }
 
-    /// Seconds until a room (of `owner`, or anyone's) may be swept: the soonest idle
-    /// expiry plus a sweep, or a whole idle time when every such room is occupied.
-    fn free_in(&self, owner: Option<&str>) -> u64 {
-        let now = Instant::now();
-        let soonest = self
-            .snapshot()
-            .into_iter()
-            .filter(|r| match (&r.created_by, owner) {
-                (None, _) => false,
-                (Some(by), Some(owner)) => by == owner,
-                (Some(_), None) => true,
-            })
-            .filter_map(|r| {
-                let since = lock(&r.state).empty_since?;
-                Some(
-                    self.limits
-                        .idle
-                        .saturating_sub(now.saturating_duration_since(since)),
-                )
-            })
-            .min()
-            .unwrap_or(self.limits.idle);
-        whole_secs(soonest + self.sweep_period())
-    }
-
-    /// The rooms, without holding the map while each is looked at.
-    fn snapshot(&self) -> Vec<Arc<Room>> {
-        self.rooms.iter().map(|r| r.value().clone()).collect()
-    }
-
-    /// Remove the rooms players created that have been empty for the idle time at `now`.
-    /// Returns how many went.
-    pub fn sweep(&self, now: Instant) -> usize {
-        let mut removed = 0;
-        for room in self.snapshot() {
-            let Some(owner) = &room.created_by else {
-                continue;
-            };
-            {
-                let mut state = lock(&room.state);
-                let idle = state.seats.is_empty()
-                    && state
-                        .empty_since
-                        .is_some_and(|t| now.saturating_duration_since(t) >= self.limits.idle);
-                if !idle || state.removed {
-                    continue;
-                }
-                // From here on no join can enter it (they check `removed` under this lock).
-                state.removed = true;
-            }
-            self.rooms.remove(&room.id);
-            self.live.fetch_sub(1, Ordering::AcqRel);
-            if let Some(mut n) = self.owned.get_mut(owner) {
-                *n = n.saturating_sub(1);
-            }
-            self.owned.remove_if(owner, |_, n| *n == 0);
-            removed += 1;
-        }
-        if let Some(l) = &self.create_limiter {
-            l.retain_recent();
-        }
-        removed
-    }
-
-    /// Sweep every [`Rooms::sweep_period`] until `stop`.
-    pub async fn run_sweeper(&self, stop: CancellationToken) {
-        let mut every = tokio::time::interval(self.sweep_period());
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = every.tick() => {
-                    let removed = self.sweep(Instant::now());
-                    if removed > 0 {
-                        tracing::debug!(removed, "idle rooms removed");
-                    }
-                }
-            }
+    /// The run of a room this node runs now.
+    pub(super) fn run(&self, id: &str) -> Option<Arc<RoomRun>> {
+        match self.slot(id)? {
+            Slot::Owned(run) if !run.is_closed() => Some(run),
+            _ => None,
         }
     }
 
-    pub fn list(&self) -> Vec<RoomInfo> {
-        let mut rooms: Vec<RoomInfo> = self.rooms.iter().map(|r| r.info()).collect();
-        rooms.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
-        rooms
-    }
-
-    pub fn get(&self, id: &str) -> Option<Arc<Room>> {
-        self.rooms.get(id).map(|r| r.clone())
-    }
+    // ---- a socket's requests ----
 
     /// Put a socket in a room, leaving the one it was in.
-    pub fn join(&self, conn: &Arc<ConnHandle>, room_id: &str) -> Result<Joined, ErrorCode> {
-        let room = self.get(room_id).ok_or(ErrorCode::RoomNotFound)?;
-        let previous = conn.room();
-        if previous.as_deref() == Some(room_id) {
-            let detail = room.detail();
-            return Ok(Joined {
-                room: detail.room,
-                members: detail.members,
-                left: None,
-            });
-        }
-        {
-            let state = lock(&room.state);
-            if state.removed {
-                return Err(ErrorCode::RoomNotFound);
-            }
-            let replacing = state.seats.iter().any(|s| s.conn.user_id == conn.user_id);
-            if !replacing && state.seats.len() >= room.capacity as usize {
-                return Err(ErrorCode::RoomFull);
-            }
-        }
-        // Leave the old room before entering the new one (never lock two rooms at once).
-        let left = previous.filter(|old| self.leave(conn, old));
-        // If the join fails after that (the room was swept, or its last seat taken, in
-        // between), the socket must still learn that it left its old room.
-        let failed = |code: ErrorCode| {
-            if let Some(old) = &left {
-                conn.send(frame(&ServerMessage::Left { room: old.clone() }));
-            }
-            Err(code)
+    pub async fn join(
+        self: &Arc<Self>,
+        conn: &Arc<ConnHandle>,
+        room_id: &str,
+    ) -> Result<Joined, ErrorCode> {
+        let record = match self.store.room(room_id).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Err(ErrorCode::RoomNotFound),
+            Err(_) => return Err(ErrorCode::Unavailable),
         };
-        let mut state = lock(&room.state);
-        // Checked again under the lock the sweep marks it under: see the module doc.
-        if state.removed {
-            return failed(ErrorCode::RoomNotFound);
-        }
-        match state
-            .seats
-            .iter()
-            .position(|s| s.conn.user_id == conn.user_id)
-        {
-            Some(i) => {
-                // The same player on a newer socket: it keeps its place in the game.
-                let old = std::mem::replace(&mut state.seats[i].conn, conn.clone());
-                old.set_room(None);
-                old.send(frame(&ServerMessage::Left {
-                    room: room.id.clone(),
-                }));
-            }
-            None => {
-                if state.seats.len() >= room.capacity as usize {
-                    return failed(ErrorCode::RoomFull);
+        let previous = conn.room();
+        // Leave the old room before entering the new one (never two rooms at once).
+        let left = previous
+            .filter(|old| old != room_id)
+            .filter(|old| self.leave(conn, old));
+        match self.enter(conn, &record).await {
+            Ok(seated) => Ok(Joined {
+                room: seated.room,
+                members: seated.members,
+                left,
+            }),
+            Err(code) => {
+                // The socket must still learn that it left its old room.
+                if let Some(old) = left {
+                    conn.send(TextFrame::encode(&ServerMessage::Left {
+                        room: old,
+                        reason: None,
+                    }));
                 }
-                let joined = frame(&ServerMessage::PlayerJoined {
-                    room: room.id.clone(),
-                    player: member(conn),
-                });
-                for seat in state.seats.iter() {
-                    seat.conn.send(joined.clone());
-                }
-                let seed = seed_of(&conn.user_id);
-                state.seats.push(Seat {
-                    conn: conn.clone(),
-                    player: Player::spawn(&self.world, seed),
-                });
-                state.empty_since = None;
+                Err(code)
             }
         }
-        conn.set_room(Some(room.id.clone()));
-        if !state.running {
-            state.running = true;
-            tokio::spawn(run_ticks(room.clone(), self.tick));
-        }
-        Ok(Joined {
-            room: room.info_of(&state),
-            members: state.seats.iter().map(|s| member(&s.conn)).collect(),
-            left,
-        })
     }
 
-    /// Apply a player's input in the room the socket is in. `false`: not in a room.
-    pub fn input(&self, conn: &ConnHandle, seq: u64, dx: f64, dy: f64) -> bool {
-        let Some(room) = conn.room().and_then(|id| self.get(&id)) else {
-            return false;
-        };
-        let mut state = lock(&room.state);
-        match state.seats.iter_mut().find(|s| s.conn.id == conn.id) {
-            Some(seat) => {
-                seat.player.apply_input(seq, dx, dy);
-                true
+    /// Seat the socket with whoever runs the room, taking the room on if nobody does.
+    async fn enter(
+        self: &Arc<Self>,
+        conn: &Arc<ConnHandle>,
+        record: &RoomRow,
+    ) -> Result<Seated, ErrorCode> {
+        let deadline = self.join_deadline();
+        loop {
+            match self.slot(&record.id) {
+                Some(Slot::Owned(run)) => match run.join(Occupant::Local(conn.clone())) {
+                    Ok(seated) => return Ok(seated),
+                    Err(SeatError::Full) => return Err(ErrorCode::RoomFull),
+                    Err(SeatError::Closed) => {}
+                },
+                Some(Slot::Mirror(mirror)) if !lock(&mirror.state).moving => {
+                    match self.join_remote(conn, &mirror).await {
+                        Ok(seated) => return Ok(seated),
+                        Err(Some(code)) => return Err(code),
+                        Err(None) => {}
+                    }
+                }
+                _ => {}
             }
-            None => false,
+            if Instant::now() >= deadline {
+                return Err(ErrorCode::Unavailable);
+            }
+            let sent = Instant::now();
+            match self.link.claim(&record.id).await {
+                Ok(Claim::Acquired { epoch }) => {
+                    // Not cancellable half-way: the lease and the slot come together.
+                    let me = self.clone();
+                    let record = record.clone();
+                    match tokio::spawn(async move { me.take_on(record, epoch, sent).await }).await {
+                        Ok(true) => {}
+                        Ok(false) => return Err(ErrorCode::RoomNotFound),
+                        Err(_) => return Err(ErrorCode::Unavailable),
+                    }
+                }
+                Ok(Claim::HeldBy { node, .. }) if node == self.node_id() => {
+                    // Being set up or torn down here (or a previous incarnation's lease
+                    // that is about to lapse).
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok(Claim::HeldBy { node, epoch }) => {
+                    if !self.mirror_of(record, &node, epoch).await {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                Err(_) => return Err(ErrorCode::Unavailable),
+            }
+        }
+    }
+
+    /// Ask the owner to seat a socket of this node. `Err(None)`: ask the lease again.
+    async fn join_remote(
+        &self,
+        conn: &Arc<ConnHandle>,
+        mirror: &Arc<Mirror>,
+    ) -> Result<Seated, Option<ErrorCode>> {
+        let owner = {
+            let mut state = lock(&mirror.state);
+            if state.dropped {
+                return Err(None);
+            }
+            state.pending += 1;
+            state.owner.clone()
+        };
+        let _pending = Pending(self, mirror);
+        let reply = self
+            .link
+            .request(
+                &owner,
+                RoomMsg::Join {
+                    room: mirror.record.id.clone(),
+                    member: self.remote_member(conn),
+                    moved: false,
+                },
+            )
+            .await;
+        match reply {
+            Some(RoomReply::Joined {
+                room,
+                members,
+                epoch,
+            }) => {
+                let mut state = lock(&mirror.state);
+                if state.dropped || epoch != state.epoch {
+                    // Seated with a run this node no longer follows: look again (the
+                    // stale seat goes with the next confirmation of members).
+                    return Err(None);
+                }
+                if !state.members.iter().any(|m| m.id == conn.id) {
+                    state.members.push(conn.clone());
+                }
+                conn.set_room(Some(mirror.record.id.clone()));
+                Ok(Seated { room, members })
+            }
+            Some(RoomReply::Refused { code }) => Err(Some(code)),
+            _ => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Err(None)
+            }
+        }
+    }
+
+    fn remote_member(&self, conn: &ConnHandle) -> RemoteMember {
+        RemoteMember {
+            node: self.node_id().to_string(),
+            conn: conn.id.clone(),
+            user_id: conn.user_id.clone(),
+            username: conn.username.clone(),
+        }
+    }
+
+    /// Follow a room that `node` runs under `epoch`. Returns `false` when this node is in
+    /// the middle of something for that room (try again shortly).
+    async fn mirror_of(self: &Arc<Self>, record: &RoomRow, node: &str, epoch: u64) -> bool {
+        let mut fresh = false;
+        let outcome = {
+            let entry = self.slots.entry(record.id.clone()).or_insert_with(|| {
+                fresh = true;
+                Slot::Mirror(Arc::new(Mirror {
+                    record: record.clone(),
+                    state: Mutex::new(MirrorState {
+                        owner: node.to_string(),
+                        epoch,
+                        members: Vec::new(),
+                        pending: 0,
+                        heard: Instant::now(),
+                        moving: false,
+                        dropped: false,
+                    }),
+                }))
+            });
+            match entry.value() {
+                Slot::Mirror(m) => {
+                    let state = lock(&m.state);
+                    if state.epoch < epoch && !state.moving {
+                        Some(m.clone())
+                    } else {
+                        None
+                    }
+                }
+                Slot::Owned(_) => return false,
+            }
+        };
+        if fresh {
+            // Relays flow before the owner is asked, so none after the seat is missed.
+            self.link.watch(&record.id).await;
+        }
+        if let Some(mirror) = outcome {
+            // A newer run than the one this node's members sit in: move them there.
+            self.spawn_move(mirror, Some((node.to_string(), epoch)));
+            return false;
+        }
+        true
+    }
+
+    /// Take a room on under a lease just acquired: mark it in use, start its run, and seat
+    /// this node's members of the room's previous run, if any (each told `room_moved`).
+    /// `false`: the room no longer exists (the lease is given back).
+    async fn take_on(self: Arc<Self>, record: RoomRow, epoch: u64, sent: Instant) -> bool {
+        let record = match self.store.occupy_room(&record.id).await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                self.link.release(&record.id, epoch).await;
+                self.evict_mirror(&record.id, LeftReason::Removed);
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(room = %record.id, error = %e, "cannot take a room on");
+                self.link.release(&record.id, epoch).await;
+                return true; // the join asks the lease again and times out honestly
+            }
+        };
+        let valid_until = (sent + self.link.lease().mul_f64(0.9)).into_std();
+        let run = Arc::new(RoomRun::new(
+            record.clone(),
+            epoch,
+            self.world,
+            self.link.clone(),
+            valid_until,
+            self.tick_log.clone(),
+        ));
+        let previous = self
+            .slots
+            .insert(record.id.clone(), Slot::Owned(run.clone()));
+        let movers = match previous {
+            Some(Slot::Mirror(m)) => {
+                let mut state = lock(&m.state);
+                state.dropped = true;
+                std::mem::take(&mut state.members)
+            }
+            _ => Vec::new(),
+        };
+        if !movers.is_empty() {
+            for conn in movers {
+                if conn.room().as_deref() != Some(record.id.as_str()) || conn.is_gone() {
+                    continue;
+                }
+                if let Ok(seated) = run.join(Occupant::Local(conn.clone())) {
+                    self.tell_moved(&conn, seated);
+                }
+            }
+        }
+        tracing::debug!(room = %record.id, epoch, "running the room");
+        tokio::spawn(self.clone().run_ticks(run));
+        true
+    }
+
+    fn tell_moved(&self, conn: &ConnHandle, seated: Seated) {
+        conn.send(TextFrame::encode(&ServerMessage::RoomMoved {
+            room: seated.room,
+            members: seated.members,
+            world: self.world(),
+        }));
+    }
+
+    /// A room's game loop: a fixed step at a fixed rate. A late tick is skipped rather
+    /// than run in a burst, and nothing here waits on a socket.
+    async fn run_ticks(self: Arc<Self>, run: Arc<RoomRun>) {
+        let mut interval = tokio::time::interval(self.tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let dt = self.tick.as_secs_f64();
+        loop {
+            interval.tick().await;
+            match run.tick(dt) {
+                Ticked::Ran => {}
+                Ticked::Empty => return self.retire(run).await,
+                Ticked::LeaseLost => return self.lost(run),
+            }
+        }
+    }
+
+    /// The run emptied: its room is idle from now and its lease goes back.
+    async fn retire(&self, run: Arc<RoomRun>) {
+        let id = run.id().to_string();
+        self.slots.remove_if(
+            &id,
+            |_, s| matches!(s, Slot::Owned(r) if Arc::ptr_eq(r, &run)),
+        );
+        if let Err(e) = self.store.room_emptied(&id, crate::ids::now_ms()).await {
+            tracing::debug!(room = %id, error = %e, "cannot record an empty room");
+        }
+        // After the record: the next owner's "in use" always lands after this "empty".
+        self.link.release(&id, run.epoch).await;
+    }
+
+    /// The run's lease is no longer surely this node's: stop, and move its members to
+    /// whoever runs the room next (possibly this node again).
+    fn lost(self: &Arc<Self>, run: Arc<RoomRun>) {
+        let members = run.close();
+        tracing::warn!(room = %run.id(), epoch = run.epoch, "lost the room's lease; its members move");
+        let mirror = Arc::new(Mirror {
+            record: run.record.clone(),
+            state: Mutex::new(MirrorState {
+                owner: self.node_id().to_string(),
+                epoch: run.epoch,
+                members,
+                pending: 0,
+                heard: Instant::now(),
+                moving: false,
+                dropped: false,
+            }),
+        });
+        let replaced = {
+            let id = run.id().to_string();
+            match self.slots.get_mut(&id) {
+                Some(mut s) if matches!(&*s, Slot::Owned(r) if Arc::ptr_eq(r, &run)) => {
+                    *s = Slot::Mirror(mirror.clone());
+                    true
+                }
+                _ => false,
+            }
+        };
+        if replaced {
+            let (me, id) = (self.clone(), run.id().to_string());
+            tokio::spawn(async move {
+                me.link.watch(&id).await;
+                me.spawn_move(mirror, None);
+            });
+        } else {
+            // Someone else took the slot meanwhile; these members cannot follow.
+            for conn in lock(&mirror.state).members.drain(..) {
+                evict(&conn, run.id(), LeftReason::Unavailable);
+            }
+        }
+    }
+
+    /// Move a mirror's members to the room's current run: to `to` if given, else to
+    /// whoever holds the lease once the silent owner's has lapsed (this node, if it can
+    /// claim it). One move at a time per mirror.
+    fn spawn_move(self: &Arc<Self>, mirror: Arc<Mirror>, to: Option<(String, u64)>) {
+        {
+            let mut state = lock(&mirror.state);
+            if state.moving || state.dropped {
+                return;
+            }
+            state.moving = true;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            me.move_members(&mirror, to).await;
+            lock(&mirror.state).moving = false;
+            me.drop_mirror_if_empty(&mirror);
+        });
+    }
+
+    async fn move_members(self: &Arc<Self>, mirror: &Arc<Mirror>, mut to: Option<(String, u64)>) {
+        let id = mirror.record.id.clone();
+        let deadline = self.join_deadline();
+        loop {
+            if lock(&mirror.state).dropped {
+                return; // absorbed by a run of this node
+            }
+            let target = match to.take() {
+                Some(t) => t,
+                None => match self.link.claim(&id).await {
+                    Ok(Claim::Acquired { epoch }) => {
+                        let sent = Instant::now();
+                        self.clone()
+                            .take_on(mirror.record.clone(), epoch, sent)
+                            .await;
+                        return;
+                    }
+                    Ok(Claim::HeldBy { node, epoch }) => (node, epoch),
+                    Err(_) => break,
+                },
+            };
+            let (owner, epoch) = {
+                let state = lock(&mirror.state);
+                (state.owner.clone(), state.epoch)
+            };
+            if target.0 == self.node_id() {
+                // This node's own run (or its previous incarnation's lease): wait.
+            } else if (target.0.as_str(), target.1) == (owner.as_str(), epoch) {
+                // Still the silent owner's lease. If it answers, it lives: stay (its
+                // relays were lost; the confirmation below re-seats what it lost).
+                let reply = self
+                    .link
+                    .request(&owner, RoomMsg::Members { room: id.clone() })
+                    .await;
+                if matches!(reply, Some(RoomReply::Members { .. })) {
+                    // Seat again whatever it may have lost (a seat it has is kept as is).
+                    let members = {
+                        let mut state = lock(&mirror.state);
+                        state.heard = Instant::now();
+                        state.members.clone()
+                    };
+                    for conn in members {
+                        let member = self.remote_member(&conn);
+                        let join = RoomMsg::Join {
+                            room: id.clone(),
+                            member,
+                            moved: false,
+                        };
+                        self.link.send(&owner, join);
+                    }
+                    return;
+                }
+            } else if target.1 > epoch {
+                self.reseat(mirror, &target.0, target.1).await;
+                return;
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Nobody can run the room for them now.
+        let members = {
+            let mut state = lock(&mirror.state);
+            std::mem::take(&mut state.members)
+        };
+        for conn in members {
+            evict(&conn, &id, LeftReason::Unavailable);
+        }
+    }
+
+    /// Seat a mirror's members with the room's new run on `node`.
+    async fn reseat(&self, mirror: &Arc<Mirror>, node: &str, epoch: u64) {
+        let id = mirror.record.id.clone();
+        let members = {
+            let mut state = lock(&mirror.state);
+            state.owner = node.to_string();
+            state.epoch = epoch;
+            state.heard = Instant::now();
+            state.members.clone()
+        };
+        for conn in members {
+            if conn.room().as_deref() != Some(id.as_str()) || conn.is_gone() {
+                lock(&mirror.state).members.retain(|m| m.id != conn.id);
+                continue;
+            }
+            let reply = self
+                .link
+                .request(
+                    node,
+                    RoomMsg::Join {
+                        room: id.clone(),
+                        member: self.remote_member(&conn),
+                        moved: true,
+                    },
+                )
+                .await;
+            match reply {
+                Some(RoomReply::Joined { room, members, .. }) => {
+                    self.tell_moved(&conn, Seated { room, members });
+                }
+                _ => {
+                    lock(&mirror.state).members.retain(|m| m.id != conn.id);
+                    evict(&conn, &id, LeftReason::Unavailable);
+                }
+            }
         }
     }
 
     /// Take a socket out of a room. Returns whether it was there.
     pub fn leave(&self, conn: &ConnHandle, room_id: &str) -> bool {
-        let Some(room) = self.get(room_id) else {
-            return false;
+        let was = match self.slot(room_id) {
+            Some(Slot::Owned(run)) => run.leave(&conn.id).0,
+            Some(Slot::Mirror(mirror)) => {
+                let (was, owner) = {
+                    let mut state = lock(&mirror.state);
+                    let before = state.members.len();
+                    state.members.retain(|m| m.id != conn.id);
+                    (state.members.len() < before, state.owner.clone())
+                };
+                if was {
+                    self.link.send(
+                        &owner,
+                        RoomMsg::Leave {
+                            room: room_id.to_string(),
+                            conn: conn.id.clone(),
+                        },
+                    );
+                    self.drop_mirror_if_empty(&mirror);
+                }
+                was
+            }
+            None => false,
         };
-        let mut state = lock(&room.state);
-        let Some(i) = state.seats.iter().position(|s| s.conn.id == conn.id) else {
-            return false;
-        };
-        state.seats.remove(i);
-        if state.seats.is_empty() {
-            state.empty_since = Some(Instant::now());
+        if conn.room().as_deref() == Some(room_id) {
+            conn.set_room(None);
         }
-        conn.set_room(None);
-        let left = frame(&ServerMessage::PlayerLeft {
-            room: room.id.clone(),
-            player: member(conn),
-        });
-        for seat in state.seats.iter() {
-            seat.conn.send(left.clone());
-        }
-        true
+        was
     }
 
     /// Take a socket out of whatever room it is in.
@@ -558,181 +655,367 @@ impl Rooms {
         let room = conn.room()?;
         self.leave(conn, &room).then_some(room)
     }
-}
 
-/// A room's game loop: a fixed step at a fixed rate. A late tick is skipped rather than
-/// run in a burst, and nothing here waits on a socket.
-async fn run_ticks(room: Arc<Room>, period: Duration) {
-    let mut interval = tokio::time::interval(period);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let dt = period.as_secs_f64();
-    loop {
-        interval.tick().await;
-        if !room.tick(dt) {
+    /// Apply a player's input in the room the socket is in. `false`: not in a room.
+    pub fn input(&self, conn: &ConnHandle, seq: u64, dx: f64, dy: f64) -> bool {
+        let Some(room) = conn.room() else {
+            return false;
+        };
+        match self.slot(&room) {
+            Some(Slot::Owned(run)) => run.input(&conn.id, seq, dx, dy),
+            Some(Slot::Mirror(mirror)) => {
+                let Some(owner) = mirror.owner_of(&conn.id) else {
+                    return false;
+                };
+                self.link.send(
+                    &owner,
+                    RoomMsg::Input {
+                        room,
+                        conn: conn.id.clone(),
+                        seq,
+                        dx,
+                        dy,
+                    },
+                );
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A chat line to the room the socket is in. `false`: not in a room.
+    pub fn chat(&self, conn: &ConnHandle, text: String) -> bool {
+        let Some(room) = conn.room() else {
+            return false;
+        };
+        match self.slot(&room) {
+            Some(Slot::Owned(run)) => run.chat(&conn.id, text),
+            Some(Slot::Mirror(mirror)) => {
+                let Some(owner) = mirror.owner_of(&conn.id) else {
+                    return false;
+                };
+                self.link.send(
+                    &owner,
+                    RoomMsg::Chat {
+                        room,
+                        conn: conn.id.clone(),
+                        text,
+                    },
+                );
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn drop_mirror_if_empty(&self, mirror: &Arc<Mirror>) {
+        let id = &mirror.record.id;
+        let removed = self.slots.remove_if(id, |_, s| match s {
+            Slot::Mirror(m) if Arc::ptr_eq(m, mirror) => {
+                let mut state = lock(&m.state);
+                let empty = state.members.is_empty() && state.pending == 0 && !state.moving;
+                if empty {
+                    state.dropped = true;
+                }
+                empty
+            }
+            _ => false,
+        });
+        if removed.is_some() {
+            self.link.unwatch(id);
+        }
+    }
+
+    /// Members of this node in a room it does not run: told `left` with `reason`.
+    fn evict_mirror(&self, room: &str, reason: LeftReason) {
+        if let Some(Slot::Mirror(mirror)) = self.slot(room) {
+            let members = std::mem::take(&mut lock(&mirror.state).members);
+            for conn in members {
+                evict(&conn, room, reason);
+            }
+            self.drop_mirror_if_empty(&mirror);
+        }
+    }
+
+    // ---- what other nodes send ----
+
+    /// A frame the owner of `room` relayed to its members on this node.
+    pub fn on_relay(self: &Arc<Self>, room: &str, header: RelayHeader, frame: TextFrame) {
+        let Some(Slot::Mirror(mirror)) = self.slot(room) else {
+            return;
+        };
+        let mut state = lock(&mirror.state);
+        if header.epoch < state.epoch {
+            return; // an earlier run's, late
+        }
+        if header.epoch > state.epoch {
+            drop(state);
+            self.spawn_move(mirror, Some((header.node, header.epoch)));
             return;
         }
-    }
-}
-
-fn seed_of(id: &str) -> u64 {
-    // FNV-1a: a stable spread of spawn points, not a security property.
-    id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::registry::{NewConnection, Outbound, Registration, Registry, RegistryLimits};
-
-    fn rooms(max_rooms: usize, max_per_user: usize, per_minute: u32, idle: Duration) -> Rooms {
-        Rooms::new(
-            RoomLimits {
-                max_rooms,
-                max_per_user,
-                create_per_minute: NonZeroU32::new(per_minute),
-                idle,
-            },
-            20,
-        )
-    }
-
-    fn socket(registry: &Arc<Registry>, user: &str) -> (Registration, Outbound) {
-        registry
-            .register(NewConnection {
-                user_id: user.into(),
-                username: user.into(),
-                session_id: "s".into(),
-                issued_at: 0,
-                remote_addr: "127.0.0.1:1".parse().unwrap(),
-                connected_at: 0,
-            })
-            .unwrap()
-    }
-
-    fn registry() -> Arc<Registry> {
-        Registry::new(RegistryLimits {
-            max_per_user: 1000,
-            max_total: 100_000,
-            outbound_queue: 1024,
-            close_timeout: Duration::from_millis(10),
-        })
-    }
-
-    #[test]
-    fn quota_then_cap_each_with_its_own_answer() {
-        let r = rooms(4, 2, 0, Duration::from_secs(60));
-        r.create_permanent("Main Hall", 16).unwrap();
-        r.create("u", "a", 2).unwrap();
-        r.create("u", "b", 2).unwrap();
-        match r.create("u", "c", 2) {
-            Err(CreateError::Quota {
-                have: 2, limit: 2, ..
-            }) => {}
-            other => panic!("{other:?}"),
+        state.heard = Instant::now();
+        for conn in state.members.iter() {
+            if header.state {
+                conn.offer_state(frame.clone());
+            } else if header.except.as_deref() != Some(conn.id.as_str()) {
+                conn.send(frame.clone());
+            }
         }
-        r.create("v", "d", 2).unwrap();
-        assert!(matches!(
-            r.create("w", "e", 2),
-            Err(CreateError::Full { .. })
-        ));
-        assert_eq!(r.list().len(), 4);
-        // Refusals leave no bookkeeping behind.
-        assert!(!r.owned.contains_key("w"));
     }
 
-    #[test]
-    fn creation_rate_is_per_user() {
-        let r = rooms(100, 100, 2, Duration::from_secs(60));
-        r.create("u", "a", 2).unwrap();
-        r.create("u", "b", 2).unwrap();
-        match r.create("u", "c", 2) {
-            Err(CreateError::Rate { retry_after }) => assert!((1..=60).contains(&retry_after)),
-            other => panic!("{other:?}"),
-        }
-        r.create("v", "d", 2).unwrap();
-        // A refused creation gave its place under the cap back.
-        assert_eq!(r.live.load(Ordering::Acquire), 3);
-    }
-
-    #[tokio::test]
-    async fn sweep_removes_only_idle_empty_rooms_players_made() {
-        let idle = Duration::from_secs(10);
-        let r = rooms(100, 2, 0, idle);
-        let reg = registry();
-        let hall = r.create_permanent("Main Hall", 16).unwrap();
-        let empty = r.create("u", "empty", 2).unwrap();
-        let busy = r.create("u", "busy", 2).unwrap();
-        let (conn, _out) = socket(&reg, "p");
-        r.join(conn.handle(), &busy.id).unwrap();
-        let now = Instant::now();
-        assert_eq!(r.sweep(now), 0, "nothing idle yet");
-        assert_eq!(r.sweep(now + idle + Duration::from_secs(1)), 1);
-        let left: Vec<String> = r.list().into_iter().map(|i| i.id).collect();
-        assert!(left.contains(&hall.id) && left.contains(&busy.id));
-        assert!(!left.contains(&empty.id));
-        assert_eq!(
-            r.join(conn.handle(), &empty.id).err(),
-            Some(ErrorCode::RoomNotFound)
-        );
-        // The quota counts rooms that still exist.
-        r.create("u", "again", 2).unwrap();
-        // Once empty, the busy room starts its own idle time.
-        r.leave_current(conn.handle());
-        let later = Instant::now();
-        assert_eq!(r.sweep(later + idle / 2), 0);
-        assert_eq!(r.sweep(later + idle * 2), 2);
-        assert_eq!(r.list().len(), 1, "Main Hall stays");
-        assert!(r.owned.is_empty());
-    }
-
-    /// A sweep racing a join: either the join wins and the room stays with its member,
-    /// or the sweep wins and the join gets `room_not_found`.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_sweep_racing_a_join_never_leaves_a_member_in_a_removed_room() {
-        let r = Arc::new(rooms(100_000, 100_000, 0, Duration::ZERO));
-        let reg = registry();
-        let (mut joined, mut refused) = (0, 0);
-        for _ in 0..500 {
-            let id = r.create("u", "race", 2).unwrap().id;
-            let (conn, _out) = socket(&reg, "p");
-            let handle = conn.handle().clone();
-            let barrier = Arc::new(std::sync::Barrier::new(2));
-            let join = {
-                let (r, id, barrier) = (r.clone(), id.clone(), barrier.clone());
-                tokio::task::spawn_blocking(move || {
-                    barrier.wait();
-                    r.join(&handle, &id).map(|_| ())
+    /// A message from node `from`; the answer, if it asked.
+    pub fn on_message(self: &Arc<Self>, from: &str, msg: RoomMsg) -> Option<RoomReply> {
+        match msg {
+            RoomMsg::Join { room, member, .. } => {
+                let Some(run) = self.run(&room) else {
+                    return Some(RoomReply::NotOwner);
+                };
+                let who = Occupant::Remote {
+                    member,
+                    confirmed: std::time::Instant::now(),
+                };
+                Some(match run.join(who) {
+                    Ok(seated) => RoomReply::Joined {
+                        room: seated.room,
+                        members: seated.members,
+                        epoch: run.epoch,
+                    },
+                    Err(SeatError::Full) => RoomReply::Refused {
+                        code: ErrorCode::RoomFull,
+                    },
+                    Err(SeatError::Closed) => RoomReply::NotOwner,
                 })
-            };
-            let sweep = {
-                let (r, barrier) = (r.clone(), barrier.clone());
-                tokio::task::spawn_blocking(move || {
-                    barrier.wait();
-                    r.sweep(Instant::now())
-                })
-            };
-            let joined_ok = join.await.unwrap();
-            sweep.await.unwrap();
-            match joined_ok {
-                Ok(()) => {
-                    joined += 1;
-                    let room = r.get(&id).expect("a room with a member was removed");
-                    assert_eq!(room.info().players, 1);
-                    assert_eq!(conn.handle().room(), Some(id.clone()));
-                    r.leave_current(conn.handle());
+            }
+            RoomMsg::Members { room } => Some(match self.run(&room) {
+                Some(run) => RoomReply::Members {
+                    members: run.members(),
+                },
+                None => RoomReply::NotOwner,
+            }),
+            RoomMsg::Leave { room, conn } => {
+                if let Some(run) = self.run(&room) {
+                    run.leave(&conn);
                 }
-                Err(code) => {
-                    refused += 1;
-                    assert_eq!(code, ErrorCode::RoomNotFound);
-                    assert!(r.get(&id).is_none());
-                    assert_eq!(conn.handle().room(), None);
+                None
+            }
+            RoomMsg::Input {
+                room,
+                conn,
+                seq,
+                dx,
+                dy,
+            } => {
+                if let Some(run) = self.run(&room) {
+                    run.input(&conn, seq, dx, dy);
+                }
+                None
+            }
+            RoomMsg::Chat { room, conn, text } => {
+                if let Some(run) = self.run(&room) {
+                    run.chat(&conn, text);
+                }
+                None
+            }
+            RoomMsg::Present { room, conns } => {
+                if let Some(run) = self.run(&room) {
+                    let seated_before = std::time::Instant::now() - self.renew_period() * 2;
+                    run.present(from, &conns, seated_before);
+                }
+                None
+            }
+            RoomMsg::Evict { room, conn, reason } => {
+                if let Some(Slot::Mirror(mirror)) = self.slot(&room) {
+                    let gone = {
+                        let mut state = lock(&mirror.state);
+                        let i = state.members.iter().position(|m| m.id == conn);
+                        i.map(|i| state.members.remove(i))
+                    };
+                    if let Some(c) = gone {
+                        evict(&c, &room, reason);
+                        self.drop_mirror_if_empty(&mirror);
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    // ---- upkeep ----
+
+    /// Renew this node's leases, confirm its members to the rooms' owners, and look
+    /// again at rooms whose owner fell silent, until `stop`.
+    pub async fn run_keeper(self: Arc<Self>, stop: CancellationToken) {
+        let mut every = tokio::time::interval(Duration::from_millis(100).min(self.renew_period()));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_renewal = Instant::now();
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            self.look_at_mirrors();
+            // Every lease is renewed each period; a room whose count of players changed
+            // is renewed at once, so the lobby on every node shows it within a beat.
+            let all = last_renewal.elapsed() >= self.renew_period();
+            if all {
+                last_renewal = Instant::now();
+            }
+            self.renew(all).await;
+        }
+    }
+
+    fn look_at_mirrors(self: &Arc<Self>) {
+        let stall = self.stall();
+        let mirrors: Vec<Arc<Mirror>> = self
+            .slots
+            .iter()
+            .filter_map(|s| match s.value() {
+                Slot::Mirror(m) => Some(m.clone()),
+                Slot::Owned(_) => None,
+            })
+            .collect();
+        for mirror in mirrors {
+            let silent = {
+                let mut state = lock(&mirror.state);
+                state.members.retain(|c| !c.is_gone());
+                !state.members.is_empty() && !state.moving && state.heard.elapsed() >= stall
+            };
+            if silent {
+                self.spawn_move(mirror, None);
+            }
+        }
+    }
+
+    async fn renew(self: &Arc<Self>, all: bool) {
+        if !all {
+            let changed: Vec<Arc<RoomRun>> = self
+                .slots
+                .iter()
+                .filter_map(|s| match s.value() {
+                    Slot::Owned(r) if !r.is_closed() && r.players_changed() => Some(r.clone()),
+                    _ => None,
+                })
+                .collect();
+            self.renew_runs(changed).await;
+            return;
+        }
+        let mut runs = Vec::new();
+        let mut mirrors = Vec::new();
+        for s in self.slots.iter() {
+            match s.value() {
+                Slot::Owned(r) if !r.is_closed() => runs.push(r.clone()),
+                Slot::Owned(_) => {}
+                Slot::Mirror(m) => mirrors.push(m.clone()),
+            }
+        }
+        // Seats whose socket or node is gone without a word.
+        let cutoff = std::time::Instant::now() - self.renew_period() * 3;
+        for run in &runs {
+            run.drop_gone_locals();
+            run.expire_remote(cutoff);
+        }
+        for mirror in mirrors {
+            let (owner, conns) = {
+                let state = lock(&mirror.state);
+                (
+                    state.owner.clone(),
+                    state
+                        .members
+                        .iter()
+                        .map(|c| c.id.clone())
+                        .collect::<Vec<_>>(),
+                )
+            };
+            if !conns.is_empty() && owner != self.node_id() {
+                self.link.send(
+                    &owner,
+                    RoomMsg::Present {
+                        room: mirror.record.id.clone(),
+                        conns,
+                    },
+                );
+            }
+        }
+        let runs: Vec<Arc<RoomRun>> = runs.into_iter().filter(|r| !r.is_closed()).collect();
+        self.renew_runs(runs).await;
+    }
+
+    async fn renew_runs(self: &Arc<Self>, runs: Vec<Arc<RoomRun>>) {
+        if runs.is_empty() {
+            return;
+        }
+        let renewals = runs
+            .iter()
+            .map(|r| Renewal {
+                room: r.id().to_string(),
+                epoch: r.epoch,
+                players: r.report_players(),
+            })
+            .collect();
+        let sent = Instant::now();
+        match self.link.renew(renewals).await {
+            Ok(held) => {
+                for (run, held) in runs.into_iter().zip(held) {
+                    if held {
+                        run.extend(sent.into_std());
+                    } else {
+                        self.lost(run);
+                    }
                 }
             }
-            r.sweep(Instant::now());
+            // Unconfirmed: each run stops by itself when its lease may have lapsed.
+            Err(_) => tracing::debug!("room leases could not be renewed"),
         }
-        assert!(r.list().is_empty());
-        eprintln!("join won {joined} times, sweep won {refused} times");
     }
+
+    /// Stop every run this node has and give its leases back, so the rooms' other
+    /// members' nodes take them on at once (a clean stop).
+    pub async fn shutdown(&self) {
+        let runs: Vec<Arc<RoomRun>> = self
+            .slots
+            .iter()
+            .filter_map(|s| match s.value() {
+                Slot::Owned(r) => Some(r.clone()),
+                Slot::Mirror(_) => None,
+            })
+            .collect();
+        for run in runs {
+            run.close();
+            self.link.release(run.id(), run.epoch).await;
+        }
+    }
+}
+
+impl Mirror {
+    /// The owner, if `conn` is one of this node's members.
+    fn owner_of(&self, conn: &str) -> Option<String> {
+        let state = lock(&self.state);
+        state
+            .members
+            .iter()
+            .any(|m| m.id == conn)
+            .then(|| state.owner.clone())
+    }
+}
+
+/// A join on its way to the owner; when it ends, the mirror may go if nobody came.
+struct Pending<'a>(&'a Rooms, &'a Arc<Mirror>);
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        lock(&self.1.state).pending -= 1;
+        self.0.drop_mirror_if_empty(self.1);
+    }
+}
+
+/// Tell a socket it is no longer in `room`.
+fn evict(conn: &ConnHandle, room: &str, reason: LeftReason) {
+    if conn.room().as_deref() != Some(room) {
+        return;
+    }
+    conn.set_room(None);
+    conn.send(TextFrame::encode(&ServerMessage::Left {
+        room: room.to_string(),
+        reason: Some(reason),
+    }));
 }

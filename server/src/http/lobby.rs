@@ -1,5 +1,5 @@
 //! `/lobby/rooms`: list, create and inspect rooms. The rules (quota, rate, cap, expiry)
-//! live in [`crate::game::rooms`]; this only translates HTTP.
+//! live in [`crate::game::lobby`]; this only translates HTTP.
 
 use arena_protocol::http::{
     CreateRoomRequest, Room, RoomDetail, RoomsResponse, ROOM_CAPACITY_DEFAULT, ROOM_CAPACITY_MAX,
@@ -14,10 +14,10 @@ use crate::auth::AuthUser;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
-pub async fn list(State(state): State<AppState>, _user: AuthUser) -> Json<RoomsResponse> {
-    Json(RoomsResponse {
-        rooms: state.rooms.list(),
-    })
+pub async fn list(State(state): State<AppState>, _user: AuthUser) -> Result<Json<RoomsResponse>> {
+    Ok(Json(RoomsResponse {
+        rooms: state.rooms.list().await?,
+    }))
 }
 
 pub async fn create(
@@ -39,7 +39,7 @@ pub async fn create(
     };
     Ok((
         StatusCode::CREATED,
-        Json(state.rooms.create(&user.claims.sub, name, capacity)?),
+        Json(state.rooms.create(&user.claims.sub, name, capacity).await?),
     ))
 }
 
@@ -50,7 +50,8 @@ pub async fn detail(
 ) -> Result<Json<RoomDetail>> {
     let room = state
         .rooms
-        .get(&id)
+        .detail(&id)
+        .await?
         .ok_or_else(|| Error::not_found("room"))?;
-    Ok(Json(room.detail()))
+    Ok(Json(room))
 }

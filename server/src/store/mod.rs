@@ -22,6 +22,7 @@
 //!   caller applies it in memory anyway (fail closed) and answers with an error.
 
 mod keys;
+mod rooms;
 mod rows;
 
 use std::path::Path;
@@ -34,6 +35,7 @@ use sqlx::{AnyPool, Row};
 pub use crate::events::{LoggedEvent, RevocationEvent, RevokedSession};
 use arena_protocol::CloseCode;
 pub use keys::{KeyRow, KeyringRows, OpenedKeyring};
+pub use rooms::{RoomRefusal, RoomRow};
 pub use rows::{BanRow, NewSession, SessionRow, UserRow};
 
 use crate::error::{Error, Result};

@@ -15,7 +15,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arena_protocol::ws::{ChatFrom, ClientMessage, ServerMessage};
+use arena_protocol::ws::{ClientMessage, ServerMessage};
 use arena_protocol::{CloseCode, ErrorCode, PROTOCOL_VERSION};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::SinkExt;
@@ -298,31 +298,12 @@ impl Session {
                 )
                 .await
             }
-            ClientMessage::Join { room } => match self.state.rooms.join(&self.conn, &room) {
-                Ok(joined) => {
-                    if let Some(old) = joined.left {
-                        let next = self.reply(socket, ServerMessage::Left { room: old }).await;
-                        if !matches!(next, Next::Continue) {
-                            return next;
-                        }
-                    }
-                    self.reply(
-                        socket,
-                        ServerMessage::Joined {
-                            room: joined.room,
-                            members: joined.members,
-                            world: Some(self.state.rooms.world()),
-                        },
-                    )
-                    .await
-                }
-                Err(code) => {
-                    self.reply(socket, ServerMessage::error(code, room_error(code)))
+            ClientMessage::Join { room } => self.join(socket, &room).await,
+            ClientMessage::Leave => match self.state.rooms.leave_current(&self.conn) {
+                Some(room) => {
+                    self.reply(socket, ServerMessage::Left { room, reason: None })
                         .await
                 }
-            },
-            ClientMessage::Leave => match self.state.rooms.leave_current(&self.conn) {
-                Some(room) => self.reply(socket, ServerMessage::Left { room }).await,
                 None => self.not_in_room(socket).await,
             },
             ClientMessage::Input { seq, dx, dy } => {
@@ -332,23 +313,50 @@ impl Session {
                 Next::Continue
             }
             ClientMessage::Chat { text: body } => {
-                let Some(room_id) = self.conn.room() else {
+                if !self.state.rooms.chat(&self.conn, body) {
                     return self.not_in_room(socket).await;
-                };
-                if let Some(room) = self.state.rooms.get(&room_id) {
-                    room.broadcast(&ServerMessage::Chat {
-                        room: room_id,
-                        from: ChatFrom {
-                            id: self.claims.sub.clone(),
-                            username: self.claims.username.clone(),
-                        },
-                        text: body,
-                        ts: ids::now_ms(),
-                    });
                 }
                 Next::Continue
             }
             ClientMessage::Reauth { access_token } => self.reauth(socket, &access_token).await,
+        }
+    }
+
+    /// Join a room, wherever it runs. Finding its owner may take a while (up to a lease
+    /// when the owner just died): a close request interrupts the wait, so a revoked
+    /// socket never stays open for a join.
+    async fn join(&mut self, socket: &mut WebSocket, room: &str) -> Next {
+        let rooms = self.state.rooms.clone();
+        let joining = rooms.join(&self.conn, room);
+        let joined = tokio::select! {
+            biased;
+            _ = self.conn.closing() => return Next::Stop,
+            joined = joining => joined,
+        };
+        match joined {
+            Ok(joined) => {
+                if let Some(old) = joined.left {
+                    let left = ServerMessage::Left {
+                        room: old,
+                        reason: None,
+                    };
+                    let next = self.reply(socket, left).await;
+                    if !matches!(next, Next::Continue) {
+                        return next;
+                    }
+                }
+                let world = Some(self.state.rooms.world());
+                let message = ServerMessage::Joined {
+                    room: joined.room,
+                    members: joined.members,
+                    world,
+                };
+                self.reply(socket, message).await
+            }
+            Err(code) => {
+                self.reply(socket, ServerMessage::error(code, room_error(code)))
+                    .await
+            }
         }
     }
 
@@ -472,6 +480,7 @@ fn room_error(code: ErrorCode) -> &'static str {
     match code {
         ErrorCode::RoomNotFound => "no such room",
         ErrorCode::RoomFull => "the room is full",
+        ErrorCode::Unavailable => "the room's server cannot be reached now; try again",
         _ => "cannot join",
     }
 }

@@ -1,0 +1,552 @@
+//! The rooms' side of the backplane: [`RoomLink`] over Redis.
+//!
+//! - **Leases.** One hash per room (`node`, `epoch`, `players`) with a `PEXPIRE` of
+//!   `--room-lease-ms`, taken, renewed and given back by Lua scripts that check the
+//!   holder and epoch, so only the holder can extend or drop it. The epoch is Redis's
+//!   clock in µs at the claim (and above every earlier one): it grows with every new
+//!   holder, even across a Redis restart that lost the counters.
+//! - **Relays.** The owner publishes each frame once on the room's channel; every node
+//!   with members in the room subscribes to it (and only those: a node does not read the
+//!   traffic of rooms it has nobody in). The payload is a JSON header line, then the
+//!   frame's text exactly as members get it.
+//! - **Messages** between nodes (a member's join, input, chat and leave to the owner; the
+//!   owner's answers and evictions back) go to the receiving node's own channel.
+//! - **Order.** Everything this node sends about rooms goes through one queue and one
+//!   task, which writes what has piled up in one pipelined round trip: a member's node
+//!   sees an owner's frames in the order the owner sent them.
+//!
+//! Room traffic has its own subscription connection, apart from the revocations', so a
+//! burst of game frames never delays a revocation or its acknowledgement.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::StreamExt;
+use redis::aio::PubSubSink;
+use redis::Script;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use super::Cluster;
+use crate::error::{Error, Result};
+use crate::frame::TextFrame;
+use crate::game::link::{
+    Claim, Holder, LinkDown, RelayHeader, Renewal, RoomLink, RoomMsg, RoomReply,
+};
+use crate::game::Rooms;
+
+/// How many outgoing room messages may wait for the writer; past it they are dropped
+/// (game traffic; the members' confirmations repair lost membership changes).
+const OUTGOING_QUEUE: usize = 65_536;
+
+/// Most messages written in one round trip.
+const MAX_PIPELINE: usize = 512;
+
+/// KEYS[1]: the lease hash, KEYS[2]: the room's last epoch; ARGV[1]: this node,
+/// ARGV[2]: the lease (ms). Returns {1, node, epoch} when taken, {0, holder, epoch}
+/// when held.
+const CLAIM: &str = r#"
+local held = redis.call('HMGET', KEYS[1], 'node', 'epoch')
+if held[1] then return {0, held[1], held[2]} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local epoch = now
+if epoch <= last then epoch = last + 1 end
+local text = string.format('%.0f', epoch)
+redis.call('SET', KEYS[2], text, 'PX', 86400000)
+redis.call('HSET', KEYS[1], 'node', ARGV[1], 'epoch', text, 'players', '0')
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {1, ARGV[1], text}
+"#;
+
+/// KEYS[1]: the lease hash; ARGV: node, epoch, lease (ms), players. 1 if renewed.
+const RENEW: &str = r#"
+local held = redis.call('HMGET', KEYS[1], 'node', 'epoch')
+if held[1] ~= ARGV[1] or held[2] ~= ARGV[2] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('HSET', KEYS[1], 'players', ARGV[4])
+return 1
+"#;
+
+/// KEYS[1]: the lease hash; ARGV: node, epoch.
+const RELEASE: &str = r#"
+local held = redis.call('HMGET', KEYS[1], 'node', 'epoch')
+if held[1] == ARGV[1] and held[2] == ARGV[2] then redis.call('DEL', KEYS[1]) return 1 end
+return 0
+"#;
+
+/// What travels on a node's own room channel.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+enum Envelope {
+    Msg {
+        from: String,
+        /// 0: no answer wanted.
+        request: u64,
+        msg: RoomMsg,
+    },
+    Reply {
+        request: u64,
+        reply: RoomReply,
+    },
+}
+
+/// The room traffic of this node, set up by [`Cluster::attach_rooms`].
+pub(super) struct RoomTraffic {
+    rooms: Weak<Rooms>,
+    outgoing: mpsc::Sender<(String, Vec<u8>)>,
+    /// Room channels this node reads (re-subscribed after a reconnect).
+    watched: Arc<Mutex<HashSet<String>>>,
+    sink: Mutex<Option<PubSubSink>>,
+    pending: dashmap::DashMap<u64, oneshot::Sender<RoomReply>>,
+    scripts: Scripts,
+}
+
+struct Scripts {
+    claim: Script,
+    renew: Script,
+    release: Script,
+}
+
+impl Cluster {
+    /// Start carrying room traffic for `rooms`: the subscription and the writer.
+    pub async fn attach_rooms(self: &Arc<Self>, rooms: &Arc<Rooms>) -> Result<()> {
+        let (outgoing, queue) = mpsc::channel(OUTGOING_QUEUE);
+        let traffic = RoomTraffic {
+            rooms: Arc::downgrade(rooms),
+            outgoing,
+            watched: Arc::new(Mutex::new(HashSet::new())),
+            sink: Mutex::new(None),
+            pending: dashmap::DashMap::new(),
+            scripts: Scripts {
+                claim: Script::new(CLAIM),
+                renew: Script::new(RENEW),
+                release: Script::new(RELEASE),
+            },
+        };
+        if self.room_traffic.set(traffic).is_err() {
+            return Err(Error::internal("room traffic attached twice"));
+        }
+        tokio::spawn(self.clone().run_room_writer(queue));
+        tokio::spawn(self.clone().run_room_subscriber());
+        // Serve once the subscription is up: a join's answer must find its way back.
+        let up = async {
+            while self
+                .traffic()
+                .sink
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_none()
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), up)
+            .await
+            .map_err(|_| Error::internal("--redis-url: cannot subscribe to room traffic"))
+    }
+
+    fn traffic(&self) -> &RoomTraffic {
+        // Set by `attach_rooms` before any room uses the link (app start-up).
+        self.room_traffic
+            .get()
+            .expect("room traffic attached at start-up")
+    }
+
+    fn room_traffic_watched(&self) -> Arc<Mutex<HashSet<String>>> {
+        self.traffic().watched.clone()
+    }
+
+    fn inbox(&self) -> String {
+        self.names.room_inbox(&self.config.node_id)
+    }
+
+    fn enqueue(&self, channel: String, payload: Vec<u8>) {
+        if self
+            .traffic()
+            .outgoing
+            .try_send((channel, payload))
+            .is_err()
+        {
+            crate::telemetry::room_message_dropped();
+        }
+    }
+
+    fn envelope_to(&self, node: &str, envelope: &Envelope) {
+        if let Ok(payload) = serde_json::to_vec(envelope) {
+            self.enqueue(self.names.room_inbox(node), payload);
+        }
+    }
+
+    async fn run_room_writer(self: Arc<Self>, mut queue: mpsc::Receiver<(String, Vec<u8>)>) {
+        let mut batch = Vec::with_capacity(MAX_PIPELINE);
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                n = queue.recv_many(&mut batch, MAX_PIPELINE) => if n == 0 { return },
+            }
+            let mut pipe = redis::pipe();
+            for (channel, payload) in batch.drain(..) {
+                pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+            }
+            let mut conn = self.conn();
+            match tokio::time::timeout(self.config.ack_timeout, pipe.query_async::<()>(&mut conn))
+                .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "backplane: room traffic not sent"),
+                Err(_) => tracing::debug!("backplane: room traffic timed out"),
+            }
+        }
+    }
+
+    async fn run_room_subscriber(self: Arc<Self>) {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            if self.stop.is_cancelled() {
+                return;
+            }
+            match self.open_room_subscription().await {
+                Ok(stream) => {
+                    backoff = Duration::from_millis(50);
+                    self.read_room_traffic(stream).await;
+                    *self
+                        .traffic()
+                        .sink
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = None;
+                    tracing::warn!("backplane: room subscription lost; reconnecting");
+                }
+                Err(e) => tracing::debug!(error = %e, "backplane: cannot subscribe to rooms"),
+            }
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    async fn open_room_subscription(
+        &self,
+    ) -> std::result::Result<redis::aio::PubSubStream, String> {
+        let open = async {
+            let pubsub = self
+                .client
+                .get_async_pubsub()
+                .await
+                .map_err(|e| e.to_string())?;
+            let (mut sink, stream) = pubsub.split();
+            let mut channels = vec![self.inbox()];
+            channels.extend(
+                self.traffic()
+                    .watched
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .map(|room| self.names.room_relays(room)),
+            );
+            sink.subscribe(channels).await.map_err(|e| e.to_string())?;
+            *self
+                .traffic()
+                .sink
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(sink);
+            Ok(stream)
+        };
+        tokio::time::timeout(Duration::from_secs(2), open)
+            .await
+            .map_err(|_| "timed out".to_string())?
+    }
+
+    async fn read_room_traffic(self: &Arc<Self>, mut stream: redis::aio::PubSubStream) {
+        let inbox = self.inbox();
+        let relay_prefix = self.names.room_relays("");
+        loop {
+            let message = tokio::select! {
+                _ = self.stop.cancelled() => return,
+                m = stream.next() => match m {
+                    Some(m) => m,
+                    None => return,
+                },
+            };
+            let Some(rooms) = self.traffic().rooms.upgrade() else {
+                return;
+            };
+            let channel = message.get_channel_name();
+            let payload = message.get_payload_bytes();
+            if channel == inbox {
+                match serde_json::from_slice::<Envelope>(payload) {
+                    Ok(Envelope::Msg { from, request, msg }) => {
+                        let reply = rooms.on_message(&from, msg);
+                        if let (Some(reply), true) = (reply, request != 0) {
+                            self.envelope_to(&from, &Envelope::Reply { request, reply });
+                        }
+                    }
+                    Ok(Envelope::Reply { request, reply }) => {
+                        if let Some((_, waiter)) = self.traffic().pending.remove(&request) {
+                            let _ = waiter.send(reply);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "backplane: a room message that does not parse")
+                    }
+                }
+            } else if let Some(room) = channel.strip_prefix(relay_prefix.as_str()) {
+                if let Some((header, frame)) = parse_relay(payload) {
+                    rooms.on_relay(room, header, frame);
+                }
+            }
+        }
+    }
+}
+
+fn parse_relay(payload: &[u8]) -> Option<(RelayHeader, TextFrame)> {
+    let split = payload.iter().position(|&b| b == b'\n')?;
+    let header = serde_json::from_slice(&payload[..split]).ok()?;
+    let text = std::str::from_utf8(&payload[split + 1..]).ok()?;
+    Some((header, TextFrame::from(text)))
+}
+
+fn relay_payload(header: &RelayHeader, frame: &TextFrame) -> Option<Vec<u8>> {
+    let mut payload = serde_json::to_vec(header).ok()?;
+    payload.push(b'\n');
+    payload.extend_from_slice(frame.as_str().as_bytes());
+    Some(payload)
+}
+
+impl RoomLink for Cluster {
+    fn node_id(&self) -> &str {
+        &self.config.node_id
+    }
+
+    fn lease(&self) -> Duration {
+        self.config.room_lease
+    }
+
+    fn clustered(&self) -> bool {
+        true
+    }
+
+    fn claim<'a>(&'a self, room: &'a str) -> BoxFuture<'a, std::result::Result<Claim, LinkDown>> {
+        Box::pin(async move {
+            let mut conn = self.conn();
+            let answer = tokio::time::timeout(
+                self.config.ack_timeout.max(Duration::from_millis(250)),
+                self.traffic()
+                    .scripts
+                    .claim
+                    .key(self.names.room_lease(room))
+                    .key(self.names.room_epoch(room))
+                    .arg(&self.config.node_id)
+                    .arg(self.config.room_lease.as_millis() as u64)
+                    .invoke_async::<(i64, String, String)>(&mut conn),
+            )
+            .await;
+            let (taken, node, epoch) = match answer {
+                Ok(Ok(a)) => a,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "backplane: cannot claim a room");
+                    return Err(LinkDown);
+                }
+                Err(_) => return Err(LinkDown),
+            };
+            let epoch = epoch.parse().map_err(|_| LinkDown)?;
+            Ok(if taken == 1 {
+                Claim::Acquired { epoch }
+            } else {
+                Claim::HeldBy { node, epoch }
+            })
+        })
+    }
+
+    fn renew(
+        &self,
+        leases: Vec<Renewal>,
+    ) -> BoxFuture<'_, std::result::Result<Vec<bool>, LinkDown>> {
+        Box::pin(async move {
+            let mut pipe = redis::pipe();
+            for lease in &leases {
+                pipe.invoke_script(
+                    self.traffic()
+                        .scripts
+                        .renew
+                        .key(self.names.room_lease(&lease.room))
+                        .arg(&self.config.node_id)
+                        .arg(lease.epoch.to_string())
+                        .arg(self.config.room_lease.as_millis() as u64)
+                        .arg(lease.players),
+                );
+            }
+            let mut conn = self.conn();
+            let answer = tokio::time::timeout(
+                self.config.room_lease / 3,
+                pipe.query_async::<Vec<i64>>(&mut conn),
+            )
+            .await;
+            match answer {
+                Ok(Ok(held)) if held.len() == leases.len() => {
+                    Ok(held.into_iter().map(|h| h == 1).collect())
+                }
+                Ok(Ok(_)) => Err(LinkDown),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "backplane: cannot renew room leases");
+                    Err(LinkDown)
+                }
+                Err(_) => Err(LinkDown),
+            }
+        })
+    }
+
+    fn release<'a>(&'a self, room: &'a str, epoch: u64) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let mut conn = self.conn();
+            let _ = tokio::time::timeout(
+                self.config.ack_timeout.max(Duration::from_millis(250)),
+                self.traffic()
+                    .scripts
+                    .release
+                    .key(self.names.room_lease(room))
+                    .arg(&self.config.node_id)
+                    .arg(epoch.to_string())
+                    .invoke_async::<i64>(&mut conn),
+            )
+            .await;
+        })
+    }
+
+    fn holders<'a>(
+        &'a self,
+        rooms: &'a [String],
+    ) -> BoxFuture<'a, std::result::Result<Vec<Option<Holder>>, LinkDown>> {
+        Box::pin(async move {
+            if rooms.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut pipe = redis::pipe();
+            for room in rooms {
+                pipe.cmd("HMGET")
+                    .arg(self.names.room_lease(room))
+                    .arg("node")
+                    .arg("epoch")
+                    .arg("players");
+            }
+            let mut conn = self.conn();
+            type Row = (Option<String>, Option<String>, Option<String>);
+            let rows = tokio::time::timeout(
+                self.config.ack_timeout.max(Duration::from_millis(250)),
+                pipe.query_async::<Vec<Row>>(&mut conn),
+            )
+            .await
+            .map_err(|_| LinkDown)?
+            .map_err(|_| LinkDown)?;
+            Ok(rows
+                .into_iter()
+                .map(|(node, epoch, players)| {
+                    Some(Holder {
+                        node: node?,
+                        epoch: epoch?.parse().ok()?,
+                        players: players.and_then(|p| p.parse().ok()).unwrap_or(0),
+                    })
+                })
+                .collect())
+        })
+    }
+
+    fn relay(&self, room: &str, header: &RelayHeader, frame: &TextFrame) {
+        if let Some(payload) = relay_payload(header, frame) {
+            crate::telemetry::room_relayed();
+            self.enqueue(self.names.room_relays(room), payload);
+        }
+    }
+
+    fn send(&self, node: &str, msg: RoomMsg) {
+        let envelope = Envelope::Msg {
+            from: self.config.node_id.clone(),
+            request: 0,
+            msg,
+        };
+        self.envelope_to(node, &envelope);
+    }
+
+    fn request<'a>(&'a self, node: &'a str, msg: RoomMsg) -> BoxFuture<'a, Option<RoomReply>> {
+        Box::pin(async move {
+            let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = oneshot::channel();
+            let traffic = self.traffic();
+            traffic.pending.insert(request, tx);
+            let envelope = Envelope::Msg {
+                from: self.config.node_id.clone(),
+                request,
+                msg,
+            };
+            self.envelope_to(node, &envelope);
+            let wait = (self.config.ack_timeout * 2).max(Duration::from_millis(500));
+            let reply = tokio::time::timeout(wait, rx)
+                .await
+                .ok()
+                .and_then(|r| r.ok());
+            traffic.pending.remove(&request);
+            reply
+        })
+    }
+
+    fn watch<'a>(&'a self, room: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let traffic = self.traffic();
+            let fresh = traffic
+                .watched
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(room.to_string());
+            let sink = traffic
+                .sink
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            // Without a subscription now, the reconnect subscribes it with the rest.
+            if let (true, Some(mut sink)) = (fresh, sink) {
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    sink.subscribe(self.names.room_relays(room)),
+                )
+                .await;
+            }
+        })
+    }
+
+    fn unwatch(&self, room: &str) {
+        let traffic = self.traffic();
+        traffic
+            .watched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(room);
+        if let Some(mut sink) = traffic
+            .sink
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            let channel = self.names.room_relays(room);
+            let (room, watched) = (room.to_string(), self.room_traffic_watched());
+            tokio::spawn(async move {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), sink.unsubscribe(&channel)).await;
+                // Watched again meanwhile: that subscription may have come first.
+                if watched
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(&room)
+                {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), sink.subscribe(&channel))
+                        .await;
+                }
+            });
+        }
+    }
+}
