@@ -159,9 +159,14 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Rooms(l) => {
             let token = l.token(&api).await?;
             for room in api.rooms(&token).await? {
+                let node = room.node.as_deref().map(|n| format!("  on {n}"));
                 println!(
-                    "{}  {:<24} {}/{}",
-                    room.id, room.name, room.players, room.capacity
+                    "{}  {:<24} {}/{}{}",
+                    room.id,
+                    room.name,
+                    room.players,
+                    room.capacity,
+                    node.unwrap_or_default()
                 );
             }
         }

@@ -549,4 +549,12 @@ impl RoomLink for Cluster {
             });
         }
     }
+
+    fn check_rate<'a>(
+        &'a self,
+        key: &'a str,
+        per_minute: u32,
+    ) -> BoxFuture<'a, Option<std::result::Result<(), u64>>> {
+        crate::auth::peers::Peers::check_rate(self, key, per_minute)
+    }
 }

@@ -195,6 +195,15 @@ pub trait RoomLink: Send + Sync {
 
     /// Stop receiving them.
     fn unwatch(&self, room: &str);
+
+    /// Charge one attempt to a deployment-wide rate (`per_minute`): `None` when there is
+    /// no shared counter (alone, or the keeper is out of reach: the node's own applies),
+    /// else allowed or the seconds to wait.
+    fn check_rate<'a>(
+        &'a self,
+        key: &'a str,
+        per_minute: u32,
+    ) -> BoxFuture<'a, Option<Result<(), u64>>>;
 }
 
 /// The link of a node alone: it takes every lease and has nobody to talk to.
@@ -288,4 +297,12 @@ impl RoomLink for LocalLink {
     }
 
     fn unwatch(&self, _room: &str) {}
+
+    fn check_rate<'a>(
+        &'a self,
+        _key: &'a str,
+        _per_minute: u32,
+    ) -> BoxFuture<'a, Option<Result<(), u64>>> {
+        Box::pin(std::future::ready(None))
+    }
 }

@@ -3,9 +3,9 @@
 //!
 //! Creation is bounded three ways, each refused with its own honest answer
 //! ([`CreateError`]): rooms a user created that still exist (a quota, counted in the
-//! database with the user row locked), rooms a user may create per minute (a rate, per
-//! node), and rooms in the deployment (a cap, 503 rather than 429: it is nobody's own
-//! fault; the database's one-row counter makes it exact across nodes).
+//! database with the user row locked), rooms a user may create per minute (a rate, in
+//! Redis for a cluster), and rooms in the deployment (a cap, 503 rather than 429: it is
+//! nobody's own fault; the database's one-row counter makes it exact across nodes).
 //!
 //! A room a player created is removed once it has stayed empty for the idle time. The
 //! sweep takes the room's lease first, as a join would: holding it, nobody can be in
@@ -99,13 +99,13 @@ impl Rooms {
     /// A room created by `owner` (a verified user id), within the quota, the rate and the
     /// deployment's cap.
     pub async fn create(&self, owner: &str, name: &str, capacity: u32) -> Result<RoomInfo> {
-        if let Some(limiter) = &self.create_limiter {
-            if let Err(not_until) = limiter.check_key(&owner.to_string()) {
-                let now = governor::clock::Clock::now(limiter.clock());
-                return Err(CreateError::Rate {
-                    retry_after: whole_secs(not_until.wait_time_from(now)),
-                }
-                .into());
+        if let Some(per_minute) = self.limits.create_per_minute {
+            // The deployment's own count when there is one, else this node's.
+            let key = format!("room-create:{owner}");
+            match self.link.check_rate(&key, per_minute.get()).await {
+                Some(Ok(())) => {}
+                Some(Err(retry_after)) => return Err(CreateError::Rate { retry_after }.into()),
+                None => self.check_local_rate(owner)?,
             }
         }
         let now = ids::now_ms();
@@ -136,6 +136,19 @@ impl Rooms {
             },
         }
         .into())
+    }
+
+    fn check_local_rate(&self, owner: &str) -> Result<()> {
+        if let Some(limiter) = &self.create_limiter {
+            if let Err(not_until) = limiter.check_key(&owner.to_string()) {
+                let now = governor::clock::Clock::now(limiter.clock());
+                return Err(CreateError::Rate {
+                    retry_after: whole_secs(not_until.wait_time_from(now)),
+                }
+                .into());
+            }
+        }
+        Ok(())
     }
 
     /// A record as the lobby shows it, with who runs it (`holder`: node and players).

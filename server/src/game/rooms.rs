@@ -51,7 +51,7 @@ pub struct RoomLimits {
     pub max_rooms: usize,
     /// Rooms one user created that still exist.
     pub max_per_user: usize,
-    /// Rooms one user may create per minute on one node; `None`: no limit.
+    /// Rooms one user may create per minute; `None`: no limit.
     pub create_per_minute: Option<NonZeroU32>,
     /// How long a created room may stay empty.
     pub idle: Duration,
@@ -216,11 +216,16 @@ impl Rooms {
                     Err(SeatError::Full) => return Err(ErrorCode::RoomFull),
                     Err(SeatError::Closed) => {}
                 },
-                Some(Slot::Mirror(mirror)) if !lock(&mirror.state).moving => {
-                    match self.join_remote(conn, &mirror).await {
-                        Ok(seated) => return Ok(seated),
-                        Err(Some(code)) => return Err(code),
-                        Err(None) => {}
+                Some(Slot::Mirror(mirror)) => {
+                    if lock(&mirror.state).moving {
+                        // Its members are moving to the room's next run: join that one.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    } else {
+                        match self.join_remote(conn, &mirror).await {
+                            Ok(seated) => return Ok(seated),
+                            Err(Some(code)) => return Err(code),
+                            Err(None) => {}
+                        }
                     }
                 }
                 _ => {}
