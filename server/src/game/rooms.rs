@@ -396,6 +396,8 @@ impl Rooms {
             .insert(record.id.clone(), Slot::Owned(run.clone()));
         let movers = match previous {
             Some(Slot::Mirror(m)) => {
+                // Its own relays need not come back to it.
+                self.link.unwatch(&record.id);
                 let mut state = lock(&m.state);
                 state.dropped = true;
                 std::mem::take(&mut state.members)
