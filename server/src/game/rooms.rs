@@ -524,11 +524,12 @@ impl Rooms {
             if lock(&mirror.state).dropped {
                 return; // absorbed by a run of this node
             }
+            // The lease is counted from before the claim was sent (see `link`).
+            let sent = Instant::now();
             let target = match to.take() {
                 Some(t) => t,
                 None => match self.link.claim(&id).await {
                     Ok(Claim::Acquired { epoch }) => {
-                        let sent = Instant::now();
                         self.clone()
                             .take_on(mirror.record.clone(), epoch, sent)
                             .await;
