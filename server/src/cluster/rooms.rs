@@ -369,7 +369,11 @@ impl RoomLink for Cluster {
         leases: Vec<Renewal>,
     ) -> BoxFuture<'_, std::result::Result<Vec<bool>, LinkDown>> {
         Box::pin(async move {
+            // A pipelined script runs by EVALSHA only, which fails with NOSCRIPT until
+            // the script is loaded (on a fresh or restarted Redis): load it first in the
+            // same round trip. Cheap: Redis keeps one copy by its hash.
             let mut pipe = redis::pipe();
+            pipe.load_script(&self.traffic().scripts.renew).ignore();
             for lease in &leases {
                 pipe.invoke_script(
                     self.traffic()
@@ -394,7 +398,7 @@ impl RoomLink for Cluster {
                 }
                 Ok(Ok(_)) => Err(LinkDown),
                 Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "backplane: cannot renew room leases");
+                    tracing::warn!(error = %e, "backplane: cannot renew room leases");
                     Err(LinkDown)
                 }
                 Err(_) => Err(LinkDown),
