@@ -71,6 +71,11 @@ impl Default for DataDir {
 
 impl Drop for DataDir {
     fn drop(&mut self) {
+        // ARENA_TEST_KEEP=1 keeps data dirs (with each server's log) for a post-mortem.
+        if std::env::var_os("ARENA_TEST_KEEP").is_some() {
+            eprintln!("kept {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -137,7 +142,11 @@ impl TestServer {
         let mut child = command
             .args(args)
             .envs(env.iter().copied())
-            .env("ARENA_LOG", "info")
+            // ARENA_TEST_LOG (say `arena_server=debug`) sets the servers' log filter.
+            .env(
+                "ARENA_LOG",
+                std::env::var("ARENA_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .kill_on_drop(true)

@@ -543,6 +543,7 @@ impl Rooms {
                 let state = lock(&mirror.state);
                 (state.owner.clone(), state.epoch)
             };
+            tracing::debug!(room = %id, target = ?target, owner, epoch, "moving members");
             if target.0 == self.node_id() {
                 // This node's own run (or its previous incarnation's lease): wait.
             } else if (target.0.as_str(), target.1) == (owner.as_str(), epoch) {
@@ -571,7 +572,7 @@ impl Rooms {
                     return;
                 }
             } else if target.1 > epoch {
-                self.reseat(mirror, &target.0, target.1).await;
+                self.reseat(mirror, &target.0, target.1, deadline).await;
                 return;
             }
             if Instant::now() >= deadline {
@@ -589,8 +590,10 @@ impl Rooms {
         }
     }
 
-    /// Seat a mirror's members with the room's new run on `node`.
-    async fn reseat(&self, mirror: &Arc<Mirror>, node: &str, epoch: u64) {
+    /// Seat a mirror's members with the room's new run on `node`. The new owner may have
+    /// won the lease a moment ago and still be setting its run up (`NotOwner`), or a
+    /// reply may be lost: each member is asked for again until `deadline`.
+    async fn reseat(&self, mirror: &Arc<Mirror>, node: &str, epoch: u64, deadline: Instant) {
         let id = mirror.record.id.clone();
         let members = {
             let mut state = lock(&mirror.state);
@@ -600,29 +603,32 @@ impl Rooms {
             state.members.clone()
         };
         for conn in members {
-            if conn.room().as_deref() != Some(id.as_str()) || conn.is_gone() {
-                lock(&mirror.state).members.retain(|m| m.id != conn.id);
-                continue;
-            }
-            let reply = self
-                .link
-                .request(
-                    node,
-                    RoomMsg::Join {
-                        room: id.clone(),
-                        member: self.remote_member(&conn),
-                        moved: true,
-                    },
-                )
-                .await;
-            match reply {
-                Some(RoomReply::Joined { room, members, .. }) => {
-                    self.tell_moved(&conn, Seated { room, members });
-                }
-                _ => {
+            loop {
+                if conn.room().as_deref() != Some(id.as_str()) || conn.is_gone() {
                     lock(&mirror.state).members.retain(|m| m.id != conn.id);
-                    evict(&conn, &id, LeftReason::Unavailable);
+                    break;
                 }
+                let join = RoomMsg::Join {
+                    room: id.clone(),
+                    member: self.remote_member(&conn),
+                    moved: true,
+                };
+                match self.link.request(node, join).await {
+                    Some(RoomReply::Joined { room, members, .. }) => {
+                        self.tell_moved(&conn, Seated { room, members });
+                        break;
+                    }
+                    Some(RoomReply::Refused { .. }) => {}
+                    _ if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    _ => {}
+                }
+                tracing::debug!(room = %id, node, epoch, conn = %conn.id, "a member could not be moved");
+                lock(&mirror.state).members.retain(|m| m.id != conn.id);
+                evict(&conn, &id, LeftReason::Unavailable);
+                break;
             }
         }
     }
