@@ -7,8 +7,8 @@
 //! - the lobby is the same on every node, two players on different nodes see each other
 //!   move and chat, and capacity counts members on every node;
 //! - a kick or a logout on a third node takes the player out of the room everywhere;
-//! - the owner SIGKILLed: another node takes the room over within the stated bound and the
-//!   players keep playing;
+//! - the owner SIGKILLed, or cut off from Redis: another node takes the room over within
+//!   the stated bound and the players keep playing (the cut-off node stops ticking first);
 //! - no two nodes ever tick one room at once: first joins racing from every node, then
 //!   many rounds of SIGSTOPping the owner until another takes over and SIGCONTing it, with
 //!   every node's tick log compared afterwards;
@@ -566,6 +566,96 @@ async fn no_two_nodes_ever_tick_one_room() {
         per_room[&room]
     );
     cl.kill(0).await;
+}
+
+#[tokio::test]
+async fn an_owner_cut_off_from_redis_stops_and_another_node_takes_the_room_over() {
+    let logs = DataDir::new();
+    let paths: Vec<_> = (0..3)
+        .map(|i| logs.0.join(format!("ticks-{i}.log")))
+        .collect();
+    let cl = Cluster::start_with(3, &["--room-lease-ms", &LEASE_MS.to_string()], |i| {
+        NodeOpts {
+            env: vec![(
+                "ARENA_TEST_TICK_LOG".into(),
+                paths[i].to_string_lossy().into_owned(),
+            )],
+            proxied: i == 0,
+            ..NodeOpts::default()
+        }
+    })
+    .await;
+    let alice = cl.node(0).new_player("pa").await;
+    let bob = cl.node(1).new_player("pb").await;
+    let carol = cl.node(2).new_player("pc").await;
+    let room = create_room(cl.node(1), bob.token(), "Partition", 16).await;
+    let mut a = cl.node(0).ws_ok(alice.token()).await;
+    assert_eq!(join_ok(&mut a, &room).await["room"]["node"], "node-a");
+    let mut b = cl.node(1).ws_ok(bob.token()).await;
+    join_ok(&mut b, &room).await;
+    let mut c = cl.node(2).ws_ok(carol.token()).await;
+    join_ok(&mut c, &room).await;
+    sees_move(&mut b, bob.id(), 1, &mut c, "before the cut").await;
+
+    // node-a loses Redis (it still reaches PostgreSQL, so it keeps serving): it can no
+    // longer renew its lease, so it must stop ticking before anyone else may start.
+    cl.links(0).1.cut();
+    let cut = Instant::now();
+    let bound = Duration::from_millis(LEASE_MS) + Duration::from_secs(1);
+    for (ws, who) in [(&mut b, "bob"), (&mut c, "carol")] {
+        let moved = ws.recv_type("room_moved").await;
+        let after = cut.elapsed();
+        eprintln!("{who}: room_moved {after:?} after the cut: {moved}");
+        assert!(
+            after < bound + Duration::from_millis(500),
+            "{who}: room moved after {after:?} (bound {bound:?})"
+        );
+        assert_ne!(moved["room"]["node"], "node-a", "{moved}");
+    }
+    // node-a's own player cannot follow the room (no link to its new node): told so.
+    let left = a.recv_type("left").await;
+    assert_eq!(left["reason"], "unavailable", "{left}");
+    a.assert_alive().await;
+    sees_move(
+        &mut c,
+        carol.id(),
+        5,
+        &mut b,
+        "bob sees carol after the cut",
+    )
+    .await;
+    // A join on node-a while it is cut off fails closed rather than start a second run.
+    let refused = join(&mut a, &room).await;
+    assert_eq!(refused["code"], "unavailable", "{refused}");
+    let runs = read_tick_logs(&paths);
+    assert_no_overlap(&runs);
+    assert!(
+        runs.iter()
+            .any(|((r, _), (node, ..))| r == &room && node != "node-a"),
+        "another node ticks the room: {runs:?}"
+    );
+
+    // Back on the backplane, node-a's player joins the room where it runs now.
+    cl.links(0).1.restore();
+    let deadline = Instant::now() + DEADLINE;
+    let joined = loop {
+        let v = join(&mut a, &room).await;
+        if v["type"] == "joined" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "node-a never rejoins: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(joined["room"]["node"], "node-a", "{joined}");
+    sees_move(
+        &mut a,
+        alice.id(),
+        20,
+        &mut b,
+        "bob sees alice after the link returns",
+    )
+    .await;
+    assert_no_overlap(&read_tick_logs(&paths));
 }
 
 #[tokio::test]
