@@ -6,9 +6,20 @@
 // (and one logout); two tabs refreshing at once get the same answer from the server's
 // grace rule. It is refreshed before it expires and handed to the live socket with
 // `reauth`, so the socket never outlives its token and never drops for it.
+//
+// Staying in the game (PROTOCOL.md, "Running a cluster"): the page remembers the room the
+// player means to be in (`wantRoom`). A lost connection is retried with backoff and the
+// room is joined again on the new socket (room ids survive restarts); a room whose game
+// moved to another node (`room_moved`) keeps playing from a fresh run; a room the server
+// takes the player out of (`left` with a reason) returns to the lobby saying why. Every
+// one of these ends in a line of text, in the notice or in the chat log.
 "use strict";
 
 const REFRESH_KEY = "arena.refresh_token";
+const JOIN_ATTEMPTS = 4;        // a join answered `unavailable` is tried this many times
+const BACKOFF_MAX_MS = 5000;    // reconnect delays: 0.5 s, 1 s, 2 s, 4 s, then 5 s
+const INPUT_RESEND_MS = 1000;   // an input the room has not applied by then is sent again
+const STALE_MS = 1500;          // no state frame for this long: the game view says it waits
 const $ = (id) => document.getElementById(id);
 
 const app = {
@@ -16,19 +27,32 @@ const app = {
   accessExpiresAt: 0,  // ms
   user: null,
   ws: null,
+  serverNode: null,    // the node this page's socket is on (from /healthz), in a cluster
+  cluster: false,      // /healthz named a node: rooms' nodes are worth showing
   view: "login",
-  room: null,          // joined Room
+  room: null,          // joined Room (kept while reconnecting, so the game view stays)
+  wantRoom: null,      // id of the room the player means to be in: rejoined after a reconnect
+  pendingJoin: null,   // {room, attempt, rejoin}: a join sent and not yet answered
+  joinRetryTimer: null,
+  chatRoom: null,      // the room the chat log belongs to
+  roomNames: new Map(),// id -> name (lobby and joins), for messages about a room
   world: { width: 960, height: 540, tick_hz: 20 },
   members: new Map(),  // id -> username
-  frames: [],          // the last two state frames: {at, byId}
-  seq: 0,
+  frames: [],          // the last two state frames of the current run: {at, tick, byId}
+  runAt: 0,            // when the current run was entered (joined, room_moved)
+  seq: 0,              // last input seq sent; only ever counts up (see reconcile)
+  inputSentAt: 0,
   dir: { dx: 0, dy: 0 },
   keys: new Set(),
   refreshTimer: null,
   reconnectTimer: null,
+  reconnectAttempt: 0, // failed connection attempts since the last welcome
   backoff: 500,
   leaving: false,      // we are closing on purpose (logout)
   notice: "",
+  noticeKind: "",      // "reconnect" | "join" | "": which notices clear themselves
+  counts: { moved: 0, rejoined: 0, reconnects: 0 },
+  lastLeft: null,      // {room, reason} of the last `left`
 };
 
 // ---------- views ----------
@@ -40,14 +64,34 @@ function show(view) {
   if (view === "lobby") loadRooms();
 }
 
-function notify(message) {
+function notify(message, kind = "") {
   app.notice = message || "";
+  app.noticeKind = app.notice ? kind : "";
   $("notice").textContent = app.notice;
   $("notice").hidden = !app.notice;
 }
 
-function setConnState(text) {
+/** Clear the notice if it is one of the kinds given (a retry that has now succeeded). */
+function clearNotice(...kinds) {
+  if (kinds.includes(app.noticeKind)) notify("");
+}
+
+function connected() {
+  return !!app.ws && app.ws.readyState === WebSocket.OPEN && app.welcomed;
+}
+
+function renderConnState() {
+  let text;
+  if (connected()) text = "online" + (app.serverNode ? " · " + app.serverNode : "");
+  else if (app.ws) text = "connecting…";
+  else if (app.reconnectTimer) text = "reconnecting…";
+  else text = "offline";
   $("conn-state").textContent = text;
+  renderRoomInfo();
+}
+
+function roomName(id) {
+  return app.roomNames.get(id) || (app.room && app.room.id === id && app.room.name) || id;
 }
 
 // ---------- session ----------
@@ -92,9 +136,13 @@ function refresh() {
 function endSession(message) {
   clearTimeout(app.refreshTimer);
   clearTimeout(app.reconnectTimer);
+  clearTimeout(app.joinRetryTimer);
+  app.reconnectTimer = null;
   app.access = null;
   app.user = null;
   app.room = null;
+  app.wantRoom = null;
+  app.pendingJoin = null;
   localStorage.removeItem(REFRESH_KEY);
   if (app.ws) {
     app.leaving = true;
@@ -132,106 +180,337 @@ async function logout() {
 // ---------- lobby ----------
 
 async function loadRooms() {
+  if (!app.access) return;
   try {
     const { rooms } = await request("GET", "/lobby/rooms", app.access);
+    for (const r of rooms) app.roomNames.set(r.id, r.name);
+    // Which node runs a room matters in a cluster only (a lone server's name says nothing).
     $("rooms").replaceChildren(...rooms.map((r) =>
-      el("li", { "data-room": r.id },
-        el("span", {}, r.name, " ", el("span", { class: "muted" }, `${r.players}/${r.capacity}`)),
+      el("li", { "data-room": r.id, "data-node": r.node || null },
+        el("span", {}, r.name, " ",
+          el("span", { class: "muted room-meta" },
+            `${r.players}/${r.capacity}` + (r.node && app.cluster ? ` · on ${r.node}` : ""))),
         el("button", { onclick: () => join(r.id), disabled: r.players >= r.capacity ? "" : null }, "Join"))));
+    if (app.noticeKind === "lobby") notify("");
   } catch (e) {
-    notify("Could not load rooms: " + e.message);
+    // A lost connection says so already; otherwise say why the list is old.
+    if (app.noticeKind !== "reconnect") notify("Could not load rooms: " + e.message, "lobby");
   }
 }
 
-function join(roomId) {
-  send({ type: "join", room: roomId });
+/** Ask to be in room `roomId`. `rejoin`: coming back to it after a reconnect. */
+function join(roomId, { rejoin = false, attempt = 1 } = {}) {
+  clearTimeout(app.joinRetryTimer);
+  app.joinRetryTimer = null;
+  app.wantRoom = roomId;
+  app.pendingJoin = { room: roomId, attempt, rejoin };
+  if (!send({ type: "join", room: roomId })) {
+    // Not connected now: the next welcome joins `wantRoom`.
+    app.pendingJoin = null;
+    if (!app.reconnectTimer && !app.ws) scheduleReconnect();
+    else if (app.view === "lobby") notify(`Not connected to the server; joining “${roomName(roomId)}” once it is back.`, "reconnect");
+  }
+}
+
+/** Back to the lobby, out of any room, with `message` (or none) in the notice. */
+function toLobby(message) {
+  clearTimeout(app.joinRetryTimer);
+  app.joinRetryTimer = null;
+  app.room = null;
+  app.wantRoom = null;
+  app.pendingJoin = null;
+  app.frames = [];
+  app.members = new Map();
+  app.keys.clear();
+  app.dir = { dx: 0, dy: 0 };
+  app.chatRoom = null;
+  notify(message || "");
+  show("lobby");
+}
+
+/** The Leave button: always back to the lobby, telling the server when it can be told. */
+function leaveRoom() {
+  if (app.room && connected()) send({ type: "leave" });
+  toLobby("");
+  if (!connected() && app.access) notify("Connection lost. Reconnecting…", "reconnect");
+}
+
+/** A join was answered with an error: retry it, or give up with a line saying why. */
+function joinFailed(p, m) {
+  app.pendingJoin = null;
+  const name = `“${roomName(p.room)}”`;
+  switch (m.code) {
+    case "room_not_found":
+      return toLobby(p.rejoin
+        ? `You are back online, but the room ${name} no longer exists.`
+        : `The room ${name} no longer exists.`);
+    case "room_full":
+      return toLobby(p.rejoin
+        ? `You are back online, but the room ${name} filled up meanwhile.`
+        : `The room ${name} is full.`);
+    case "unavailable":
+    case "rate_limited":
+      if (p.attempt < JOIN_ATTEMPTS) {
+        const delay = 1000 * 2 ** (p.attempt - 1);
+        const why = m.code === "rate_limited" ? "The server is busy"
+          : `The server running ${name} cannot be reached right now`;
+        notify(`${why}; trying again (attempt ${p.attempt + 1} of ${JOIN_ATTEMPTS})…`, "join");
+        app.joinRetryTimer = setTimeout(() => {
+          app.joinRetryTimer = null;
+          if (app.wantRoom === p.room) join(p.room, { rejoin: p.rejoin, attempt: p.attempt + 1 });
+        }, delay);
+        return;
+      }
+      return toLobby(`The server running ${name} went away and the room could not be reached; try joining again.`);
+    default:
+      return toLobby(`Could not join ${name}: ${m.message}`);
+  }
 }
 
 // ---------- socket ----------
 
 function connect() {
   if (!app.access) return;
+  if (app.ws && app.ws.readyState <= WebSocket.OPEN) return; // one socket at a time
+  clearTimeout(app.reconnectTimer);
+  app.reconnectTimer = null;
   app.leaving = false;
+  app.welcomed = false;
   const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
   const ws = new WebSocket(url, ["arena.v1", "bearer." + app.access]);
   app.ws = ws;
-  setConnState("connecting…");
-  ws.onmessage = (event) => onMessage(JSON.parse(event.data));
+  renderConnState();
+  ws.onmessage = (event) => { if (app.ws === ws) onMessage(JSON.parse(event.data)); };
   ws.onclose = (event) => { if (app.ws === ws) onClose(event.code, event.reason); };
 }
 
+/** Send if the socket is open; whether it was. */
 function send(message) {
-  if (app.ws && app.ws.readyState === WebSocket.OPEN) app.ws.send(JSON.stringify(message));
+  if (!app.ws || app.ws.readyState !== WebSocket.OPEN) return false;
+  app.ws.send(JSON.stringify(message));
+  return true;
 }
 
 function onClose(code, reason) {
   app.ws = null;
-  app.frames = [];
-  setConnState("disconnected");
+  app.welcomed = false;
+  app.serverNode = null;
+  app.pendingJoin = null;      // it died with the socket; the next welcome joins again
+  clearTimeout(app.joinRetryTimer);
+  app.joinRetryTimer = null;
+  renderConnState();
   if (app.leaving) return;
   switch (code) {
     case 4001: return endSession("You were logged out.");
     case 4003: return endSession("An admin removed you: " + (reason || "no reason given"));
     case 4004: return endSession("Your account logged in somewhere else.");
     case 4002: // token expired: refresh, then come back
-      return refresh().then(connect).catch(() => {});
-    default: { // 1001 (server restarting), network trouble: come back with backoff
-      const wasIn = app.room && app.room.id;
-      notify("Connection lost. Reconnecting…");
-      app.reconnectTimer = setTimeout(() => {
-        const go = Date.now() > app.accessExpiresAt - 5000 ? refresh() : Promise.resolve();
-        go.then(() => { app.rejoin = wasIn; connect(); }).catch(() => {});
-      }, app.backoff);
-      app.backoff = Math.min(app.backoff * 2, 10000);
+      return refresh().then(connect).catch(() => { if (app.access) scheduleReconnect(); });
+    default: // 1001 (server restarting), network trouble: come back with backoff
+      return scheduleReconnect();
+  }
+}
+
+function scheduleReconnect() {
+  if (!app.access) return;
+  clearTimeout(app.reconnectTimer);
+  const inRoom = app.wantRoom && app.room;
+  notify(inRoom
+    ? "Connection lost. Reconnecting… you will be back in the room when the server answers."
+    : "Connection lost. Reconnecting…", "reconnect");
+  const delay = app.backoff * (0.8 + Math.random() * 0.4);
+  app.backoff = Math.min(app.backoff * 2, BACKOFF_MAX_MS);
+  app.reconnectTimer = setTimeout(reconnect, delay);
+  renderConnState();
+}
+
+async function reconnect() {
+  app.reconnectAttempt += 1;
+  app.counts.reconnects += 1;
+  // A token near its end, or a server that keeps refusing the upgrade (every few tries:
+  // the session may have ended meanwhile), gets a refresh first; a 401 there ends the
+  // session with a line of its own, anything else (the server is still away) retries.
+  const due = Date.now() > app.accessExpiresAt - 5000 || app.reconnectAttempt % 3 === 0;
+  if (due) {
+    try {
+      await refresh();
+    } catch {
+      if (app.access) scheduleReconnect();
+      return;
     }
   }
+  connect();
 }
 
 function onMessage(m) {
   switch (m.type) {
     case "welcome":
+      app.welcomed = true;
       app.backoff = 500;
-      setConnState("online");
-      if (app.notice.startsWith("Connection lost")) notify("");
-      if (app.rejoin) { join(app.rejoin); app.rejoin = null; }
+      app.reconnectAttempt = 0;
+      renderConnState();
+      learnServerNode();
+      if (app.wantRoom) {
+        const rejoin = !!(app.room && app.room.id === app.wantRoom);
+        if (rejoin) notify(`Reconnected; rejoining “${roomName(app.wantRoom)}”…`, "join");
+        join(app.wantRoom, { rejoin });
+      } else {
+        clearNotice("reconnect");
+        if (app.view === "lobby") loadRooms();
+      }
       break;
-    case "joined":
-      app.room = m.room;
-      if (m.world) app.world = m.world;
-      app.members = new Map(m.members.map((p) => [p.id, p.username]));
-      app.frames = [];
-      $("room-title").textContent = m.room.name;
-      $("chat-log").replaceChildren();
-      renderMembers();
+    case "joined": {
+      const p = app.pendingJoin && app.pendingJoin.room === m.room.id ? app.pendingJoin : null;
+      if (app.wantRoom !== m.room.id) {
+        // The player left (or chose another room) while this join was on its way.
+        if (!app.wantRoom) send({ type: "leave" });
+        break;
+      }
+      app.pendingJoin = null;
+      clearTimeout(app.joinRetryTimer);
+      enterRun(m);
+      if (app.chatRoom !== m.room.id) {
+        $("chat-log").replaceChildren();
+        app.chatRoom = m.room.id;
+      }
+      if (p && p.rejoin) {
+        app.counts.rejoined += 1;
+        systemLine("Reconnected: you are back in the room.");
+      }
+      clearNotice("reconnect", "join", "lobby");
       show("game");
       break;
-    case "left":
-      app.room = null;
-      show("lobby");
+    }
+    case "room_moved":
+      if (app.wantRoom !== m.room.id || !app.room) break; // we are on our way out of it
+      app.counts.moved += 1;
+      enterRun(m);
+      systemLine("The room moved to another server" + (m.room.node ? ` (${m.room.node})` : "") +
+        "; play continues.");
       break;
+    case "left": {
+      app.lastLeft = { room: m.room, reason: m.reason || null };
+      const current = app.room ? app.room.id : app.wantRoom;
+      if (m.room !== current) break; // a room we already left
+      const name = `“${roomName(m.room)}”`;
+      const why = {
+        replaced: `You joined ${name} from another tab or device, so this page left it.`,
+        unavailable: `The server running ${name} went away and the room could not be moved; try joining again.`,
+        removed: `The room ${name} no longer exists.`,
+      }[m.reason] || (m.reason ? `You left ${name} (${m.reason}).` : "");
+      if (!m.reason && app.wantRoom && app.wantRoom !== m.room) {
+        app.room = null; // on the way to another room: its `joined` follows
+        break;
+      }
+      toLobby(why);
+      break;
+    }
     case "player_joined":
+      if (!app.room || m.room !== app.room.id) break;
       app.members.set(m.player.id, m.player.username);
       renderMembers();
       systemLine(m.player.username + " joined");
       break;
     case "player_left":
+      if (!app.room || m.room !== app.room.id) break;
       app.members.delete(m.player.id);
       renderMembers();
       systemLine(m.player.username + " left");
       break;
     case "chat":
+      if (!app.room || m.room !== app.room.id) break;
       chatLine(m.from, m.text);
       break;
-    case "state":
+    case "state": {
+      if (!app.room || m.room !== app.room.id) break;
+      const last = app.frames[app.frames.length - 1];
+      // A tick lower than the last one is a fresh run of the room: never interpolate
+      // between two runs.
+      if (last && m.tick < last.tick) app.frames = [];
       app.frames.push({ at: performance.now(), tick: m.tick, byId: new Map(m.players.map((p) => [p.id, p])) });
       if (app.frames.length > 2) app.frames.shift();
+      reconcile(m);
       break;
+    }
     case "token_expiring":
       refresh().catch(() => {});
       break;
-    case "error":
-      systemLine("⚠ " + m.message);
+    case "error": {
+      const p = app.pendingJoin;
+      if (p && ["room_not_found", "room_full", "unavailable", "rate_limited"].includes(m.code)) {
+        joinFailed(p, m);
+      } else if (m.code === "not_in_room" && app.view !== "game") {
+        // Our leave crossed the server's own `left`: nothing to say.
+      } else if (app.view === "game") {
+        systemLine("⚠ " + m.message);
+      } else {
+        notify(m.message);
+      }
       break;
+    }
+  }
+}
+
+/** Start showing a run of the room: `joined` or `room_moved` (positions and ticks afresh). */
+function enterRun(m) {
+  app.room = m.room;
+  app.roomNames.set(m.room.id, m.room.name);
+  if (m.world) app.world = m.world;
+  app.members = new Map(m.members.map((p) => [p.id, p.username]));
+  app.frames = [];
+  app.runAt = performance.now();
+  $("room-title").textContent = m.room.name;
+  renderMembers();
+  renderRoomInfo();
+  // The new seat knows nothing of a key held down: tell it (seq keeps counting up).
+  sendInput();
+}
+
+// ---------- input ----------
+
+function sendInput() {
+  if (!app.room) return;
+  if (send({ type: "input", seq: ++app.seq, dx: app.dir.dx, dy: app.dir.dy })) app.inputSentAt = performance.now();
+}
+
+/**
+ * Keep inputs counting past what the room has applied. The room only applies a `seq`
+ * above its seat's `last_seq`: a seat this user had on another socket (a reload, another
+ * tab) may be ahead of this page, so count on from there; a fresh seat (`room_moved`, a
+ * rejoin) starts at 0 and needs nothing. An input not applied within a second (lost with
+ * a node that went away) is sent again under a new seq.
+ */
+function reconcile(m) {
+  const me = app.user && m.players.find((p) => p.id === app.user.id);
+  if (!me) return;
+  if (me.last_seq > app.seq) {
+    app.seq = me.last_seq;
+    sendInput();
+  } else if (me.last_seq < app.seq && performance.now() - app.inputSentAt > INPUT_RESEND_MS) {
+    sendInput();
+  }
+}
+
+const KEYS = {
+  ArrowLeft: [-1, 0], KeyA: [-1, 0], ArrowRight: [1, 0], KeyD: [1, 0],
+  ArrowUp: [0, -1], KeyW: [0, -1], ArrowDown: [0, 1], KeyS: [0, 1],
+};
+
+function onKey(event, down) {
+  if (app.view !== "game" || event.target.tagName === "INPUT" || !(event.code in KEYS)) return;
+  event.preventDefault();
+  if (down) app.keys.add(event.code); else app.keys.delete(event.code);
+  updateDirection();
+}
+
+function updateDirection() {
+  let dx = 0, dy = 0;
+  for (const code of app.keys) { dx += KEYS[code][0]; dy += KEYS[code][1]; }
+  dx = Math.max(-1, Math.min(1, dx));
+  dy = Math.max(-1, Math.min(1, dy));
+  if (dx !== app.dir.dx || dy !== app.dir.dy) {
+    app.dir = { dx, dy };
+    sendInput();
   }
 }
 
@@ -241,6 +520,16 @@ function renderMembers() {
   $("members").replaceChildren(...[...app.members].map(([id, name]) =>
     el("li", { "data-user": id }, el("span", { class: "dot", style: "background:" + colorFor(id) }),
       name + (app.user && id === app.user.id ? " (you)" : ""))));
+}
+
+function renderRoomInfo() {
+  const info = $("room-info");
+  if (!app.room) { info.textContent = ""; return; }
+  const parts = [];
+  if (app.room.node && app.cluster) parts.push("runs on " + app.room.node);
+  if (app.serverNode && app.serverNode !== app.room.node) parts.push("you are on " + app.serverNode);
+  if (!connected()) parts.push("reconnecting…");
+  info.textContent = parts.join(" · ");
 }
 
 function chatLine(from, text) {
@@ -255,25 +544,17 @@ function systemLine(text) {
   log.scrollTop = log.scrollHeight;
 }
 
-// ---------- input ----------
-
-const KEYS = {
-  ArrowLeft: [-1, 0], KeyA: [-1, 0], ArrowRight: [1, 0], KeyD: [1, 0],
-  ArrowUp: [0, -1], KeyW: [0, -1], ArrowDown: [0, 1], KeyS: [0, 1],
-};
-
-function onKey(event, down) {
-  if (app.view !== "game" || event.target.tagName === "INPUT" || !(event.code in KEYS)) return;
-  event.preventDefault();
-  if (down) app.keys.add(event.code); else app.keys.delete(event.code);
-  let dx = 0, dy = 0;
-  for (const code of app.keys) { dx += KEYS[code][0]; dy += KEYS[code][1]; }
-  dx = Math.max(-1, Math.min(1, dx));
-  dy = Math.max(-1, Math.min(1, dy));
-  if (dx !== app.dir.dx || dy !== app.dir.dy) {
-    app.dir = { dx, dy };
-    send({ type: "input", seq: ++app.seq, dx, dy });
-  }
+/** Which node this page's socket is on (a cluster's /healthz names it), for display. */
+async function learnServerNode() {
+  const ws = app.ws;
+  try {
+    const health = await request("GET", "/healthz");
+    if (app.ws === ws && health && health.node) {
+      app.serverNode = health.node;
+      if (!app.cluster) { app.cluster = true; if (app.view === "lobby") loadRooms(); }
+    }
+  } catch { /* not a cluster, or not current: nothing to show */ }
+  renderConnState();
 }
 
 // ---------- drawing ----------
@@ -315,6 +596,20 @@ function draw() {
     ctx.textAlign = "center";
     ctx.fillText(p.username, x, y - 22);
   }
+  // Not live: say so over the last picture instead of showing a frozen game.
+  const last = app.frames[app.frames.length - 1];
+  const silent = app.room && performance.now() - Math.max(last ? last.at : 0, app.runAt) > STALE_MS;
+  const waiting = !connected() ? "Reconnecting…"
+    : app.pendingJoin ? "Rejoining the room…"
+    : silent ? "Waiting for the room's server…" : "";
+  if (waiting) {
+    ctx.fillStyle = "rgba(11,14,28,0.6)";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.fillStyle = "#e8ebff";
+    ctx.font = "600 24px system-ui, sans-serif";
+    ctx.textAlign = "center";
+    ctx.fillText(waiting, canvas.width / 2, canvas.height / 2);
+  }
 }
 
 // ---------- start ----------
@@ -322,7 +617,7 @@ function draw() {
 $("login-form").addEventListener("submit", (e) => { e.preventDefault(); login(false); });
 $("register-button").addEventListener("click", () => login(true));
 $("logout").addEventListener("click", logout);
-$("leave").addEventListener("click", () => send({ type: "leave" }));
+$("leave").addEventListener("click", leaveRoom);
 $("create-room").addEventListener("submit", async (e) => {
   e.preventDefault();
   try {
@@ -331,29 +626,43 @@ $("create-room").addEventListener("submit", async (e) => {
       capacity: Number($("room-capacity").value) || 16,
     });
     $("room-name").value = "";
+    app.roomNames.set(room.id, room.name);
     join(room.id);
   } catch (err) {
-    notify("Could not create the room: " + err.message);
+    notify("Could not create the room: " + err.message, "lobby");
   }
 });
 $("chat-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const text = $("chat-input").value.trim();
-  if (text) send({ type: "chat", text });
-  $("chat-input").value = "";
+  if (!text) return;
+  if (send({ type: "chat", text })) $("chat-input").value = "";
+  else systemLine("Not connected: your message was not sent.");
 });
 addEventListener("keydown", (e) => onKey(e, true));
 addEventListener("keyup", (e) => onKey(e, false));
-addEventListener("blur", () => { app.keys.clear(); onKey({ target: {}, code: "", preventDefault() {} }, false); });
+addEventListener("blur", () => { app.keys.clear(); if (app.view === "game") updateDirection(); });
+// The network is back: do not wait out the backoff.
+addEventListener("online", () => {
+  if (!app.reconnectTimer) return;
+  clearTimeout(app.reconnectTimer);
+  app.reconnectTimer = null;
+  app.backoff = 500;
+  reconnect();
+});
 setInterval(() => { if (app.view === "lobby") loadRooms(); }, 3000);
 requestAnimationFrame(draw);
 
-// A stored session (another tab, or a reload) resumes without typing the password.
-if (localStorage.getItem(REFRESH_KEY)) {
-  refresh().then(() => { show("lobby"); connect(); }).catch(() => show("login"));
-} else {
-  show("login");
+/** A stored session (another tab, or a reload) resumes without typing the password. */
+function resume(delay = 1000) {
+  refresh().then(() => { notify(""); show("lobby"); connect(); }).catch((e) => {
+    if (e.status === 401 || e.status === 403) return; // endSession showed the login with a line
+    show("login");
+    notify("Cannot reach the server. Retrying…", "reconnect");
+    setTimeout(() => resume(Math.min(delay * 2, BACKOFF_MAX_MS)), delay);
+  });
 }
+if (localStorage.getItem(REFRESH_KEY)) resume(); else show("login");
 
 // For tests and the curious: what the page currently shows.
 window.arena = {
@@ -362,8 +671,20 @@ window.arena = {
     notice: app.notice,
     user: app.user && app.user.username,
     room: app.room && app.room.id,
+    roomName: app.room && app.room.name,
+    roomNode: app.room && app.room.node,
+    serverNode: app.serverNode,
+    cluster: app.cluster,
+    wantRoom: app.wantRoom,
+    joining: app.pendingJoin && app.pendingJoin.room,
     members: [...app.members.values()],
     players: positions(),
-    connected: !!app.ws && app.ws.readyState === WebSocket.OPEN,
+    tick: app.frames.length ? app.frames[app.frames.length - 1].tick : null,
+    seq: app.seq,
+    connected: connected(),
+    moved: app.counts.moved,
+    rejoined: app.counts.rejoined,
+    reconnects: app.counts.reconnects,
+    lastLeft: app.lastLeft,
   }),
 };

@@ -75,7 +75,7 @@ function render(connections) {
       el("td", {}, el("strong", {}, c.username), el("br"), el("code", {}, c.user_id)),
       el("td", {}, c.room || "—"),
       el("td", {}, new Date(c.connected_at).toLocaleTimeString()),
-      el("td", {}, c.remote_addr),
+      el("td", {}, c.remote_addr, ...(c.node ? [el("br"), el("code", {}, "on " + c.node)] : [])),
       el("td", {}, el("code", {}, c.session_id)),
       el("td", {},
         el("div", { class: "row" },
