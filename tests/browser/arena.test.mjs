@@ -1,82 +1,38 @@
 // Arena in a real browser: headless Chromium (Debian's package) driven by playwright-core,
 // against a real arena-server. Two players see each other move and chat; a logout on one
 // page closes the other page of the same session; an admin kicks a player from the
-// console. Screenshots land in artifacts/ at the repository root.
+// console. Screenshots land in artifacts/ at the repository root, the server's log in
+// artifacts/logs/.
 //
 // Run: npm test (from this directory), after `cargo build -p arena-server`.
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import * as h from "./harness.mjs";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const artifacts = join(root, "artifacts");
-const ADMIN = ["admin", "admin-password-1"];
-const DEADLINE = 15_000;
+const { artifacts, ADMIN, DEADLINE } = h;
 
-let server, base, dataDir, browser;
-const pageUrls = [];
-
-function serverBinary() {
-  const bin = join(root, "target/debug/arena-server");
-  const build = spawnSync("cargo", ["build", "-q", "-p", "arena-server"], { cwd: root, stdio: "inherit" });
-  assert.equal(build.status, 0, "cargo build failed");
-  return bin;
-}
+let server, base, browser;
 
 before(async () => {
   mkdirSync(artifacts, { recursive: true });
-  dataDir = mkdtempSync(join(tmpdir(), "arena-browser-"));
-  server = spawn(serverBinary(), [
-    "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--auth-rate-limit", "0",
-    "--admin-username", ADMIN[0], "--admin-password", ADMIN[1],
-  ], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, ARENA_LOG: "warn" } });
-  base = await new Promise((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error("server did not start")), 30_000);
-    let out = "";
-    server.stdout.on("data", (chunk) => {
-      out += chunk;
-      const m = out.match(/listening on (http:\/\/\S+)/);
-      if (m) { clearTimeout(timer); ok(m[1]); }
-    });
-    server.on("exit", (code) => fail(new Error("server exited with " + code)));
-  });
-  for (const name of ["alice", "bob", "carol"]) {
-    const r = await fetch(base + "/auth/register", {
-      method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ username: name, password: name + "-password" }),
-    });
-    assert.equal(r.status, 201);
-  }
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  server = await new h.ArenaServer("arena", [
+    "--auth-rate-limit", "0", "--admin-username", ADMIN[0], "--admin-password", ADMIN[1],
+  ]).start();
+  base = server.base;
+  for (const name of ["alice", "bob", "carol"]) await server.register(name);
+  browser = await h.launchBrowser();
 });
 
 after(async () => {
-  await browser?.close();
-  server?.kill("SIGTERM");
-  rmSync(dataDir, { recursive: true, force: true });
+  await h.cleanUp(browser);
   // No page ever put a token in a URL (where logs and history would keep it).
-  for (const url of pageUrls) {
-    assert.ok(!/eyJ[\w-]+\.[\w-]+\./.test(url) && !/token=/i.test(url), "token in URL: " + url);
-  }
+  h.assertNoTokenInUrls();
 });
 
-async function newPage(context) {
-  const page = await context.newPage();
-  page.on("request", (req) => pageUrls.push(req.url()));
-  page.on("pageerror", (err) => console.error("page error:", err.message));
-  return page;
-}
+const newPage = (context) => h.newPage(browser, context);
 
 async function logIn(page, name, password = name + "-password") {
   await page.goto(base + "/");

@@ -1,0 +1,182 @@
+// The browser game on a cluster: two arena-server nodes sharing a fresh PostgreSQL
+// database and a Redis of this test's own, each page loaded from (and its socket on) a
+// different node. The players play together in one room whichever node runs it; when
+// that node is SIGKILLed the other page keeps playing (room_moved) and the page that was
+// on the dead node comes back into the room once its node is started again; when Redis
+// goes away the room cannot be moved and both pages return to the lobby saying so, and a
+// join made meanwhile is retried (and says so) until Redis is back.
+// Screenshots land in artifacts/ at the repository root, server logs in artifacts/logs/.
+//
+// Run: npm test (from this directory), after `cargo build -p arena-server`.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import * as h from "./harness.mjs";
+
+const IDS = ["node-a", "node-b"];
+const { DEADLINE } = h;
+let redis, nodes, browser, admin;
+
+before(async () => {
+  mkdirSync(h.artifacts, { recursive: true });
+  h.serverBinary();
+  redis = await h.startRedis();
+  const db = h.createDatabase();
+  // The flags the Rust cluster tests use (tests/src/backplane.rs, cluster_rooms.rs).
+  nodes = IDS.map((id) => new h.ArenaServer(id, [
+    "--database-url", h.databaseUrl(db), "--redis-url", redis.url, "--node-id", id,
+    "--room-lease-ms", "1000", "--auth-rate-limit", "0", "--refresh-rate-limit", "0",
+    "--admin-username", h.ADMIN[0], "--admin-password", h.ADMIN[1],
+  ]));
+  await Promise.all(nodes.map((n) => n.start()));
+  admin = await nodes[0].token(...h.ADMIN);
+  for (const n of nodes) {
+    await h.until(async () => {
+      const r = await n.call("GET", "/admin/nodes", { token: admin });
+      return r.status === 200 && r.body.nodes.length === nodes.length;
+    }, `${n.name} lists every node`);
+  }
+  await nodes[0].register("alice");
+  await nodes[1].register("bob");
+  browser = await h.launchBrowser();
+});
+
+after(async () => {
+  await h.cleanUp(browser);
+  h.assertNoTokenInUrls();
+});
+
+const pages = {}; // username -> page
+let roomId;
+
+const nodeOf = (id) => nodes.find((n) => n.name === id);
+const waitFor = (page, fn, arg, timeout = DEADLINE) => page.waitForFunction(fn, arg, { timeout });
+
+test("two players whose pages are served by two different nodes play together", async () => {
+  pages.alice = await h.newPage(browser);
+  pages.bob = await h.newPage(browser);
+  await h.logIn(pages.alice, nodes[0].base, "alice");
+  await h.logIn(pages.bob, nodes[1].base, "bob");
+  // Each page's socket is on the node that served it (the page learns it from /healthz).
+  await waitFor(pages.alice, () => window.arena.snapshot().serverNode === "node-a");
+  await waitFor(pages.bob, () => window.arena.snapshot().serverNode === "node-b");
+
+  roomId = await h.createRoom(pages.alice, "Across nodes");
+  const a = await h.snapshot(pages.alice);
+  assert.ok(IDS.includes(a.roomNode), `the room runs on a node of the cluster: ${a.roomNode}`);
+
+  // Bob's lobby (served by the other node) lists the room, its player and its node.
+  const row = `#rooms li[data-room='${roomId}'][data-node='${a.roomNode}']`;
+  await pages.bob.waitForSelector(`${row}:has-text('on ${a.roomNode}')`, { timeout: DEADLINE });
+  assert.match(await pages.bob.textContent(row), new RegExp(`Across nodes 1/16 · on ${a.roomNode}`));
+  await h.joinFromLobby(pages.bob, roomId);
+  const b = await h.snapshot(pages.bob);
+  assert.equal(b.roomNode, a.roomNode, "both pages name the same node for the room");
+  assert.notEqual(a.serverNode, b.serverNode, "the two sockets are on different nodes");
+  assert.ok([a.serverNode, b.serverNode].includes(a.roomNode));
+
+  for (const page of [pages.alice, pages.bob]) {
+    await waitFor(page, () => window.arena.snapshot().players.length === 2);
+  }
+  await h.seesMove(pages.alice, pages.bob, "alice", { axis: "x" });
+  await h.seesMove(pages.bob, pages.alice, "bob", { axis: "y" });
+  assert.deepEqual((await h.snapshot(pages.bob)).members.sort(), ["alice", "bob"]);
+  assert.deepEqual((await h.snapshot(pages.alice)).members.sort(), ["alice", "bob"]);
+
+  await pages.alice.fill("#chat-input", "hello from node-a");
+  await pages.alice.press("#chat-input", "Enter");
+  await pages.bob.waitForSelector("#chat-log li:has-text('hello from node-a')", { timeout: DEADLINE });
+  await pages.bob.fill("#chat-input", "hi from node-b");
+  await pages.bob.press("#chat-input", "Enter");
+  await pages.alice.waitForSelector("#chat-log li:has-text('hi from node-b')", { timeout: DEADLINE });
+  // The room's node is shown in the room's panel too.
+  assert.match(await pages.bob.textContent("#room-info"), new RegExp(`runs on ${a.roomNode}`));
+  await pages.bob.screenshot({ path: join(h.artifacts, "cluster-two-nodes.png") });
+});
+
+test("the room's node is killed: the other page plays on, the page on it comes back when it restarts", async () => {
+  assert.ok(roomId, "the previous test made the room");
+  const roomNode = (await h.snapshot(pages.alice)).roomNode;
+  const [victimName, survivorName] = (await h.snapshot(pages.alice)).serverNode === roomNode
+    ? ["alice", "bob"] : ["bob", "alice"];
+  const victimPage = pages[victimName], survivorPage = pages[survivorName];
+  const victim = nodeOf(roomNode);
+  const survivorNode = IDS.find((id) => id !== roomNode);
+
+  await victim.stop("SIGKILL");
+
+  // The surviving node takes the room over: its page is told and stays in the game.
+  await waitFor(survivorPage, () => window.arena.snapshot().moved >= 1);
+  await survivorPage.waitForSelector(
+    `#chat-log li.system:has-text('The room moved to another server (${survivorNode}); play continues.')`,
+    { timeout: DEADLINE });
+  let s = await h.snapshot(survivorPage);
+  assert.equal(s.view, "game");
+  assert.equal(s.room, roomId);
+  assert.equal(s.roomNode, survivorNode);
+  assert.deepEqual(s.members, [survivorName], "the new run seats the players it could reach");
+  // ... and plays on: its own moves come back in the new run's state frames.
+  await h.seesMove(survivorPage, survivorPage, survivorName, { axis: "x" });
+  await survivorPage.screenshot({ path: join(h.artifacts, "cluster-room-moved.png") });
+
+  // The page whose node died says so, and stays on the game view while it retries.
+  await waitFor(victimPage, () => window.arena.snapshot().notice.startsWith("Connection lost"));
+  assert.equal((await h.snapshot(victimPage)).view, "game");
+
+  // The node comes back on the same port: the page reconnects and joins the room again
+  // (now run by the surviving node), or says why not from the lobby; never stuck.
+  await victim.start();
+  await waitFor(victimPage, (room) => {
+    const s = window.arena.snapshot();
+    return (s.view === "game" && s.room === room && s.connected && s.rejoined >= 1 && !s.joining)
+      || (s.view === "lobby" && s.notice !== "");
+  }, roomId, 30_000);
+  const v = await h.snapshot(victimPage);
+  assert.equal(v.view, "game", "the page is back in its room, not in the lobby: " + v.notice);
+  assert.equal(v.roomNode, survivorNode);
+  assert.equal(v.notice, "");
+  assert.match(await h.chatText(victimPage), /Reconnected: you are back in the room\./);
+
+  // They play together again, across the nodes.
+  await waitFor(survivorPage, (n) => window.arena.snapshot().members.includes(n), victimName);
+  await waitFor(victimPage, () => window.arena.snapshot().players.length === 2);
+  await h.seesMove(victimPage, survivorPage, victimName, { axis: "y" });
+  await h.seesMove(survivorPage, victimPage, survivorName, { axis: "y" });
+  await victimPage.screenshot({ path: join(h.artifacts, "cluster-rejoined.png") });
+});
+
+test("Redis goes away: both pages return to the lobby saying so; a join retries until it is back", async () => {
+  assert.ok(roomId, "the first test made the room");
+  for (const page of Object.values(pages)) assert.equal((await h.snapshot(page)).view, "game");
+  await redis.stop();
+  for (const page of Object.values(pages)) {
+    await waitFor(page, () => {
+      const s = window.arena.snapshot();
+      return s.view === "lobby" && s.notice !== "";
+    }, null, 20_000);
+    const s = await h.snapshot(page);
+    assert.equal(s.notice,
+      "The server running “Across nodes” went away and the room could not be moved; try joining again.");
+    assert.deepEqual(s.lastLeft, { room: roomId, reason: "unavailable" });
+  }
+  await pages.alice.screenshot({ path: join(h.artifacts, "cluster-unavailable.png") });
+
+  // Joining while Redis is away: the page says it retries; once Redis is back it gets in.
+  await pages.alice.click(`#rooms li[data-room='${roomId}'] button`, { timeout: DEADLINE });
+  await waitFor(pages.alice, () => / trying again \(attempt \d of 4\)…$/.test(window.arena.snapshot().notice),
+    null, 20_000);
+  assert.equal((await h.snapshot(pages.alice)).view, "lobby");
+  await pages.alice.screenshot({ path: join(h.artifacts, "cluster-join-retry.png") });
+  await redis.start();
+  await waitFor(pages.alice, (room) => {
+    const s = window.arena.snapshot();
+    return (s.view === "game" && s.room === room && !s.joining)
+      || (s.view === "lobby" && !/trying again/.test(s.notice));
+  }, roomId, 30_000);
+  const s = await h.snapshot(pages.alice);
+  assert.equal(s.view, "game", "joined once Redis was back, not: " + s.notice);
+  assert.equal(s.notice, "");
+  await h.seesMove(pages.alice, pages.alice, "alice");
+});
