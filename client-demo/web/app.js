@@ -16,6 +16,7 @@
 "use strict";
 
 const REFRESH_KEY = "arena.refresh_token";
+const ROOM_KEY = "arena.room"; // sessionStorage (this tab only): the room a reload comes back to
 const JOIN_ATTEMPTS = 4;        // a join answered `unavailable` is tried this many times
 const BACKOFF_MAX_MS = 5000;    // reconnect delays: 0.5 s, 1 s, 2 s, 4 s, then 5 s
 const INPUT_RESEND_MS = 1000;   // an input the room has not applied by then is sent again
@@ -141,7 +142,7 @@ function endSession(message) {
   app.access = null;
   app.user = null;
   app.room = null;
-  app.wantRoom = null;
+  setWantRoom(null);
   app.pendingJoin = null;
   localStorage.removeItem(REFRESH_KEY);
   if (app.ws) {
@@ -202,7 +203,7 @@ async function loadRooms() {
 function join(roomId, { rejoin = false, attempt = 1 } = {}) {
   clearTimeout(app.joinRetryTimer);
   app.joinRetryTimer = null;
-  app.wantRoom = roomId;
+  setWantRoom(roomId);
   app.pendingJoin = { room: roomId, attempt, rejoin };
   if (!send({ type: "join", room: roomId })) {
     // Not connected now: the next welcome joins `wantRoom`.
@@ -212,12 +213,21 @@ function join(roomId, { rejoin = false, attempt = 1 } = {}) {
   }
 }
 
+/** The room this tab means to be in; kept for a reload of the tab too. */
+function setWantRoom(id) {
+  app.wantRoom = id;
+  try {
+    if (id) sessionStorage.setItem(ROOM_KEY, JSON.stringify({ id, name: roomName(id) }));
+    else sessionStorage.removeItem(ROOM_KEY);
+  } catch { /* storage off: a reload starts in the lobby */ }
+}
+
 /** Back to the lobby, out of any room, with `message` (or none) in the notice. */
 function toLobby(message) {
   clearTimeout(app.joinRetryTimer);
   app.joinRetryTimer = null;
   app.room = null;
-  app.wantRoom = null;
+  setWantRoom(null);
   app.pendingJoin = null;
   app.frames = [];
   app.members = new Map();
@@ -655,7 +665,19 @@ requestAnimationFrame(draw);
 
 /** A stored session (another tab, or a reload) resumes without typing the password. */
 function resume(delay = 1000) {
-  refresh().then(() => { notify(""); show("lobby"); connect(); }).catch((e) => {
+  refresh().then(() => {
+    notify("");
+    show("lobby");
+    // A reload in a room comes back into it (the welcome joins `wantRoom`).
+    try {
+      const saved = JSON.parse(sessionStorage.getItem(ROOM_KEY) || "null");
+      if (saved && saved.id) {
+        app.roomNames.set(saved.id, saved.name || saved.id);
+        app.wantRoom = saved.id;
+      }
+    } catch { /* nothing saved */ }
+    connect();
+  }).catch((e) => {
     if (e.status === 401 || e.status === 403) return; // endSession showed the login with a line
     show("login");
     notify("Cannot reach the server. Retrying…", "reconnect");

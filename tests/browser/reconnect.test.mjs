@@ -1,6 +1,6 @@
 // The browser game across a restart of its only server, and the ways a page leaves a
 // room without asking: the server restarts (SQLite in the data dir: the page comes back
-// into the same room), a second tab of the same player takes the seat (the first tab
+// into the same room, and so does a reload of the tab), a second tab of the same player takes the seat (the first tab
 // says why it is in the lobby), Leave while the server is away, and a room that no longer
 // exists when the page comes back (PostgreSQL, the room's record deleted while the server
 // was down). Screenshots land in artifacts/ at the repository root, server logs in
@@ -61,6 +61,14 @@ test("a restart of the only server: the page comes back into the same room", asy
   assert.match(await h.chatText(page), /Reconnected: you are back in the room\./);
   await h.seesMove(page, page, "erin", { axis: "y" });
   await page.screenshot({ path: join(h.artifacts, "restart-rejoined.png") });
+
+  // A reload of the tab comes back into the room too (the tab remembers it).
+  await page.reload();
+  await waitFor(page, (room) => {
+    const s = window.arena.snapshot();
+    return s.view === "game" && s.room === room && s.connected && !s.joining;
+  }, roomId);
+  await h.seesMove(page, page, "erin");
 });
 
 test("the same player opens the room in a second tab: the first tab says why it left", async () => {
@@ -77,7 +85,8 @@ test("the same player opens the room in a second tab: the first tab says why it 
   assert.equal(s.notice, "You joined “Survives restarts” from another tab or device, so this page left it.");
   assert.deepEqual(s.lastLeft, { room: roomId, reason: "replaced" });
   assert.equal(await page.isVisible("#notice"), true);
-  // The second tab has the seat and plays.
+  // The second tab has the seat and plays (its inputs count on from the seat's
+  // last_seq, which the first tab's inputs had set).
   await h.seesMove(second, second, "erin");
   await page.screenshot({ path: join(h.artifacts, "replaced-by-another-tab.png") });
 
