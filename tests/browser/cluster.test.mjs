@@ -1,10 +1,11 @@
 // The browser game on a cluster: two arena-server nodes sharing a fresh PostgreSQL
 // database and a Redis of this test's own, each page loaded from (and its socket on) a
-// different node. The players play together in one room whichever node runs it; when
-// that node is SIGKILLed the other page keeps playing (room_moved) and the page that was
-// on the dead node comes back into the room once its node is started again; when Redis
-// goes away the room cannot be moved and both pages return to the lobby saying so, and a
-// join made meanwhile is retried (and says so) until Redis is back.
+// different node. The players play together in one room whichever node runs it. When
+// that node is SIGKILLed the other page keeps playing (room_moved), and the page that was
+// on the dead node comes back into the room once its node is started again; so does a
+// page whose node (not the room's) stops cleanly and starts again. When Redis goes away
+// the room cannot be moved and both pages return to the lobby saying so, and a join made
+// meanwhile is retried (and says so) until Redis is back.
 // Screenshots land in artifacts/ at the repository root, server logs in artifacts/logs/.
 //
 // Run: npm test (from this directory), after `cargo build -p arena-server`.
@@ -145,6 +146,35 @@ test("the room's node is killed: the other page plays on, the page on it comes b
   await h.seesMove(victimPage, survivorPage, victimName, { axis: "y" });
   await h.seesMove(survivorPage, victimPage, survivorName, { axis: "y" });
   await victimPage.screenshot({ path: join(h.artifacts, "cluster-rejoined.png") });
+});
+
+test("a page's node (not the room's) stops cleanly: the room plays on, the page comes back into it", async () => {
+  const roomNode = (await h.snapshot(pages.alice)).roomNode;
+  const [awayName, stayName] = (await h.snapshot(pages.alice)).serverNode === roomNode
+    ? ["bob", "alice"] : ["alice", "bob"];
+  const awayPage = pages[awayName], stayPage = pages[stayName];
+  const away = nodeOf((await h.snapshot(awayPage)).serverNode);
+  assert.notEqual(away.name, roomNode);
+  const moved = (await h.snapshot(stayPage)).moved;
+
+  await away.stop("SIGTERM"); // its sockets are closed with 1001
+  await waitFor(awayPage, () => window.arena.snapshot().notice.startsWith("Connection lost"));
+  // The room's node lets the player go; the other page sees it leave, and stays put.
+  await waitFor(stayPage, (n) => !window.arena.snapshot().members.includes(n), awayName);
+  await stayPage.waitForSelector(`#chat-log li.system:has-text('${awayName} left')`, { timeout: DEADLINE });
+
+  await away.start();
+  await waitFor(awayPage, (room) => {
+    const s = window.arena.snapshot();
+    return (s.view === "game" && s.room === room && s.connected && !s.joining && s.notice === "")
+      || (s.view === "lobby" && s.notice !== "");
+  }, roomId, 30_000);
+  assert.equal((await h.snapshot(awayPage)).view, "game", (await h.snapshot(awayPage)).notice);
+  await waitFor(stayPage, (n) => window.arena.snapshot().members.includes(n), awayName);
+  await h.seesMove(awayPage, stayPage, awayName);
+  const after = await h.snapshot(stayPage);
+  assert.equal(after.moved, moved, "the room itself did not move");
+  assert.equal(after.roomNode, roomNode);
 });
 
 test("Redis goes away: both pages return to the lobby saying so; a join retries until it is back", async () => {
