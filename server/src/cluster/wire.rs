@@ -79,6 +79,14 @@ impl Names {
         format!("{}room-epoch:{room}", self.prefix)
     }
 
+    /// When this Redis began keeping leases (its clock, µs; no expiry): no room may be
+    /// claimed until a lease has passed since, so a Redis that lost its leases (a
+    /// restart, a failover) never hands a room to a second node while its old owner,
+    /// not yet told, still ticks.
+    pub fn room_lease_era(&self) -> String {
+        format!("{}room-lease-era", self.prefix)
+    }
+
     /// The frames a room's owner relays to its members on other nodes.
     pub fn room_relays(&self, room: &str) -> String {
         format!("{}relay:{room}", self.prefix)

@@ -38,6 +38,9 @@ pub enum Claim {
     Acquired { epoch: u64 },
     /// Someone holds it (possibly this node).
     HeldBy { node: String, epoch: u64 },
+    /// Nobody may take it yet: the lease keeper lost its leases a moment ago (a Redis
+    /// restart) and the room's last owner may still be ticking. Ask again shortly.
+    Wait,
 }
 
 /// Who runs a room, as its lease says.
@@ -119,10 +122,13 @@ pub enum RoomMsg {
         text: String,
     },
     /// The sender's members of the room, all of them: seats of that node not listed
-    /// (and not just seated) are gone. Sent every third of a lease.
+    /// (and not just seated) are gone. Sent every third of a lease. `epoch`: the run
+    /// the sender follows; only that run evicts the listed sockets it has no seat for.
     Present {
         room: String,
         conns: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<u64>,
     },
     /// Who is in the room (for `GET /lobby/rooms/{id}`).
     Members {
@@ -134,6 +140,11 @@ pub enum RoomMsg {
         room: String,
         conn: String,
         reason: LeftReason,
+        /// The evicting run's epoch: a node follows only its room's current run, so an
+        /// eviction by an older one (a thawed owner that has not yet seen it lost the
+        /// room) is ignored.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<u64>,
     },
 }
 

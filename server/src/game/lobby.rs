@@ -261,7 +261,7 @@ impl Rooms {
             let epoch = match self.link.claim(&row.id).await {
                 Ok(Claim::Acquired { epoch }) => epoch,
                 Ok(Claim::HeldBy { .. }) => continue,
-                Err(_) => break,
+                Ok(Claim::Wait) | Err(_) => break,
             };
             // Holding the lease: nobody is in the room, nobody can enter it.
             let outcome = match self.store.room(&row.id).await {

@@ -83,6 +83,9 @@ pub struct RunState {
     tick: u64,
     /// No more joins: the room emptied or its lease was lost.
     pub closed: bool,
+    /// Closed by [`RoomRun::close`] (the lease was lost, or the node stops), not because
+    /// it emptied: the room is still in use elsewhere, not idle.
+    stopped: bool,
     /// Until when the lease is surely this node's; no tick runs past it.
     valid_until: Instant,
 }
@@ -109,6 +112,9 @@ pub enum Ticked {
     Empty,
     /// The lease may have expired; the run is closed and its local members must move.
     LeaseLost,
+    /// The run was stopped from outside ([`RoomRun::close`]), which dealt with its
+    /// members; the room is not idle.
+    Stopped,
 }
 
 pub struct RoomRun {
@@ -145,6 +151,7 @@ impl RoomRun {
                 seats: Vec::new(),
                 tick: 0,
                 closed: false,
+                stopped: false,
                 valid_until,
             }),
             tick_log,
@@ -213,6 +220,7 @@ impl RoomRun {
     pub fn close(&self) -> Vec<Arc<ConnHandle>> {
         let mut state = lock(&self.state);
         state.closed = true;
+        state.stopped = true;
         let locals = state
             .seats
             .iter()
@@ -282,6 +290,7 @@ impl RoomRun {
                     room: self.record.id.clone(),
                     conn: member.conn.clone(),
                     reason,
+                    epoch: Some(self.epoch),
                 },
             ),
         }
@@ -315,11 +324,20 @@ impl RoomRun {
     }
 
     /// `node` listed its members: its seats not listed, seated before `seated_before`,
-    /// are gone (a leave that was lost). Returns whether the room is now empty.
-    pub fn present(&self, node: &str, conns: &[String], seated_before: Instant) -> bool {
+    /// are gone (a leave that was lost). Returns the listed sockets that have no seat
+    /// here (that node believes them in the room; it must be told otherwise).
+    pub fn present(&self, node: &str, conns: &[String], seated_before: Instant) -> Vec<String> {
         let mut state = lock(&self.state);
+        if state.closed {
+            return Vec::new();
+        }
         let now = Instant::now();
         let mut gone = Vec::new();
+        let unseated = conns
+            .iter()
+            .filter(|c| !state.seats.iter().any(|s| s.who.conn_id() == c.as_str()))
+            .cloned()
+            .collect();
         for seat in state.seats.iter_mut() {
             if let Occupant::Remote { member, confirmed } = &mut seat.who {
                 if member.node != node {
@@ -332,7 +350,8 @@ impl RoomRun {
                 }
             }
         }
-        self.drop_seats(&mut state, &gone)
+        self.drop_seats(&mut state, &gone);
+        unseated
     }
 
     /// Seats of this node's sockets that are gone (a socket that ended while its join
@@ -354,6 +373,11 @@ impl RoomRun {
     /// off) are gone. Returns whether the room is now empty.
     pub fn expire_remote(&self, cutoff: Instant) -> bool {
         let mut state = lock(&self.state);
+        if Instant::now() >= state.valid_until {
+            // This run may no longer be the room's (its owner was paused past its lease):
+            // whoever runs it now decides who is in it.
+            return false;
+        }
         let gone: Vec<String> = state
             .seats
             .iter()
@@ -376,6 +400,10 @@ impl RoomRun {
                 let seat = state.seats.remove(i);
                 tracing::debug!(room = %self.record.id, conn, "a member of another node is gone");
                 self.announce_left(state, &seat.who);
+                // If its node is still there after all, its socket must learn it left.
+                if let Occupant::Remote { .. } = &seat.who {
+                    self.evict(&seat.who, LeftReason::Unavailable);
+                }
             }
         }
         if state.seats.is_empty() {
@@ -445,6 +473,9 @@ impl RoomRun {
     pub fn tick(&self, dt: f64) -> Ticked {
         let started = Instant::now();
         let mut state = lock(&self.state);
+        if state.stopped {
+            return Ticked::Stopped;
+        }
         if state.closed {
             return Ticked::Empty;
         }
@@ -680,8 +711,10 @@ mod tests {
             room.join(who).unwrap();
         }
         while a_out.queue.try_recv().is_ok() {}
-        // Node m lists only c1: c2 (seated long ago) is gone, with a `player_left`.
-        assert!(!room.present("m", &["c1".into()], Instant::now()));
+        // Node m lists only c1: c2 (seated long ago) is gone, with a `player_left`; c7,
+        // listed but never seated, is returned to be evicted on m.
+        let unseated = room.present("m", &["c1".into(), "c7".into()], Instant::now());
+        assert_eq!(unseated, vec!["c7".to_string()]);
         assert!(next_text(&mut a_out).contains(r#""player_left""#));
         assert_eq!(room.players(), 2);
         // Node m falls silent: c1 goes too.

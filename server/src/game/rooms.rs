@@ -240,11 +240,14 @@ impl Rooms {
                     let me = self.clone();
                     let record = record.clone();
                     match tokio::spawn(async move { me.take_on(record, epoch, sent).await }).await {
-                        Ok(true) => {}
-                        Ok(false) => return Err(ErrorCode::RoomNotFound),
+                        Ok(TakeOn::Running) => {}
+                        Ok(TakeOn::Gone) => return Err(ErrorCode::RoomNotFound),
+                        // The database failed; try again within the deadline, not hot.
+                        Ok(TakeOn::Failed) => tokio::time::sleep(Duration::from_millis(100)).await,
                         Err(_) => return Err(ErrorCode::Unavailable),
                     }
                 }
+                Ok(Claim::Wait) => tokio::time::sleep(Duration::from_millis(50)).await,
                 Ok(Claim::HeldBy { node, .. }) if node == self.node_id() => {
                     // Being set up or torn down here (or a previous incarnation's lease
                     // that is about to lapse).
@@ -255,7 +258,9 @@ impl Rooms {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 }
-                Err(_) => return Err(ErrorCode::Unavailable),
+                // A slow or lost answer is not an outage yet: ask again until the
+                // deadline (a backplane that stays down answers `unavailable` then).
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
     }
@@ -274,7 +279,12 @@ impl Rooms {
             state.pending += 1;
             state.owner.clone()
         };
-        let _pending = Pending(self, mirror);
+        let _pending = Pending {
+            rooms: self,
+            mirror,
+            conn: &conn.id,
+            owner: &owner,
+        };
         let reply = self
             .link
             .request(
@@ -367,19 +377,19 @@ impl Rooms {
 
     /// Take a room on under a lease just acquired: mark it in use, start its run, and seat
     /// this node's members of the room's previous run, if any (each told `room_moved`).
-    /// `false`: the room no longer exists (the lease is given back).
-    async fn take_on(self: Arc<Self>, record: RoomRow, epoch: u64, sent: Instant) -> bool {
+    /// Unless it runs, the lease is given back.
+    async fn take_on(self: Arc<Self>, record: RoomRow, epoch: u64, sent: Instant) -> TakeOn {
         let record = match self.store.occupy_room(&record.id).await {
             Ok(Some(r)) => r,
             Ok(None) => {
                 self.link.release(&record.id, epoch).await;
                 self.evict_mirror(&record.id, LeftReason::Removed);
-                return false;
+                return TakeOn::Gone;
             }
             Err(e) => {
                 tracing::warn!(room = %record.id, error = %e, "cannot take a room on");
                 self.link.release(&record.id, epoch).await;
-                return true; // the join asks the lease again and times out honestly
+                return TakeOn::Failed;
             }
         };
         let valid_until = (sent + self.link.lease().mul_f64(0.9)).into_std();
@@ -409,14 +419,16 @@ impl Rooms {
                 if conn.room().as_deref() != Some(record.id.as_str()) || conn.is_gone() {
                     continue;
                 }
-                if let Ok(seated) = run.join(Occupant::Local(conn.clone())) {
-                    self.tell_moved(&conn, seated);
+                match run.join(Occupant::Local(conn.clone())) {
+                    Ok(seated) => self.tell_moved(&conn, seated),
+                    // Fresh joins filled the new run first.
+                    Err(_) => evict(&conn, &record.id, LeftReason::Unavailable),
                 }
             }
         }
         tracing::debug!(room = %record.id, epoch, "running the room");
         tokio::spawn(self.clone().run_ticks(run));
-        true
+        TakeOn::Running
     }
 
     fn tell_moved(&self, conn: &ConnHandle, seated: Seated) {
@@ -430,7 +442,9 @@ impl Rooms {
     /// A room's game loop: a fixed step at a fixed rate. A late tick is skipped rather
     /// than run in a burst, and nothing here waits on a socket.
     async fn run_ticks(self: Arc<Self>, run: Arc<RoomRun>) {
-        let mut interval = tokio::time::interval(self.tick);
+        // The first tick comes a period on, not at once: the joiner that took the room
+        // on is seated by then (a run with nobody in it at its first tick would end).
+        let mut interval = tokio::time::interval_at(Instant::now() + self.tick, self.tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let dt = self.tick.as_secs_f64();
         loop {
@@ -439,6 +453,8 @@ impl Rooms {
                 Ticked::Ran => {}
                 Ticked::Empty => return self.retire(run).await,
                 Ticked::LeaseLost => return self.lost(run),
+                // Stopped by `lost` or `shutdown`, which saw to its members and lease.
+                Ticked::Stopped => return,
             }
         }
     }
@@ -446,10 +462,15 @@ impl Rooms {
     /// The run emptied: its room is idle from now and its lease goes back.
     async fn retire(&self, run: Arc<RoomRun>) {
         let id = run.id().to_string();
-        self.slots.remove_if(
+        let removed = self.slots.remove_if(
             &id,
             |_, s| matches!(s, Slot::Owned(r) if Arc::ptr_eq(r, &run)),
         );
+        if removed.is_none() {
+            // Not this node's run any more (it moved): the room is not empty.
+            self.link.release(&id, run.epoch).await;
+            return;
+        }
         if let Err(e) = self.store.room_emptied(&id, crate::ids::now_ms()).await {
             tracing::debug!(room = %id, error = %e, "cannot record an empty room");
         }
@@ -530,13 +551,30 @@ impl Rooms {
                 Some(t) => t,
                 None => match self.link.claim(&id).await {
                     Ok(Claim::Acquired { epoch }) => {
-                        self.clone()
+                        let outcome = self
+                            .clone()
                             .take_on(mirror.record.clone(), epoch, sent)
                             .await;
-                        return;
+                        if outcome != TakeOn::Failed {
+                            return;
+                        }
+                        // The database failed: the members wait, within the deadline.
+                        if Instant::now() >= deadline {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
                     }
                     Ok(Claim::HeldBy { node, epoch }) => (node, epoch),
-                    Err(_) => break,
+                    // Not claimable yet, or no answer (the backplane is slow or down):
+                    // ask again until the deadline.
+                    Ok(Claim::Wait) | Err(_) => {
+                        if Instant::now() >= deadline {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
                 },
             };
             let (owner, epoch) = {
@@ -572,7 +610,7 @@ impl Rooms {
                     return;
                 }
             } else if target.1 > epoch {
-                self.reseat(mirror, &target.0, target.1, deadline).await;
+                self.reseat(mirror, target.0, target.1, deadline).await;
                 return;
             }
             if Instant::now() >= deadline {
@@ -591,21 +629,42 @@ impl Rooms {
     }
 
     /// Seat a mirror's members with the room's new run on `node`. The new owner may have
-    /// won the lease a moment ago and still be setting its run up (`NotOwner`), or a
-    /// reply may be lost: each member is asked for again until `deadline`.
-    async fn reseat(&self, mirror: &Arc<Mirror>, node: &str, epoch: u64, deadline: Instant) {
+    /// won the lease a moment ago and still be setting its run up (`NotOwner`), or it may
+    /// have gone again, or a reply may be lost: the member is asked for again after a
+    /// fresh look at the lease, until `deadline`. If this node wins the lease meanwhile,
+    /// its own run takes every member still here ([`Rooms::take_on`]).
+    async fn reseat(
+        self: &Arc<Self>,
+        mirror: &Arc<Mirror>,
+        mut node: String,
+        mut epoch: u64,
+        deadline: Instant,
+    ) {
         let id = mirror.record.id.clone();
         let members = {
             let mut state = lock(&mirror.state);
-            state.owner = node.to_string();
+            state.owner = node.clone();
             state.epoch = epoch;
             state.heard = Instant::now();
             state.members.clone()
         };
         for conn in members {
             loop {
+                {
+                    let state = lock(&mirror.state);
+                    if state.dropped {
+                        return; // this node's own run took them
+                    }
+                    if !state.members.iter().any(|m| m.id == conn.id) {
+                        break; // left meanwhile
+                    }
+                }
                 if conn.room().as_deref() != Some(id.as_str()) || conn.is_gone() {
                     lock(&mirror.state).members.retain(|m| m.id != conn.id);
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    self.evict_member(mirror, &conn, LeftReason::Unavailable);
                     break;
                 }
                 let join = RoomMsg::Join {
@@ -613,24 +672,50 @@ impl Rooms {
                     member: self.remote_member(&conn),
                     moved: true,
                 };
-                match self.link.request(node, join).await {
+                match self.link.request(&node, join).await {
                     Some(RoomReply::Joined { room, members, .. }) => {
                         self.tell_moved(&conn, Seated { room, members });
                         break;
                     }
-                    Some(RoomReply::Refused { .. }) => {}
-                    _ if Instant::now() < deadline => {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
+                    Some(RoomReply::Refused { .. }) => {
+                        self.evict_member(mirror, &conn, LeftReason::Unavailable);
+                        break;
                     }
-                    _ => {}
+                    Some(_) | None => {}
                 }
-                tracing::debug!(room = %id, node, epoch, conn = %conn.id, "a member could not be moved");
-                lock(&mirror.state).members.retain(|m| m.id != conn.id);
-                evict(&conn, &id, LeftReason::Unavailable);
-                break;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let sent = Instant::now();
+                match self.link.claim(&id).await {
+                    Ok(Claim::Acquired { epoch }) => {
+                        let outcome = self
+                            .clone()
+                            .take_on(mirror.record.clone(), epoch, sent)
+                            .await;
+                        if outcome != TakeOn::Failed {
+                            return; // seated here, or told the room is gone
+                        }
+                    }
+                    Ok(Claim::HeldBy {
+                        node: holder,
+                        epoch: e,
+                    }) if holder != self.node_id() && e > epoch => {
+                        let mut state = lock(&mirror.state);
+                        state.owner = holder.clone();
+                        state.epoch = e;
+                        (node, epoch) = (holder, e);
+                    }
+                    // The same holder, still setting up; not claimable yet; or no answer
+                    // (past the deadline, the check above evicts without asking again).
+                    Ok(_) | Err(_) => {}
+                }
             }
         }
+    }
+
+    /// Take one of this node's sockets out of a mirror and tell it why.
+    fn evict_member(&self, mirror: &Mirror, conn: &ConnHandle, reason: LeftReason) {
+        lock(&mirror.state).members.retain(|m| m.id != conn.id);
+        evict(conn, &mirror.record.id, reason);
     }
 
     /// Take a socket out of a room. Returns whether it was there.
@@ -830,17 +915,40 @@ impl Rooms {
                 }
                 None
             }
-            RoomMsg::Present { room, conns } => {
+            RoomMsg::Present { room, conns, epoch } => {
                 if let Some(run) = self.run(&room) {
-                    let seated_before = std::time::Instant::now() - self.renew_period() * 2;
-                    run.present(from, &conns, seated_before);
+                    let same_run = epoch == Some(run.epoch);
+                    let now = std::time::Instant::now();
+                    let seated_before = now.checked_sub(self.renew_period() * 2).unwrap_or(now);
+                    // Listed but not seated here (a refused re-seat, an eviction that
+                    // was lost): that node must stop showing them the room.
+                    let unseated = run.present(from, &conns, seated_before);
+                    for conn in unseated.into_iter().filter(|_| same_run) {
+                        let reason = LeftReason::Unavailable;
+                        let epoch = Some(run.epoch);
+                        let evict = RoomMsg::Evict {
+                            room: room.clone(),
+                            conn,
+                            reason,
+                            epoch,
+                        };
+                        self.link.send(from, evict);
+                    }
                 }
                 None
             }
-            RoomMsg::Evict { room, conn, reason } => {
+            RoomMsg::Evict {
+                room,
+                conn,
+                reason,
+                epoch,
+            } => {
                 if let Some(Slot::Mirror(mirror)) = self.slot(&room) {
                     let gone = {
                         let mut state = lock(&mirror.state);
+                        if epoch.is_some_and(|e| e != state.epoch) {
+                            return None; // from a run this node no longer follows
+                        }
                         let i = state.members.iter().position(|m| m.id == conn);
                         i.map(|i| state.members.remove(i))
                     };
@@ -870,11 +978,15 @@ impl Rooms {
             self.look_at_mirrors();
             // Every lease is renewed each period; a room whose count of players changed
             // is renewed at once, so the lobby on every node shows it within a beat.
-            let all = last_renewal.elapsed() >= self.renew_period();
+            let since = last_renewal.elapsed();
+            let all = since >= self.renew_period();
             if all {
                 last_renewal = Instant::now();
             }
-            self.renew(all).await;
+            // A keeper that ran this late was not listening either (the process was
+            // paused or starved): its members' silence proves nothing this round.
+            let listened = since <= self.renew_period() * 3 / 2;
+            self.renew(all, listened).await;
         }
     }
 
@@ -896,11 +1008,13 @@ impl Rooms {
             };
             if silent {
                 self.spawn_move(mirror, None);
+            } else {
+                self.drop_mirror_if_empty(&mirror);
             }
         }
     }
 
-    async fn renew(self: &Arc<Self>, all: bool) {
+    async fn renew(self: &Arc<Self>, all: bool, listened: bool) {
         if !all {
             let changed: Vec<Arc<RoomRun>> = self
                 .slots
@@ -923,16 +1037,25 @@ impl Rooms {
             }
         }
         // Seats whose socket or node is gone without a word.
-        let cutoff = std::time::Instant::now() - self.renew_period() * 3;
+        let now = std::time::Instant::now();
+        let cutoff = now.checked_sub(self.renew_period() * 3).unwrap_or(now);
         for run in &runs {
             run.drop_gone_locals();
-            run.expire_remote(cutoff);
+            if listened {
+                run.expire_remote(cutoff);
+            }
         }
         for mirror in mirrors {
-            let (owner, conns) = {
+            let (owner, epoch, conns) = {
                 let state = lock(&mirror.state);
+                if state.moving {
+                    // Its members are on their way to a new run: listing them to it now
+                    // would have them evicted as unknown.
+                    continue;
+                }
                 (
                     state.owner.clone(),
+                    state.epoch,
                     state
                         .members
                         .iter()
@@ -946,6 +1069,7 @@ impl Rooms {
                     RoomMsg::Present {
                         room: mirror.record.id.clone(),
                         conns,
+                        epoch: Some(epoch),
                     },
                 );
             }
@@ -1012,14 +1136,44 @@ impl Mirror {
     }
 }
 
-/// A join on its way to the owner; when it ends, the mirror may go if nobody came.
-struct Pending<'a>(&'a Rooms, &'a Arc<Mirror>);
+/// A join on its way to the owner. When it ends without the socket among the mirror's
+/// members (refused, unanswered, seated with a run this node no longer follows, or the
+/// socket's task stopped waiting because it is being closed), the owner is told to drop
+/// any seat it made, so no seat outlives its socket; and the mirror may go if nobody came.
+struct Pending<'a> {
+    rooms: &'a Rooms,
+    mirror: &'a Arc<Mirror>,
+    conn: &'a str,
+    owner: &'a str,
+}
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        lock(&self.1.state).pending -= 1;
-        self.0.drop_mirror_if_empty(self.1);
+        let seated = {
+            let mut state = lock(&self.mirror.state);
+            state.pending -= 1;
+            state.members.iter().any(|m| m.id == self.conn)
+        };
+        if !seated {
+            let leave = RoomMsg::Leave {
+                room: self.mirror.record.id.clone(),
+                conn: self.conn.to_string(),
+            };
+            self.rooms.link.send(self.owner, leave);
+        }
+        self.rooms.drop_mirror_if_empty(self.mirror);
     }
+}
+
+/// What taking a room on came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TakeOn {
+    /// Its run is going, with this node's members of the previous run seated.
+    Running,
+    /// The room no longer exists; this node's members were told `left` `removed`.
+    Gone,
+    /// The database could not be reached; the lease was given back.
+    Failed,
 }
 
 /// Tell a socket it is no longer in `room`.
