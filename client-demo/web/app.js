@@ -302,6 +302,7 @@ function send(message) {
 }
 
 function onClose(code, reason) {
+  const wasLive = app.welcomed; // a live connection lost, not one more failed attempt
   app.ws = null;
   app.welcomed = false;
   app.serverNode = null;
@@ -317,6 +318,7 @@ function onClose(code, reason) {
     case 4002: // token expired: refresh, then come back
       return refresh().then(connect).catch(() => { if (app.access) scheduleReconnect(); });
     default: // 1001 (server restarting), network trouble: come back with backoff
+      if (wasLive && app.view === "game" && app.room) systemLine("Connection lost. Reconnecting…");
       return scheduleReconnect();
   }
 }
@@ -378,6 +380,7 @@ function onMessage(m) {
       }
       app.pendingJoin = null;
       clearTimeout(app.joinRetryTimer);
+      const previousNode = app.room && app.room.id === m.room.id ? app.room.node : null;
       enterRun(m);
       if (app.chatRoom !== m.room.id) {
         $("chat-log").replaceChildren();
@@ -385,7 +388,10 @@ function onMessage(m) {
       }
       if (p && p.rejoin) {
         app.counts.rejoined += 1;
-        systemLine("Reconnected: you are back in the room.");
+        const moved = app.cluster && previousNode && m.room.node && m.room.node !== previousNode;
+        systemLine(moved
+          ? `Reconnected: you are back in the room, which now runs on ${m.room.node}.`
+          : "Reconnected: you are back in the room.");
       }
       clearNotice("reconnect", "join", "lobby");
       show("game");

@@ -125,6 +125,7 @@ test("the room's node is killed: the other page plays on, the page on it comes b
   // The page whose node died says so, and stays on the game view while it retries.
   await waitFor(victimPage, () => window.arena.snapshot().notice.startsWith("Connection lost"));
   assert.equal((await h.snapshot(victimPage)).view, "game");
+  await victimPage.screenshot({ path: join(h.artifacts, "cluster-reconnecting.png") });
 
   // The node comes back on the same port: the page reconnects and joins the room again
   // (now run by the surviving node), or says why not from the lobby; never stuck.
@@ -138,7 +139,10 @@ test("the room's node is killed: the other page plays on, the page on it comes b
   assert.equal(v.view, "game", "the page is back in its room, not in the lobby: " + v.notice);
   assert.equal(v.roomNode, survivorNode);
   assert.equal(v.notice, "");
-  assert.match(await h.chatText(victimPage), /Reconnected: you are back in the room\./);
+  const log = await h.chatText(victimPage);
+  assert.match(log,
+    new RegExp(`Connection lost\\. Reconnecting….*Reconnected: you are back in the room, which now runs on ${survivorNode}\\.`));
+  assert.equal(log.match(/Connection lost/g).length, 1, "one line for the outage, not one per attempt");
 
   // They play together again, across the nodes.
   await waitFor(survivorPage, (n) => window.arena.snapshot().members.includes(n), victimName);

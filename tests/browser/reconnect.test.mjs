@@ -58,7 +58,7 @@ test("a restart of the only server: the page comes back into the same room", asy
   assert.equal(s.view, "game", "back in the room, not in the lobby: " + s.notice);
   assert.equal(s.roomName, "Survives restarts");
   assert.equal(s.notice, "");
-  assert.match(await h.chatText(page), /Reconnected: you are back in the room\./);
+  assert.match(await h.chatText(page), /Connection lost\. Reconnecting….*Reconnected: you are back in the room\./);
   await h.seesMove(page, page, "erin", { axis: "y" });
   await page.screenshot({ path: join(h.artifacts, "restart-rejoined.png") });
 
