@@ -143,6 +143,12 @@ impl Rooms {
         Instant::now() + self.link.lease().min(Duration::from_secs(60)) + Duration::from_secs(1)
     }
 
+    /// When a claim answered [`Claim::Wait`] (Redis came back without its leases) must
+    /// have become possible: a lease on, and a little.
+    fn after_wait(&self) -> Instant {
+        Instant::now() + self.link.lease().min(Duration::from_secs(60)) + Duration::from_millis(200)
+    }
+
     /// How often leases are renewed and members confirmed: a third of a lease.
     fn renew_period(&self) -> Duration {
         (self.link.lease() / 3).clamp(Duration::from_millis(50), Duration::from_secs(10))
@@ -208,7 +214,7 @@ impl Rooms {
         conn: &Arc<ConnHandle>,
         record: &RoomRow,
     ) -> Result<Seated, ErrorCode> {
-        let deadline = self.join_deadline();
+        let mut deadline = self.join_deadline();
         loop {
             match self.slot(&record.id) {
                 Some(Slot::Owned(run)) => match run.join(Occupant::Local(conn.clone())) {
@@ -247,7 +253,11 @@ impl Rooms {
                         Err(_) => return Err(ErrorCode::Unavailable),
                     }
                 }
-                Ok(Claim::Wait) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Ok(Claim::Wait) => {
+                    // Redis came back without its leases: the wait is one lease at most.
+                    deadline = deadline.max(self.after_wait());
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
                 Ok(Claim::HeldBy { node, .. }) if node == self.node_id() => {
                     // Being set up or torn down here (or a previous incarnation's lease
                     // that is about to lapse).
@@ -540,7 +550,7 @@ impl Rooms {
 
     async fn move_members(self: &Arc<Self>, mirror: &Arc<Mirror>, mut to: Option<(String, u64)>) {
         let id = mirror.record.id.clone();
-        let deadline = self.join_deadline();
+        let mut deadline = self.join_deadline();
         loop {
             if lock(&mirror.state).dropped {
                 return; // absorbed by a run of this node
@@ -566,9 +576,15 @@ impl Rooms {
                         continue;
                     }
                     Ok(Claim::HeldBy { node, epoch }) => (node, epoch),
-                    // Not claimable yet, or no answer (the backplane is slow or down):
-                    // ask again until the deadline.
-                    Ok(Claim::Wait) | Err(_) => {
+                    // Redis came back without its leases: at most a lease more.
+                    Ok(Claim::Wait) => {
+                        deadline = deadline.max(self.after_wait());
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                    // No answer (the backplane is slow or down): ask again until the
+                    // deadline.
+                    Err(_) => {
                         if Instant::now() >= deadline {
                             break;
                         }
