@@ -5,7 +5,9 @@
 // on the dead node comes back into the room once its node is started again; so does a
 // page whose node (not the room's) stops cleanly and starts again. When Redis goes away
 // the room cannot be moved and both pages return to the lobby saying so, and a join made
-// meanwhile is retried (and says so) until Redis is back.
+// meanwhile is retried (and says so) until Redis is back. A room whose record is deleted
+// and whose node then dies sends both pages to the lobby saying it no longer exists
+// (`left` `removed` on the other node, `room_not_found` for the page that comes back).
 // Screenshots land in artifacts/ at the repository root, server logs in artifacts/logs/.
 //
 // Run: npm test (from this directory), after `cargo build -p arena-server`.
@@ -18,13 +20,13 @@ import * as h from "./harness.mjs";
 
 const IDS = ["node-a", "node-b"];
 const { DEADLINE } = h;
-let redis, nodes, browser, admin;
+let redis, db, nodes, browser, admin;
 
 before(async () => {
   mkdirSync(h.artifacts, { recursive: true });
   h.serverBinary();
   redis = await h.startRedis();
-  const db = h.createDatabase();
+  db = h.createDatabase();
   // The flags the Rust cluster tests use (tests/src/backplane.rs, cluster_rooms.rs).
   nodes = IDS.map((id) => new h.ArenaServer(id, [
     "--database-url", h.databaseUrl(db), "--redis-url", redis.url, "--node-id", id,
@@ -213,4 +215,36 @@ test("Redis goes away: both pages return to the lobby saying so; a join retries 
   assert.equal(s.view, "game", "joined once Redis was back, not: " + s.notice);
   assert.equal(s.notice, "");
   await h.seesMove(pages.alice, pages.alice, "alice");
+});
+
+test("the room is deleted and its node dies: the page on the other node is told it is gone, so is the page that comes back", async () => {
+  assert.ok(roomId, "the first test made the room");
+  // Bob comes back into the room (the previous test left him in the lobby).
+  await pages.bob.waitForSelector(`#rooms li[data-room='${roomId}']`, { timeout: DEADLINE });
+  await h.joinFromLobby(pages.bob, roomId);
+  await waitFor(pages.alice, () => window.arena.snapshot().members.length === 2);
+  const roomNode = (await h.snapshot(pages.bob)).roomNode;
+  const [victimName, otherName] = (await h.snapshot(pages.alice)).serverNode === roomNode
+    ? ["alice", "bob"] : ["bob", "alice"];
+  const victim = nodeOf(roomNode);
+
+  // The record goes (as an operator might delete it); then the room's node dies, and the
+  // other node, taking the room over, finds no record.
+  h.psql(db, `DELETE FROM rooms WHERE id = '${roomId}'; UPDATE room_count SET n = n - 1`);
+  await victim.stop("SIGKILL");
+  const inLobby = () => {
+    const s = window.arena.snapshot();
+    return s.view === "lobby" && s.notice !== "" && !s.notice.startsWith("Connection lost");
+  };
+  await waitFor(pages[otherName], inLobby, null, 20_000);
+  let s = await h.snapshot(pages[otherName]);
+  assert.equal(s.notice, "The room “Across nodes” no longer exists.");
+  assert.deepEqual(s.lastLeft, { room: roomId, reason: "removed" });
+  await pages[otherName].screenshot({ path: join(h.artifacts, "cluster-room-removed.png") });
+
+  await victim.start();
+  await waitFor(pages[victimName], inLobby, null, 30_000);
+  s = await h.snapshot(pages[victimName]);
+  assert.equal(s.notice, "You are back online, but the room “Across nodes” no longer exists.");
+  assert.equal(s.connected, true);
 });
