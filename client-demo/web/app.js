@@ -28,6 +28,7 @@ const app = {
   accessExpiresAt: 0,  // ms
   user: null,
   ws: null,
+  welcomed: false,     // the socket got its welcome (upgrade accepted, session live)
   serverNode: null,    // the node this page's socket is on (from /healthz), in a cluster
   cluster: false,      // /healthz named a node: rooms' nodes are worth showing
   view: "login",
