@@ -44,7 +44,9 @@ export function serverBinary() {
   if (!built) {
     const build = spawnSync("cargo", ["build", "-q", "-p", "arena-server"], { cwd: root, stdio: "inherit" });
     assert.equal(build.status, 0, "cargo build failed");
-    built = join(root, "target/debug/arena-server");
+    // Where cargo put it: CARGO_TARGET_DIR when set (relative to the workspace), else target/.
+    const target = process.env.CARGO_TARGET_DIR ? resolve(root, process.env.CARGO_TARGET_DIR) : join(root, "target");
+    built = join(target, "debug/arena-server");
   }
   return built;
 }
