@@ -233,6 +233,16 @@ pub async fn run(nodes: Arc<Nodes>, plan: &Plan, _common: &Common) -> Result<(),
         delivered / secs,
         report.dropped
     );
+    let ticked = Stats::of(report.ticks_per_sec.clone());
+    let slowest = report
+        .ticks_per_sec
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min);
+    eprintln!(
+        "  rooms ticked (distinct ticks seen per second): median room {:.2}/s, slowest {slowest:.2}/s",
+        ticked.p50
+    );
     eprintln!(
         "  remote socket, owner's tick → arrival: p50 {:.3} ms p99 {:.3} ms max {:.3} ms ({} frames; {} ticks without a local reference; {} arrived before it)",
         remote.p50, remote.p99, remote.max, report.remote_ms.len(), report.no_reference, report.before_reference
@@ -304,6 +314,7 @@ pub async fn run(nodes: Arc<Nodes>, plan: &Plan, _common: &Common) -> Result<(),
             "input_rate": plan.input_rate, "chat_rate": plan.chat_rate,
             "states_delivered": report.delivered, "states_per_sec": delivered / secs,
             "states_expected_per_sec": expected_per_sec, "states_dropped": report.dropped,
+            "room_ticks_per_sec": {"p50": ticked.p50, "min": slowest, "max": ticked.max},
             "per_socket_states_per_sec": Stats::of(report.per_socket_rate.clone()).to_json(),
             "remote_latency_ms": remote.to_json(), "remote_samples": report.remote_ms.len(),
             "remote_by_node": by_node,
@@ -473,6 +484,9 @@ struct Report {
     local_spread_ms: Vec<f64>,
     no_reference: u64,
     before_reference: u64,
+    /// Per room: distinct ticks any socket saw in the window, per second (the rate the
+    /// owner actually ticked; below `--tick-hz` when the node was starved of CPU).
+    ticks_per_sec: Vec<f64>,
 }
 
 /// Frames that arrived in `[from, until)`: references, remote latencies, spreads, gaps.
@@ -510,7 +524,18 @@ fn analyse(
             .collect(),
         no_reference: 0,
         before_reference: 0,
+        ticks_per_sec: Vec::with_capacity(rooms),
     };
+    let mut ticks: Vec<std::collections::HashSet<u64>> = vec![Default::default(); rooms];
+    for (&(room, _, _), s) in placed.iter().zip(seen) {
+        ticks[room].extend(
+            s.states
+                .iter()
+                .filter(|(_, at)| in_window(at))
+                .map(|(t, _)| *t),
+        );
+    }
+    report.ticks_per_sec = ticks.iter().map(|t| t.len() as f64 / secs).collect();
     for (&(room, node, is_local), s) in placed.iter().zip(seen) {
         let frames: Vec<_> = s.states.iter().filter(|(_, at)| in_window(at)).collect();
         report.delivered += frames.len() as u64;
