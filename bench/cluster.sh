@@ -3,10 +3,15 @@
 # server has --redis-url, one Redis backplane; the load client's cross-node scenarios
 # against them; then everything is torn down (nodes, Redis, the database).
 #
-# Usage: bench/cluster.sh [revoke|kick|hold|all]...      (default: all)
+# Usage: bench/cluster.sh [revoke|kick|hold|rooms|rooms-local|all]...   (default: all)
 #   revoke  200 users × 2 sockets (logout on the node holding none) and × 10 sockets
 #   kick    100 users × 10 sockets kicked one at a time
 #   hold    3 × 19,000 sockets (three client processes), then 100 users kicked
+#   rooms   20 rooms × 16 players, player i of room r on node (r + i) mod 3 and room r
+#           run by node r mod 3: state-frame latency owner → other nodes, each node's
+#           CPU and Redis's while measuring (needs the backplane)
+#   rooms-local  the same load with every player on its room's node (no cross-node
+#           traffic), to compare the nodes' CPU
 # Environment:
 #   BACKPLANE=auto|on|off  use Redis when the server knows --redis-url (auto), insist, or
 #                          measure the database log-poll path only (off)
@@ -14,6 +19,11 @@
 #                          build of $CARGO_TARGET_DIR or ./target); NO_BUILD=1 skips the build
 #   OUT=file               JSON lines, one per scenario (default bench/results/cluster.jsonl)
 #   KEEP_LOGS=1            keep the nodes' logs (the run directory is printed)
+#   ROOMS_SECONDS=30       rooms: seconds measured (after a 3 s warm-up)
+#   ROOMS_ARGS="..."       rooms: more flags for `load rooms` (e.g. "--owner-node 0")
+#   PROFILE="0 1"          rooms: `perf record -e cpu-clock -g` these nodes (index 0-2)
+#                          for PROFILE_SECS (15) once measuring has begun; the perf.data
+#                          files and `perf report` summaries go to bench/results/
 #   NODE_ARGS="..."        more flags for every node (hold: "--heartbeat-secs 0", since
 #                          client processes holding 19,000 sockets each on two shared
 #                          cores answer the server's pings too late and are dropped)
@@ -21,8 +31,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 scenarios=("$@")
-[ ${#scenarios[@]} -eq 0 ] && scenarios=(revoke kick hold)
-[ "${scenarios[*]}" = all ] && scenarios=(revoke kick hold)
+[ ${#scenarios[@]} -eq 0 ] && scenarios=(revoke kick hold rooms rooms-local)
+[ "${scenarios[*]}" = all ] && scenarios=(revoke kick hold rooms rooms-local)
 
 target=${CARGO_TARGET_DIR:-$root/target}
 bin=${BIN:-$target/release}
@@ -168,6 +178,51 @@ scenario_hold() {
     grep -h "open,\|answered" "$run/hold-$src.err" | sed 's/^/   holder: /'
     record hold-connect < "$run/hold-$src.json"
   done
+}
+
+# Rooms over the cluster: `load rooms` with the nodes' and Redis's pids (their CPU is
+# read while it measures), and optionally perf on some nodes during the measurement.
+rooms_run() { # name placement
+  local name=$1 placement=$2 pids seconds=${ROOMS_SECONDS:-30} client_pid perf_pids=() k
+  [ "$backplane" = on ] || { echo "rooms needs the backplane (BACKPLANE=on)" >&2; return 1; }
+  pids=$(IFS=,; echo "${node_pids[*]}")
+  client_at 127.0.0.5 load rooms --rooms 20 --players 16 --seconds "$seconds" \
+    --placement "$placement" --node-pids "$pids" --redis-pid "$redis_pid" ${ROOMS_ARGS:-} \
+    > "$run/$name.json" 2> >(tee "$run/$name.err" >&2) &
+  client_pid=$!
+  if [ -n "${PROFILE:-}" ]; then
+    # Measuring starts 3 s (the warm-up) after the client reports its sockets joined.
+    while ! grep -q "sockets:" "$run/$name.err" 2>/dev/null; do
+      kill -0 $client_pid 2>/dev/null || break
+      sleep 0.5
+    done
+    sleep 5
+    for k in $PROFILE; do
+      perf record -q -e cpu-clock -g -p "${node_pids[$k]}" -o "$root/bench/results/perf-$name-node$k.data" \
+        -- sleep "${PROFILE_SECS:-15}" 2> "$run/perf-$k.err" &
+      perf_pids+=($!)
+    done
+  fi
+  wait $client_pid
+  for p in "${perf_pids[@]}"; do wait "$p" || true; done
+  record "$name" < "$run/$name.json"
+  for k in ${PROFILE:-}; do
+    local data="$root/bench/results/perf-$name-node$k.data"
+    [ -f "$data" ] || continue
+    perf report -i "$data" --no-children --sort dso,sym --percent-limit 0.5 --stdio 2>/dev/null \
+      > "$root/bench/results/perf-$name-node$k.txt" || true
+    echo "   perf node$k: $root/bench/results/perf-$name-node$k.txt"
+  done
+}
+
+scenario_rooms() {
+  echo "== rooms: 20 rooms × 16 players spread over three nodes"
+  rooms_run rooms spread
+}
+
+scenario_rooms-local() {
+  echo "== rooms-local: 20 rooms × 16 players, every player on its room's node"
+  rooms_run rooms-local owner
 }
 
 for s in "${scenarios[@]}"; do

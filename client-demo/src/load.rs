@@ -13,6 +13,9 @@
 //!   per second and chat latency.
 //! - `churn`: sockets connecting, playing briefly and leaving, continuously; server
 //!   memory before and after shows leaks.
+//! - `rooms`: rooms whose players sit on different nodes of a cluster; how late `state`
+//!   frames reach sockets on other nodes than the room's owner, frames delivered and
+//!   dropped, each node's CPU (see `rooms.rs`).
 //!
 //! The server must allow many logins from one address (`--auth-rate-limit 0` for Arena).
 //!
@@ -119,6 +122,44 @@ pub enum Scenario {
         #[command(flatten)]
         common: Common,
     },
+    /// Rooms × players spread over the nodes of a cluster: latency of `state` frames
+    /// from the room's node (owner) to sockets on the others, frames delivered, node CPU.
+    Rooms {
+        /// Rooms to play in; room r's first joiner (and so its game) is on node r mod N.
+        #[arg(long, default_value_t = 20)]
+        rooms: usize,
+        /// Players (sockets, one user each) per room.
+        #[arg(long, default_value_t = 16)]
+        players: usize,
+        /// Seconds measured, after the warm-up.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Seconds of play before measuring (sockets drain what queued while joining).
+        #[arg(long, default_value_t = 3)]
+        warmup: u64,
+        /// Inputs per player per second, each a new direction.
+        #[arg(long, default_value_t = 10.0)]
+        input_rate: f64,
+        /// Chat messages per player per second.
+        #[arg(long, default_value_t = 0.2)]
+        chat_rate: f64,
+        /// `spread`: player i of a room on node (owner + i) mod N; `owner`: every player on
+        /// the room's owner node (no cross-node traffic, to compare the servers' CPU).
+        #[arg(long, value_enum, default_value_t = crate::rooms::Placement::Spread)]
+        placement: crate::rooms::Placement,
+        /// Run every room on this node (its first joiner connects there), instead of
+        /// room r on node r mod N: the other nodes then only relay.
+        #[arg(long)]
+        owner_node: Option<usize>,
+        /// The nodes' pids, in --server order, to report each one's CPU while measuring.
+        #[arg(long, value_delimiter = ',')]
+        node_pids: Vec<u32>,
+        /// Redis's pid, to report its CPU while measuring.
+        #[arg(long)]
+        redis_pid: Option<u32>,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Sockets connecting, playing briefly and leaving, continuously.
     Churn {
         #[arg(long, default_value_t = 50)]
@@ -193,6 +234,33 @@ pub async fn run(servers: &[String], scenario: Scenario) -> Result<(), String> {
             )
             .await
         }
+        Scenario::Rooms {
+            rooms,
+            players,
+            seconds,
+            warmup,
+            input_rate,
+            chat_rate,
+            placement,
+            owner_node,
+            node_pids,
+            redis_pid,
+            common,
+        } => {
+            let plan = crate::rooms::Plan {
+                rooms,
+                players,
+                seconds,
+                warmup,
+                input_rate,
+                chat_rate,
+                placement,
+                owner_node,
+                node_pids,
+                redis_pid,
+            };
+            crate::rooms::run(Arc::new(nodes(&common)?), &plan, &common).await
+        }
         Scenario::Churn {
             users,
             seconds,
@@ -201,7 +269,7 @@ pub async fn run(servers: &[String], scenario: Scenario) -> Result<(), String> {
     }
 }
 
-fn bar(len: usize, what: &str) -> ProgressBar {
+pub(crate) fn bar(len: usize, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);
     let style = ProgressStyle::with_template(&format!(
         "  {what:<10} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} {{msg}}"
@@ -228,7 +296,7 @@ async fn register_users(nodes: &Nodes, n: usize) -> Result<Vec<String>, String> 
 }
 
 /// Register and log in `n` fresh users; returns their access tokens.
-async fn make_users(nodes: &Nodes, n: usize) -> Result<Vec<String>, String> {
+pub(crate) async fn make_users(nodes: &Nodes, n: usize) -> Result<Vec<String>, String> {
     Ok(make_sessions(nodes, n)
         .await?
         .into_iter()
@@ -260,7 +328,7 @@ async fn make_sessions(nodes: &Nodes, n: usize) -> Result<Vec<LoadUser>, String>
 }
 
 /// Open a socket on node `node` and read its `welcome`.
-async fn open(
+pub(crate) async fn open(
     nodes: &Nodes,
     node: usize,
     token: &str,
@@ -1257,7 +1325,7 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 }
 
 /// (user, system) CPU seconds of a process. System time is mostly the kernel's TCP work.
-fn cpu_split(pid: u32) -> Option<(f64, f64)> {
+pub(crate) fn cpu_split(pid: u32) -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];

@@ -13,6 +13,7 @@ mod api;
 mod dial;
 mod load;
 mod nodes;
+mod rooms;
 
 use std::process::ExitCode;
 
