@@ -34,14 +34,7 @@ after(async () => {
 
 const newPage = (context) => h.newPage(browser, context);
 
-async function logIn(page, name, password = name + "-password") {
-  await page.goto(base + "/");
-  await page.fill("#username", name);
-  await page.fill("#password", password);
-  await page.click("#login-button");
-  await page.waitForSelector("#lobby-view:not([hidden])", { timeout: DEADLINE });
-  await page.waitForFunction(() => window.arena.snapshot().connected, null, { timeout: DEADLINE });
-}
+const logIn = (page, name, password) => h.logIn(page, base, name, password);
 
 async function joinMainHall(page) {
   await page.click("#rooms li:has-text('Main Hall') button");

@@ -406,6 +406,18 @@ async fn owner_sigkilled_another_node_takes_the_room_over_within_the_bound() {
     .await;
 }
 
+/// A node that logs every tick it runs to `path` (`ARENA_TEST_TICK_LOG`).
+fn tick_logged(path: &std::path::Path, proxied: bool) -> NodeOpts {
+    NodeOpts {
+        env: vec![(
+            "ARENA_TEST_TICK_LOG".into(),
+            path.to_string_lossy().into_owned(),
+        )],
+        proxied,
+        ..NodeOpts::default()
+    }
+}
+
 /// One run: the node, and its first and last tick in unix µs.
 type Run = (String, u64, u64);
 
@@ -462,12 +474,8 @@ async fn no_two_nodes_ever_tick_one_room() {
     let paths: Vec<_> = (0..3)
         .map(|i| logs.0.join(format!("ticks-{i}.log")))
         .collect();
-    let mut cl = Cluster::start_with(3, &["--room-lease-ms", &LEASE.to_string()], |i| NodeOpts {
-        env: vec![(
-            "ARENA_TEST_TICK_LOG".into(),
-            paths[i].to_string_lossy().into_owned(),
-        )],
-        ..NodeOpts::default()
+    let mut cl = Cluster::start_with(3, &["--room-lease-ms", &LEASE.to_string()], |i| {
+        tick_logged(&paths[i], false)
     })
     .await;
     let mut players = Vec::new();
@@ -599,14 +607,7 @@ async fn an_owner_cut_off_from_redis_stops_and_another_node_takes_the_room_over(
         .map(|i| logs.0.join(format!("ticks-{i}.log")))
         .collect();
     let cl = Cluster::start_with(3, &["--room-lease-ms", &LEASE_MS.to_string()], |i| {
-        NodeOpts {
-            env: vec![(
-                "ARENA_TEST_TICK_LOG".into(),
-                paths[i].to_string_lossy().into_owned(),
-            )],
-            proxied: i == 0,
-            ..NodeOpts::default()
-        }
+        tick_logged(&paths[i], i == 0)
     })
     .await;
     let alice = cl.node(0).new_player("pa").await;
@@ -690,13 +691,7 @@ async fn redis_restarted_without_its_leases_never_gives_a_room_two_owners() {
         .map(|i| logs.0.join(format!("ticks-{i}.log")))
         .collect();
     let mut cl = Cluster::start_with(3, &["--room-lease-ms", &LEASE_MS.to_string()], |i| {
-        NodeOpts {
-            env: vec![(
-                "ARENA_TEST_TICK_LOG".into(),
-                paths[i].to_string_lossy().into_owned(),
-            )],
-            ..NodeOpts::default()
-        }
+        tick_logged(&paths[i], false)
     })
     .await;
     let alice = cl.node(0).new_player("ea").await;

@@ -159,6 +159,28 @@ impl Rooms {
         (self.tick * 6).max(Duration::from_millis(500))
     }
 
+    /// Every run this node has (closed ones too).
+    fn runs(&self) -> Vec<Arc<RoomRun>> {
+        self.slots
+            .iter()
+            .filter_map(|s| match s.value() {
+                Slot::Owned(r) => Some(r.clone()),
+                Slot::Mirror(_) => None,
+            })
+            .collect()
+    }
+
+    /// Every room this node follows for members of its own.
+    fn mirrors(&self) -> Vec<Arc<Mirror>> {
+        self.slots
+            .iter()
+            .filter_map(|s| match s.value() {
+                Slot::Mirror(m) => Some(m.clone()),
+                Slot::Owned(_) => None,
+            })
+            .collect()
+    }
+
     fn slot(&self, id: &str) -> Option<Slot> {
         self.slots.get(id).map(|s| s.clone())
     }
@@ -1008,15 +1030,7 @@ impl Rooms {
 
     fn look_at_mirrors(self: &Arc<Self>) {
         let stall = self.stall();
-        let mirrors: Vec<Arc<Mirror>> = self
-            .slots
-            .iter()
-            .filter_map(|s| match s.value() {
-                Slot::Mirror(m) => Some(m.clone()),
-                Slot::Owned(_) => None,
-            })
-            .collect();
-        for mirror in mirrors {
+        for mirror in self.mirrors() {
             let silent = {
                 let mut state = lock(&mirror.state);
                 state.members.retain(|c| !c.is_gone());
@@ -1033,25 +1047,15 @@ impl Rooms {
     async fn renew(self: &Arc<Self>, all: bool, listened: bool) {
         if !all {
             let changed: Vec<Arc<RoomRun>> = self
-                .slots
-                .iter()
-                .filter_map(|s| match s.value() {
-                    Slot::Owned(r) if !r.is_closed() && r.players_changed() => Some(r.clone()),
-                    _ => None,
-                })
+                .runs()
+                .into_iter()
+                .filter(|r| !r.is_closed() && r.players_changed())
                 .collect();
             self.renew_runs(changed).await;
             return;
         }
-        let mut runs = Vec::new();
-        let mut mirrors = Vec::new();
-        for s in self.slots.iter() {
-            match s.value() {
-                Slot::Owned(r) if !r.is_closed() => runs.push(r.clone()),
-                Slot::Owned(_) => {}
-                Slot::Mirror(m) => mirrors.push(m.clone()),
-            }
-        }
+        let runs: Vec<Arc<RoomRun>> = self.runs().into_iter().filter(|r| !r.is_closed()).collect();
+        let mirrors = self.mirrors();
         // Seats whose socket or node is gone without a word.
         let now = std::time::Instant::now();
         let cutoff = now.checked_sub(self.renew_period() * 3).unwrap_or(now);
@@ -1125,15 +1129,7 @@ impl Rooms {
     /// Stop every run this node has and give its leases back, so the rooms' other
     /// members' nodes take them on at once (a clean stop).
     pub async fn shutdown(&self) {
-        let runs: Vec<Arc<RoomRun>> = self
-            .slots
-            .iter()
-            .filter_map(|s| match s.value() {
-                Slot::Owned(r) => Some(r.clone()),
-                Slot::Mirror(_) => None,
-            })
-            .collect();
-        for run in runs {
+        for run in self.runs() {
             run.close();
             self.link.release(run.id(), run.epoch).await;
         }
