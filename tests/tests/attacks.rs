@@ -373,7 +373,13 @@ async fn a_flood_of_5000_messages_is_rate_limited_then_closed_with_1008() {
         }
     };
     assert_eq!(code, Some(1008));
-    assert_eq!(limited, 1, "one rate_limited error, then the close");
+    // One `rate_limited` per run of frames over the rate; on a loaded machine the flood
+    // may arrive slowly enough for a token to come back mid-way, which ends one run and
+    // starts another (the rule as written), so a second or third error is no defect.
+    assert!(
+        (1..=3).contains(&limited),
+        "{limited} rate_limited errors before the close"
+    );
     // The burst (twice the per-second rate, default 60) got through; the flood did not.
     assert!((100..=130).contains(&pongs), "{pongs} pongs");
 }
