@@ -140,13 +140,18 @@ impl Rooms {
     /// How long a join may keep looking for the room's owner: a lease (the time a dead
     /// owner's room takes to come free) and a second.
     fn join_deadline(&self) -> Instant {
-        Instant::now() + self.link.lease().min(Duration::from_secs(60)) + Duration::from_secs(1)
+        self.a_lease_on(Duration::from_secs(1))
     }
 
     /// When a claim answered [`Claim::Wait`] (Redis came back without its leases) must
     /// have become possible: a lease on, and a little.
     fn after_wait(&self) -> Instant {
-        Instant::now() + self.link.lease().min(Duration::from_secs(60)) + Duration::from_millis(200)
+        self.a_lease_on(Duration::from_millis(200))
+    }
+
+    /// A lease (at most a minute) and `slack` from now.
+    fn a_lease_on(&self, slack: Duration) -> Instant {
+        Instant::now() + self.link.lease().min(Duration::from_secs(60)) + slack
     }
 
     /// How often leases are renewed and members confirmed: a third of a lease.
@@ -579,8 +584,9 @@ impl Rooms {
             }
             // The lease is counted from before the claim was sent (see `link`).
             let sent = Instant::now();
+            // Who runs the room now; `None`: nobody yet, ask again below.
             let target = match to.take() {
-                Some(t) => t,
+                Some(t) => Some(t),
                 None => match self.link.claim(&id).await {
                     Ok(Claim::Acquired { epoch }) => {
                         let outcome = self
@@ -590,66 +596,23 @@ impl Rooms {
                         if outcome != TakeOn::Failed {
                             return;
                         }
-                        // The database failed: the members wait, within the deadline.
-                        if Instant::now() >= deadline {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
+                        None // the database failed: the members wait, within the deadline
                     }
-                    Ok(Claim::HeldBy { node, epoch }) => (node, epoch),
+                    Ok(Claim::HeldBy { node, epoch }) => Some((node, epoch)),
                     // Redis came back without its leases: at most a lease more.
                     Ok(Claim::Wait) => {
                         deadline = deadline.max(self.after_wait());
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
+                        None
                     }
                     // No answer (the backplane is slow or down): ask again until the
                     // deadline.
-                    Err(_) => {
-                        if Instant::now() >= deadline {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
+                    Err(_) => None,
                 },
             };
-            let (owner, epoch) = {
-                let state = lock(&mirror.state);
-                (state.owner.clone(), state.epoch)
-            };
-            tracing::debug!(room = %id, target = ?target, owner, epoch, "moving members");
-            if target.0 == self.node_id() {
-                // This node's own run (or its previous incarnation's lease): wait.
-            } else if (target.0.as_str(), target.1) == (owner.as_str(), epoch) {
-                // Still the silent owner's lease. If it answers, it lives: stay (its
-                // relays were lost; the confirmation below re-seats what it lost).
-                let reply = self
-                    .link
-                    .request(&owner, RoomMsg::Members { room: id.clone() })
-                    .await;
-                if matches!(reply, Some(RoomReply::Members { .. })) {
-                    // Seat again whatever it may have lost (a seat it has is kept as is).
-                    let members = {
-                        let mut state = lock(&mirror.state);
-                        state.heard = Instant::now();
-                        state.members.clone()
-                    };
-                    for conn in members {
-                        let member = self.remote_member(&conn);
-                        let join = RoomMsg::Join {
-                            room: id.clone(),
-                            member,
-                            moved: false,
-                        };
-                        self.link.send(&owner, join);
-                    }
+            if let Some(target) = target {
+                if self.follow_to(mirror, target, deadline).await {
                     return;
                 }
-            } else if target.1 > epoch {
-                self.reseat(mirror, target.0, target.1, deadline).await;
-                return;
             }
             if Instant::now() >= deadline {
                 break;
@@ -664,6 +627,54 @@ impl Rooms {
         for conn in members {
             evict(&conn, &id, LeftReason::Unavailable);
         }
+    }
+
+    /// One step of a move towards `target` (who the lease says runs the room). `true`:
+    /// the move is over (the members are seated there, or the silent owner answered).
+    async fn follow_to(
+        self: &Arc<Self>,
+        mirror: &Arc<Mirror>,
+        target: (String, u64),
+        deadline: Instant,
+    ) -> bool {
+        let id = &mirror.record.id;
+        let (owner, epoch) = {
+            let state = lock(&mirror.state);
+            (state.owner.clone(), state.epoch)
+        };
+        tracing::debug!(room = %id, target = ?target, owner, epoch, "moving members");
+        if target.0 == self.node_id() {
+            // This node's own run (or its previous incarnation's lease): wait.
+        } else if (target.0.as_str(), target.1) == (owner.as_str(), epoch) {
+            // Still the silent owner's lease. If it answers, it lives: stay (its
+            // relays were lost; the confirmation below re-seats what it lost).
+            let reply = self
+                .link
+                .request(&owner, RoomMsg::Members { room: id.clone() })
+                .await;
+            if matches!(reply, Some(RoomReply::Members { .. })) {
+                // Seat again whatever it may have lost (a seat it has is kept as is).
+                let members = {
+                    let mut state = lock(&mirror.state);
+                    state.heard = Instant::now();
+                    state.members.clone()
+                };
+                for conn in members {
+                    let member = self.remote_member(&conn);
+                    let join = RoomMsg::Join {
+                        room: id.clone(),
+                        member,
+                        moved: false,
+                    };
+                    self.link.send(&owner, join);
+                }
+                return true;
+            }
+        } else if target.1 > epoch {
+            self.reseat(mirror, target.0, target.1, deadline).await;
+            return true;
+        }
+        false
     }
 
     /// Seat a mirror's members with the room's new run on `node`. The new owner may have
@@ -961,16 +972,16 @@ impl Rooms {
                     // Listed but not seated here (a refused re-seat, an eviction that
                     // was lost): that node must stop showing them the room.
                     let unseated = run.present(from, &conns, seated_before);
-                    for conn in unseated.into_iter().filter(|_| same_run) {
-                        let reason = LeftReason::Unavailable;
-                        let epoch = Some(run.epoch);
-                        let evict = RoomMsg::Evict {
-                            room: room.clone(),
-                            conn,
-                            reason,
-                            epoch,
-                        };
-                        self.link.send(from, evict);
+                    if same_run {
+                        for conn in unseated {
+                            let evict = RoomMsg::Evict {
+                                room: room.clone(),
+                                conn,
+                                reason: LeftReason::Unavailable,
+                                epoch: Some(run.epoch),
+                            };
+                            self.link.send(from, evict);
+                        }
                     }
                 }
                 None
