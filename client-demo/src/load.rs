@@ -1343,21 +1343,32 @@ fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
-struct Percentiles {
-    p50: f64,
-    p99: f64,
-    max: f64,
+/// p50, p99 and max of a run's samples, in ms (nearest rank).
+pub(crate) struct Percentiles {
+    pub(crate) p50: f64,
+    pub(crate) p99: f64,
+    pub(crate) max: f64,
 }
 
 impl Percentiles {
-    fn of(samples: &mut [Duration]) -> Percentiles {
+    /// Of latencies (sorts them).
+    pub(crate) fn of(samples: &mut [Duration]) -> Percentiles {
         samples.sort();
+        Self::of_sorted(samples.len(), |i| samples[i].as_secs_f64() * 1000.0)
+    }
+
+    /// Of values already in the unit to report (sorts them).
+    pub(crate) fn of_values(values: &mut [f64]) -> Percentiles {
+        values.sort_by(f64::total_cmp);
+        Self::of_sorted(values.len(), |i| values[i])
+    }
+
+    fn of_sorted(len: usize, value: impl Fn(usize) -> f64) -> Percentiles {
         let at = |q: f64| -> f64 {
-            if samples.is_empty() {
+            if len == 0 {
                 return 0.0;
             }
-            let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
-            samples[i].as_secs_f64() * 1000.0
+            value(((len as f64 - 1.0) * q).round() as usize)
         };
         Percentiles {
             p50: at(0.5),
@@ -1366,7 +1377,7 @@ impl Percentiles {
         }
     }
 
-    fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         json!({"p50": self.p50, "p99": self.p99, "max": self.max})
     }
 }

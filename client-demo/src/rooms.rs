@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::api::Socket;
-use crate::load::{bar, cpu_split, make_users, open, Common};
+use crate::load::{bar, cpu_split, make_users, open, Common, Percentiles};
 use crate::nodes::Nodes;
 
 /// Where a room's players connect.
@@ -226,14 +226,14 @@ pub async fn run(nodes: Arc<Nodes>, plan: &Plan, _common: &Common) -> Result<(),
     let secs = window.as_secs_f64();
     let delivered = report.delivered as f64;
     let expected_per_sec = (placed.len() as u64 * tick_hz) as f64;
-    let remote = Stats::of(report.remote_ms.clone());
-    let spread = Stats::of(report.local_spread_ms.clone());
+    let remote = Percentiles::of_values(&mut report.remote_ms.clone());
+    let spread = Percentiles::of_values(&mut report.local_spread_ms.clone());
     eprintln!(
         "  state frames delivered in {secs:.1} s: {:.0}/s of {expected_per_sec:.0}/s at {tick_hz} Hz ({} dropped: gaps in the ticks a socket saw)",
         delivered / secs,
         report.dropped
     );
-    let ticked = Stats::of(report.ticks_per_sec.clone());
+    let ticked = Percentiles::of_values(&mut report.ticks_per_sec.clone());
     let slowest = report
         .ticks_per_sec
         .iter()
@@ -253,7 +253,8 @@ pub async fn run(nodes: Arc<Nodes>, plan: &Plan, _common: &Common) -> Result<(),
     );
     let mut by_node = Vec::new();
     for (k, id) in node_ids.iter().enumerate() {
-        let s = Stats::of(report.remote_by_node.get(&k).cloned().unwrap_or_default());
+        let s =
+            Percentiles::of_values(&mut report.remote_by_node.get(&k).cloned().unwrap_or_default());
         by_node.push(json!({"node": id, "remote_latency_ms": s.to_json()}));
     }
     let mut cpu = Vec::new();
@@ -315,7 +316,7 @@ pub async fn run(nodes: Arc<Nodes>, plan: &Plan, _common: &Common) -> Result<(),
             "states_delivered": report.delivered, "states_per_sec": delivered / secs,
             "states_expected_per_sec": expected_per_sec, "states_dropped": report.dropped,
             "room_ticks_per_sec": {"p50": ticked.p50, "min": slowest, "max": ticked.max},
-            "per_socket_states_per_sec": Stats::of(report.per_socket_rate.clone()).to_json(),
+            "per_socket_states_per_sec": Percentiles::of_values(&mut report.per_socket_rate.clone()).to_json(),
             "remote_latency_ms": remote.to_json(), "remote_samples": report.remote_ms.len(),
             "remote_by_node": by_node,
             "local_spread_ms": spread.to_json(),
@@ -563,33 +564,6 @@ fn analyse(
         }
     }
     report
-}
-
-struct Stats {
-    p50: f64,
-    p99: f64,
-    max: f64,
-}
-
-impl Stats {
-    fn of(mut v: Vec<f64>) -> Stats {
-        v.sort_by(f64::total_cmp);
-        let at = |q: f64| -> f64 {
-            if v.is_empty() {
-                return 0.0;
-            }
-            v[((v.len() as f64 - 1.0) * q).round() as usize]
-        };
-        Stats {
-            p50: at(0.5),
-            p99: at(0.99),
-            max: at(1.0),
-        }
-    }
-
-    fn to_json(&self) -> Value {
-        json!({"p50": self.p50, "p99": self.p99, "max": self.max})
-    }
 }
 
 #[cfg(test)]
