@@ -441,16 +441,23 @@ mod tests {
                     assert_eq!(conn.handle().room(), None);
                 }
             }
-            // Let the emptied run give its lease back, then sweep what is left.
-            for _ in 0..100 {
-                if r.run(&id).is_none() {
-                    break;
+            // The emptied run gives its lease back on its own time; the sweep must then
+            // remove the room. Wait for that with a deadline, not a fixed sleep.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let running = r.run(&id).is_some();
+                if !running {
+                    r.sweep(crate::ids::now_ms() + 1000).await.unwrap();
+                    if r.store.room(&id).await.unwrap().is_none() {
+                        break;
+                    }
                 }
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "room {id} never swept (its run still there: {running})"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            tokio::time::sleep(Duration::from_millis(60)).await;
-            r.sweep(crate::ids::now_ms() + 1000).await.unwrap();
-            r.sweep(crate::ids::now_ms() + 2000).await.unwrap();
         }
         eprintln!("join won {joined} times, sweep won {refused} times");
         let left = r.list().await.unwrap();
