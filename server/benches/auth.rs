@@ -47,6 +47,29 @@ fn verify(c: &mut Criterion) {
     c.bench_function("keyring snapshot (read lock + Arc clone)", |b| {
         b.iter(|| black_box(keys.ring()))
     });
+    // The crate's own decode with the same rules, as the floor our wrapper adds to.
+    let mut rules = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    rules.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+    rules.validate_nbf = true;
+    rules.leeway = 5;
+    rules.set_issuer(&["arena"]);
+    rules.set_audience(&["arena"]);
+    let secret = jsonwebtoken::DecodingKey::from_secret(&[42u8; 48]);
+    c.bench_function("jsonwebtoken::decode alone (HS256, same rules)", |b| {
+        b.iter(|| {
+            black_box(
+                jsonwebtoken::decode::<arena_server::auth::tokens::Claims>(
+                    black_box(&token),
+                    &secret,
+                    &rules,
+                )
+                .unwrap(),
+            )
+        })
+    });
+    c.bench_function("token verify (HS256) alone", |b| {
+        b.iter(|| black_box(keys.verify(black_box(&token)).unwrap()))
+    });
     c.bench_function("revocation check alone", |b| {
         let claims = keys.verify(&token).unwrap();
         b.iter(|| black_box(list.is_revoked(black_box(&claims))))

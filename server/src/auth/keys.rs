@@ -126,6 +126,21 @@ pub struct VerifyingKey {
     pub decoding: DecodingKey,
     /// The public JWK (EdDSA only).
     pub jwk: Option<serde_json::Value>,
+    /// The first segment of every token this key signs (`{"typ","alg","kid"}`, encoded
+    /// as the signer encodes it): a token whose header is these exact bytes needs no
+    /// header parsing (see `tokens::TokenKeys::verify`).
+    pub own_header: String,
+    /// The HMAC key, set up once rather than per verification (HS256 only).
+    pub hmac: Option<aws_lc_rs::hmac::Key>,
+}
+
+/// The header segment `jsonwebtoken::encode` writes for a key: base64url of the header's
+/// JSON, serialized the same way.
+fn own_header(alg: SigningAlgorithm, kid: &str) -> String {
+    let mut header = jsonwebtoken::Header::new(alg.jwt());
+    header.kid = Some(kid.to_string());
+    // Serializing a header of plain strings cannot fail.
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap_or_default())
 }
 
 /// The key that signs new tokens.
@@ -305,6 +320,11 @@ impl Keyring {
                     alg: k.alg,
                     decoding: DecodingKey::from_secret(&bytes),
                     jwk: None,
+                    own_header: own_header(k.alg, &k.kid),
+                    hmac: Some(aws_lc_rs::hmac::Key::new(
+                        aws_lc_rs::hmac::HMAC_SHA256,
+                        &bytes,
+                    )),
                 },
                 SigningAlgorithm::EdDsa => {
                     let pair = Ed25519KeyPair::from_pkcs8(&bytes)
@@ -322,6 +342,8 @@ impl Keyring {
                             "alg": "EdDSA",
                             "use": "sig",
                         })),
+                        own_header: own_header(k.alg, &k.kid),
+                        hmac: None,
                     }
                 }
             });
