@@ -100,6 +100,20 @@ pub struct Revoked {
     pub nodes: Option<NodeAcks>,
 }
 
+/// When a session being revoked stops working on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// While the database commits: its sockets close and this node refuses its tokens
+    /// at once (provisionally, see `revocation::end_provisionally`); the answer still
+    /// waits for the commit. Only for a session known to be the caller's own (a logout
+    /// names the session of the token that asks), since the commit has not yet confirmed
+    /// whose it is. If the write fails before committing, the token works again and the
+    /// caller gets the error to retry; its sockets stay closed.
+    Now,
+    /// Once the commit says the session was theirs.
+    AfterCommit,
+}
+
 /// A fresh session: the wire answer and the claims of its access token.
 pub struct IssuedSession {
     pub session: Session,
@@ -309,7 +323,7 @@ impl Auth {
                 .ok_or_else(|| Error::not_found("user"))?;
             let change = written.value;
             if let Some(event) = &change.event {
-                auth.spread(written.commit.is_ok(), event).await;
+                auth.spread(written.commit.is_ok(), event, 0).await;
             }
             written.commit?;
             Ok((change.user.to_wire(), change.changed))
@@ -397,7 +411,7 @@ impl Auth {
                 let written = auth.store.create_session(&new, &policy).await?;
                 if let CreateOutcome::Created { events, .. } = &written.value {
                     for event in events {
-                        auth.spread(written.commit.is_ok(), event).await;
+                        auth.spread(written.commit.is_ok(), event, 0).await;
                     }
                 }
                 written.commit?;
@@ -476,7 +490,7 @@ impl Auth {
                 let written = auth.store.rotate_refresh(&rotation).await?;
                 if let RefreshOutcome::Reused(theft) = &written.value {
                     tracing::warn!(event = ?theft.event, "refresh token reused: session revoked");
-                    auth.spread(written.commit.is_ok(), theft).await;
+                    auth.spread(written.commit.is_ok(), theft, 0).await;
                 }
                 written.commit?;
                 Ok(written.value)
@@ -593,8 +607,13 @@ impl Auth {
                 .revoke_user(&claims.sub, CloseCode::SessionRevoked, "logged out", None)
                 .await;
         }
-        self.revoke_session(&claims.sub, &claims.sid, CloseCode::SessionRevoked)
-            .await
+        self.end_session(
+            &claims.sub,
+            &claims.sid,
+            CloseCode::SessionRevoked,
+            Ending::Now,
+        )
+        .await
     }
 
     /// Revoke one session of a user; `not_found` when it is not theirs.
@@ -604,17 +623,49 @@ impl Auth {
         session_id: &str,
         close: CloseCode,
     ) -> Result<Revoked> {
+        self.end_session(user_id, session_id, close, Ending::AfterCommit)
+            .await
+    }
+
+    async fn end_session(
+        self: &Arc<Self>,
+        user_id: &str,
+        session_id: &str,
+        close: CloseCode,
+        ending: Ending,
+    ) -> Result<Revoked> {
         let (user_id, session_id) = (user_id.to_string(), session_id.to_string());
         self.detached(move |auth| async move {
-            let written = auth
-                .store
-                .revoke_session(&user_id, &session_id, "logout", close, ids::now_ms())
-                .await?;
+            let ended_here = async {
+                match ending {
+                    Ending::Now => {
+                        let (mark, closed) = revocation::end_provisionally(
+                            &auth.revocations,
+                            &auth.registry,
+                            &user_id,
+                            &session_id,
+                            close,
+                        )
+                        .await;
+                        (Some(mark), closed)
+                    }
+                    Ending::AfterCommit => (None, 0),
+                }
+            };
+            let write =
+                auth.store
+                    .revoke_session(&user_id, &session_id, "logout", close, ids::now_ms());
+            // A write that failed before its commit changed nothing: the provisional mark
+            // goes with `_provisional` and the token works again.
+            let ((_provisional, closed_before), written) = tokio::join!(ended_here, write);
+            let written = written?;
             let Some(event) = &written.value else {
                 written.commit?;
                 return Err(Error::not_found("session"));
             };
-            let revoked = auth.spread(written.commit.is_ok(), event).await;
+            let revoked = auth
+                .spread(written.commit.is_ok(), event, closed_before)
+                .await;
             written.commit?;
             Ok(revoked)
         })
@@ -637,7 +688,7 @@ impl Auth {
                 .revoke_user(&user_id, &reason, close, ban)
                 .await?
                 .ok_or_else(|| Error::not_found("user"))?;
-            let revoked = auth.spread(written.commit.is_ok(), &written.value).await;
+            let revoked = auth.spread(written.commit.is_ok(), &written.value, 0).await;
             written.commit?;
             Ok(revoked)
         })
@@ -660,7 +711,7 @@ impl Auth {
                 Err(_) => matches!(auth.store.ban_of(&user_id, ids::now_ms()).await, Ok(None)),
             };
             if lifted {
-                auth.spread(written.commit.is_ok(), event).await;
+                auth.spread(written.commit.is_ok(), event, 0).await;
             }
             written.commit?;
             Ok(())
@@ -697,13 +748,14 @@ impl Auth {
             .map_err(|e| Error::internal(format!("revocation task failed: {e}")))?
     }
 
-    /// A change this node made: apply it here and, in a cluster, publish it and wait
+    /// A change this node made (`closed_before`: sockets it already closed for it, see
+    /// [`Ending::Now`]): apply it here and, in a cluster, publish it and wait
     /// for the other live nodes, both at once (the answer waits for the slower). An
     /// event whose commit's outcome is unknown is applied here (fail closed) but not
     /// published: if it did commit, the other nodes read it from the log.
-    async fn spread(&self, committed: bool, event: &LoggedEvent) -> Revoked {
+    async fn spread(&self, committed: bool, event: &LoggedEvent, closed_before: usize) -> Revoked {
         let here = async {
-            let closed = self.apply(event).await;
+            let closed = closed_before + self.apply(event).await;
             // An id is this event's only if it committed: a rolled-back transaction's id
             // goes to the next one, which must not look applied already.
             if committed {

@@ -16,6 +16,13 @@
 //! and unban carries its revocation-log id, and an older one never overrides a newer one
 //! (see `BanEntry`), so they end in commit order however they arrive.
 //!
+//! A logout may also end its session *provisionally* ([`end_provisionally`]) while its
+//! commit runs: the session counts as revoked here and its sockets close at once, and
+//! the mark goes when the commit is over. If the commit succeeded (or may have), the
+//! committed event was applied first, so the session stays revoked; if it definitely
+//! failed, nothing was revoked and the token works again. A provisional mark never
+//! touches the real lists, so it cannot undo a revocation that arrived meanwhile.
+//!
 //! Why "record, then close" is race-free against a new socket: an upgrade registers its
 //! socket first and re-checks revocation after. Either its registration happened before
 //! our sweep of the registry (the sweep closes it), or after it, and then after our
@@ -36,6 +43,9 @@ pub struct RevocationList {
     users: DashMap<String, (i64, i64)>,
     /// user → the ban as the newest ban or unban event applied here left it
     bans: DashMap<String, BanEntry>,
+    /// Sessions being ended provisionally (see the module doc) → how many endings are
+    /// in flight for each.
+    ending: DashMap<String, usize>,
     /// How long a user mark must be kept: the longest access-token life plus leeway.
     mark_horizon_secs: i64,
 }
@@ -62,20 +72,32 @@ impl RevocationList {
             sessions: DashMap::new(),
             users: DashMap::new(),
             bans: DashMap::new(),
+            ending: DashMap::new(),
             mark_horizon_secs,
         }
     }
 
     /// Whether a signature-valid token has been revoked.
     pub fn is_revoked(&self, claims: &Claims) -> bool {
-        if self.sessions.contains_key(&claims.sid) {
+        if self.sessions.contains_key(&claims.sid) || self.ending.contains_key(&claims.sid) {
             return true;
         }
         matches!(self.users.get(&claims.sub), Some(m) if claims.iat < m.0)
     }
 
     pub fn is_session_revoked(&self, session_id: &str) -> bool {
-        self.sessions.contains_key(session_id)
+        self.sessions.contains_key(session_id) || self.ending.contains_key(session_id)
+    }
+
+    fn begin_ending(&self, session_id: &str) {
+        *self.ending.entry(session_id.to_string()).or_insert(0) += 1;
+    }
+
+    fn finish_ending(&self, session_id: &str) {
+        self.ending.remove_if_mut(session_id, |_, n| {
+            *n -= 1;
+            *n == 0
+        });
     }
 
     /// The ban in force for a user: `Some(None)` permanent, `Some(Some(until))` timed.
@@ -154,6 +176,40 @@ impl RevocationList {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// A session ended on this node while the commit that ends it durably runs; see the
+/// module doc. Dropping it takes the provisional mark away: drop it only after the
+/// committed event (if any) was applied.
+pub struct ProvisionalEnding<'a> {
+    list: &'a RevocationList,
+    session_id: String,
+}
+
+impl Drop for ProvisionalEnding<'_> {
+    fn drop(&mut self) {
+        self.list.finish_ending(&self.session_id);
+    }
+}
+
+/// Treat `session_id` of `user_id` as revoked here and close its sockets; returns the
+/// mark and how many sockets were closed. The same "record, then close" order as
+/// [`apply`], so a racing upgrade is refused or closed.
+pub async fn end_provisionally<'a>(
+    list: &'a RevocationList,
+    registry: &Registry,
+    user_id: &str,
+    session_id: &str,
+    close: arena_protocol::CloseCode,
+) -> (ProvisionalEnding<'a>, usize) {
+    list.begin_ending(session_id);
+    let ending = ProvisionalEnding {
+        list,
+        session_id: session_id.to_string(),
+    };
+    let closing = registry.begin_close_user(user_id, Some(session_id), close, close.reason());
+    registry.wait_closed(&closing).await;
+    (ending, closing.len())
 }
 
 /// Apply an event: record it, then close the sockets it concerns. Returns how many
