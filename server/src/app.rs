@@ -179,6 +179,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
             idle: Duration::from_secs(config.room_idle_secs),
         },
         config.tick_hz,
+        config.chat_delivery,
     ));
     rooms.ensure_main_hall().await?;
     if let Some(cluster) = &cluster {

@@ -253,6 +253,12 @@ pub struct Config {
     #[arg(long, env = "ARENA_CLOSE_TIMEOUT_MS", default_value_t = 2_000)]
     pub close_timeout_ms: u64,
 
+    /// When chat lines reach the room's members: `tick` (with the next tick's state, so a
+    /// socket gets one write per tick; chat waits up to one tick, 50 ms at 20 Hz) or
+    /// `immediate` (a write of its own as soon as it is said).
+    #[arg(long, env = "ARENA_CHAT_DELIVERY", value_enum, default_value = "tick")]
+    pub chat_delivery: crate::game::room::ChatDelivery,
+
     /// Game ticks per second in every room.
     #[arg(long, env = "ARENA_TICK_HZ", default_value_t = 20,
           value_parser = clap::value_parser!(u32).range(1..=120))]

@@ -348,6 +348,7 @@ mod tests {
                 idle,
             },
             20,
+            crate::game::room::ChatDelivery::Tick,
         ));
         rooms.ensure_main_hall().await.unwrap();
         rooms

@@ -81,6 +81,9 @@ struct Seat {
 pub struct RunState {
     seats: Vec<Seat>,
     tick: u64,
+    /// Chat lines said since the last tick, encoded, waiting for it
+    /// ([`ChatDelivery::Tick`]).
+    chat_backlog: Vec<TextFrame>,
     /// No more joins: the room emptied or its lease was lost.
     pub closed: bool,
     /// Closed by [`RoomRun::close`] (the lease was lost, or the node stops), not because
@@ -103,6 +106,20 @@ pub enum SeatError {
     /// The run is over: ask the lease again.
     Closed,
 }
+
+/// When a chat line reaches the room's members (`--chat-delivery`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChatDelivery {
+    /// With the next tick's `state`: a socket then gets everything of a tick in one
+    /// write (one wake-up, one syscall), at the price of up to one tick of chat latency.
+    Tick,
+    /// At once, in a write of its own.
+    Immediate,
+}
+
+/// Chat lines a room holds for its next tick at most; a burst beyond it goes out at once
+/// (in order), so the backlog never grows with the chat rate.
+const MAX_CHAT_BACKLOG: usize = 64;
 
 /// What a tick found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +144,7 @@ pub struct RoomRun {
     tick_log: Option<Arc<TickLog>>,
     /// The count of players last published with the lease.
     reported: AtomicU32,
+    chat: ChatDelivery,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -141,6 +159,7 @@ impl RoomRun {
         link: Arc<dyn RoomLink>,
         valid_until: Instant,
         tick_log: Option<Arc<TickLog>>,
+        chat: ChatDelivery,
     ) -> RoomRun {
         RoomRun {
             record,
@@ -150,12 +169,14 @@ impl RoomRun {
             state: Mutex::new(RunState {
                 seats: Vec::new(),
                 tick: 0,
+                chat_backlog: Vec::new(),
                 closed: false,
                 stopped: false,
                 valid_until,
             }),
             tick_log,
             reported: AtomicU32::new(0),
+            chat,
         }
     }
 
@@ -219,6 +240,7 @@ impl RoomRun {
     /// Close the run (its lease is gone). Returns its local members, who must move.
     pub fn close(&self) -> Vec<Arc<ConnHandle>> {
         let mut state = lock(&self.state);
+        self.flush_chat(&mut state);
         state.closed = true;
         state.stopped = true;
         let locals = state
@@ -258,7 +280,7 @@ impl RoomRun {
                     room: self.record.id.clone(),
                     player: who.member(),
                 };
-                self.broadcast(&state, &joined, Some(who.conn_id()));
+                self.broadcast(&mut state, &joined, Some(who.conn_id()));
                 state.seats.push(Seat {
                     player: Player::spawn(&self.world, seed_of(who.user_id())),
                     who: who.clone(),
@@ -303,11 +325,13 @@ impl RoomRun {
         let Some(i) = state.seats.iter().position(|s| s.who.conn_id() == conn_id) else {
             return (false, state.seats.is_empty() && state.closed);
         };
+        // What was said before the leave reaches the leaver too.
+        self.flush_chat(&mut state);
         let seat = state.seats.remove(i);
         if let Occupant::Local(c) = &seat.who {
             c.set_room(None);
         }
-        self.announce_left(&state, &seat.who);
+        self.announce_left(&mut state, &seat.who);
         let empty = state.seats.is_empty();
         if empty {
             state.closed = true;
@@ -315,7 +339,7 @@ impl RoomRun {
         (true, empty)
     }
 
-    fn announce_left(&self, state: &RunState, who: &Occupant) {
+    fn announce_left(&self, state: &mut RunState, who: &Occupant) {
         let left = ServerMessage::PlayerLeft {
             room: self.record.id.clone(),
             player: who.member(),
@@ -427,7 +451,7 @@ impl RoomRun {
 
     /// A member's chat line, to everyone in the room (the sender too). `false`: not seated.
     pub fn chat(&self, conn_id: &str, text: String) -> bool {
-        let state = lock(&self.state);
+        let mut state = lock(&self.state);
         let Some(seat) = state.seats.iter().find(|s| s.who.conn_id() == conn_id) else {
             return false;
         };
@@ -440,14 +464,30 @@ impl RoomRun {
             text,
             ts: ids::now_ms(),
         };
-        self.broadcast(&state, &message, None);
+        if self.chat == ChatDelivery::Tick && state.chat_backlog.len() < MAX_CHAT_BACKLOG {
+            state.chat_backlog.push(TextFrame::encode(&message));
+        } else {
+            self.broadcast(&mut state, &message, None);
+        }
         true
+    }
+
+    /// Send the chat lines waiting for the tick, in the order they were said. Every
+    /// other frame goes out after them, so the room's frames keep their order.
+    fn flush_chat(&self, state: &mut RunState) {
+        for frame in std::mem::take(&mut state.chat_backlog) {
+            self.send_to_all(state, &frame, None);
+        }
     }
 
     /// Send one message to every member, encoded once: local sockets share the bytes,
     /// every other node gets one relay.
-    fn broadcast(&self, state: &RunState, message: &ServerMessage, except: Option<&str>) {
-        let frame = TextFrame::encode(message);
+    fn broadcast(&self, state: &mut RunState, message: &ServerMessage, except: Option<&str>) {
+        self.flush_chat(state);
+        self.send_to_all(state, &TextFrame::encode(message), except);
+    }
+
+    fn send_to_all(&self, state: &RunState, frame: &TextFrame, except: Option<&str>) {
         let mut remote = false;
         for seat in state.seats.iter() {
             match &seat.who {
@@ -465,7 +505,7 @@ impl RoomRun {
                 state: false,
                 except: except.map(str::to_string),
             };
-            self.link.relay(&self.record.id, &header, &frame);
+            self.link.relay(&self.record.id, &header, frame);
         }
     }
 
@@ -489,6 +529,7 @@ impl RoomRun {
         if let Some(log) = &self.tick_log {
             log.record(&self.record.id, self.epoch, self.link.node_id());
         }
+        self.flush_chat(&mut state);
         state.tick += 1;
         for seat in state.seats.iter_mut() {
             seat.player.step(&self.world, dt);
@@ -617,6 +658,7 @@ mod tests {
             Arc::new(LocalLink::new("n")),
             Instant::now() + valid_for,
             None,
+            ChatDelivery::Tick,
         )
     }
 
@@ -720,5 +762,50 @@ mod tests {
         // Node m falls silent: c1 goes too.
         room.expire_remote(Instant::now() + Duration::from_secs(1));
         assert_eq!(room.players(), 1);
+    }
+
+    /// Tick delivery: a chat line waits for the tick and goes out before its state; the
+    /// lines keep their order, a leave flushes them first (the leaver hears what was
+    /// said before it), and a line over the backlog's bound takes the backlog out at once.
+    #[test]
+    fn chat_waits_for_the_tick_in_order_and_the_backlog_is_bounded() {
+        let reg = registry();
+        let room = run(4, Duration::from_secs(60));
+        let (a, mut a_out) = socket(&reg, "a");
+        let (b, mut b_out) = socket(&reg, "b");
+        room.join(Occupant::Local(a.handle().clone())).unwrap();
+        room.join(Occupant::Local(b.handle().clone())).unwrap();
+        while a_out.queue.try_recv().is_ok() {}
+        assert!(room.chat(&a.handle().id, "one".into()));
+        assert!(room.chat(&b.handle().id, "two".into()));
+        assert!(a_out.queue.try_recv().is_err(), "chat went out before the tick");
+        assert_eq!(room.tick(0.05), Ticked::Ran);
+        assert!(next_text(&mut a_out).contains(r#""text":"one""#));
+        assert!(next_text(&mut a_out).contains(r#""text":"two""#));
+        assert!(a_out.state.has_changed().unwrap(), "the tick's state follows");
+
+        assert!(room.chat(&a.handle().id, "bye".into()));
+        room.leave(&b.handle().id);
+        let mut heard = Vec::new();
+        while let Ok(f) = b_out.queue.try_recv() {
+            heard.push(f.as_str().to_string());
+        }
+        assert!(heard.iter().any(|f| f.contains(r#""text":"bye""#)), "{heard:?}");
+
+        while a_out.queue.try_recv().is_ok() {}
+        for i in 0..MAX_CHAT_BACKLOG + 3 {
+            assert!(room.chat(&a.handle().id, format!("line {i}")));
+        }
+        // The line over the bound took the backlog out with it, in order; the two after
+        // it wait for the tick again.
+        for i in 0..=MAX_CHAT_BACKLOG {
+            let text = next_text(&mut a_out);
+            assert!(text.contains(&format!(r#""text":"line {i}""#)), "{i}: {text}");
+        }
+        assert!(a_out.queue.try_recv().is_err());
+        assert_eq!(room.tick(0.05), Ticked::Ran);
+        for i in MAX_CHAT_BACKLOG + 1..MAX_CHAT_BACKLOG + 3 {
+            assert!(next_text(&mut a_out).contains(&format!(r#""text":"line {i}""#)));
+        }
     }
 }

@@ -38,7 +38,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::link::{Claim, RelayHeader, RemoteMember, Renewal, RoomLink, RoomMsg, RoomReply};
-use super::room::{Occupant, RoomRun, SeatError, Seated, TickLog, Ticked};
+use super::room::{ChatDelivery, Occupant, RoomRun, SeatError, Seated, TickLog, Ticked};
 use super::sim::World;
 use crate::frame::TextFrame;
 use crate::registry::ConnHandle;
@@ -108,11 +108,18 @@ pub struct Rooms {
     world: World,
     tick: Duration,
     tick_hz: u32,
+    chat: ChatDelivery,
     tick_log: Option<Arc<TickLog>>,
 }
 
 impl Rooms {
-    pub fn new(store: Store, link: Arc<dyn RoomLink>, limits: RoomLimits, tick_hz: u32) -> Rooms {
+    pub fn new(
+        store: Store,
+        link: Arc<dyn RoomLink>,
+        limits: RoomLimits,
+        tick_hz: u32,
+        chat: ChatDelivery,
+    ) -> Rooms {
         let tick_hz = tick_hz.clamp(1, 1000);
         Rooms {
             store,
@@ -125,6 +132,7 @@ impl Rooms {
             world: World::DEFAULT,
             tick: Duration::from_secs_f64(1.0 / tick_hz as f64),
             tick_hz,
+            chat,
             tick_log: TickLog::from_env(),
         }
     }
@@ -437,6 +445,7 @@ impl Rooms {
             self.link.clone(),
             valid_until,
             self.tick_log.clone(),
+            self.chat,
         ));
         let previous = self
             .slots

@@ -170,27 +170,17 @@ impl Session {
                     }
                 }
                 queued = outbound.queue.recv() => {
-                    // Write everything already queued in one go: one flush, one syscall.
-                    let mut batch = vec![queued?];
-                    while batch.len() < MAX_BATCH {
-                        match outbound.queue.try_recv() {
-                            Ok(m) => batch.push(m),
-                            Err(_) => break,
-                        }
-                    }
-                    let batch = batch.into_iter().map(TextFrame::into_message);
+                    let batch = self.pending(outbound, Some(queued?), false);
                     if let Some(close) = self.send_all(socket, batch).await.into_close()? {
                         return Some(close);
                     }
                 }
                 changed = outbound.state.changed() => {
                     changed.ok()?;
-                    let latest = outbound.state.borrow_and_update().clone();
-                    self.conn.state_taken();
-                    if let Some(frame) = latest {
-                        if let Some(close) = self.send(socket, frame.into_message()).await.into_close()? {
-                            return Some(close);
-                        }
+                    // `changed` marked the state seen: take it whatever `has_changed` says.
+                    let batch = self.pending(outbound, None, true);
+                    if let Some(close) = self.send_all(socket, batch).await.into_close()? {
+                        return Some(close);
                     }
                 }
                 _ = &mut next_beat, if beats => {
@@ -238,6 +228,30 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Everything the socket has to write now, for one flush (one syscall): the queued
+    /// frames in order, then the newest `state` if there is one. A tick's chat lines and
+    /// its state leave together ([`crate::game::room::ChatDelivery::Tick`]).
+    fn pending(
+        &self,
+        outbound: &mut Outbound,
+        first: Option<TextFrame>,
+        state_changed: bool,
+    ) -> Vec<Message> {
+        let mut batch: Vec<Message> = first.into_iter().map(TextFrame::into_message).collect();
+        while batch.len() < MAX_BATCH {
+            match outbound.queue.try_recv() {
+                Ok(frame) => batch.push(frame.into_message()),
+                Err(_) => break,
+            }
+        }
+        if state_changed || outbound.state.has_changed().unwrap_or(false) {
+            let latest = outbound.state.borrow_and_update().clone();
+            self.conn.state_taken();
+            batch.extend(latest.map(TextFrame::into_message));
+        }
+        batch
     }
 
     /// When to warn about expiry, and when the token expires, as tokio instants.
