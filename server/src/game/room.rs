@@ -529,7 +529,7 @@ impl RoomRun {
         if let Some(log) = &self.tick_log {
             log.record(&self.record.id, self.epoch, self.link.node_id());
         }
-        self.flush_chat(&mut state);
+        let chat = std::mem::take(&mut state.chat_backlog);
         state.tick += 1;
         for seat in state.seats.iter_mut() {
             seat.player.step(&self.world, dt);
@@ -549,16 +549,32 @@ impl RoomRun {
                 })
                 .collect(),
         };
-        // Encoded once; every member gets the same bytes.
+        // Encoded once; every member gets the same bytes. Member by member, the tick's
+        // chat and then its state, so a socket woken by the first finds the rest there
+        // too and writes them all at once.
         let frame = TextFrame::encode(&message);
         let mut remote = false;
         for seat in state.seats.iter() {
             match &seat.who {
-                Occupant::Local(c) => c.offer_state(frame.clone()),
+                Occupant::Local(c) => {
+                    for line in &chat {
+                        c.send(line.clone());
+                    }
+                    c.offer_state(frame.clone())
+                }
                 Occupant::Remote { .. } => remote = true,
             }
         }
         if remote {
+            let chat_header = RelayHeader {
+                node: self.link.node_id().to_string(),
+                epoch: self.epoch,
+                state: false,
+                except: None,
+            };
+            for line in &chat {
+                self.link.relay(&self.record.id, &chat_header, line);
+            }
             let header = RelayHeader {
                 node: self.link.node_id().to_string(),
                 epoch: self.epoch,
@@ -778,11 +794,17 @@ mod tests {
         while a_out.queue.try_recv().is_ok() {}
         assert!(room.chat(&a.handle().id, "one".into()));
         assert!(room.chat(&b.handle().id, "two".into()));
-        assert!(a_out.queue.try_recv().is_err(), "chat went out before the tick");
+        assert!(
+            a_out.queue.try_recv().is_err(),
+            "chat went out before the tick"
+        );
         assert_eq!(room.tick(0.05), Ticked::Ran);
         assert!(next_text(&mut a_out).contains(r#""text":"one""#));
         assert!(next_text(&mut a_out).contains(r#""text":"two""#));
-        assert!(a_out.state.has_changed().unwrap(), "the tick's state follows");
+        assert!(
+            a_out.state.has_changed().unwrap(),
+            "the tick's state follows"
+        );
 
         assert!(room.chat(&a.handle().id, "bye".into()));
         room.leave(&b.handle().id);
@@ -790,7 +812,10 @@ mod tests {
         while let Ok(f) = b_out.queue.try_recv() {
             heard.push(f.as_str().to_string());
         }
-        assert!(heard.iter().any(|f| f.contains(r#""text":"bye""#)), "{heard:?}");
+        assert!(
+            heard.iter().any(|f| f.contains(r#""text":"bye""#)),
+            "{heard:?}"
+        );
 
         while a_out.queue.try_recv().is_ok() {}
         for i in 0..MAX_CHAT_BACKLOG + 3 {
@@ -800,7 +825,10 @@ mod tests {
         // it wait for the tick again.
         for i in 0..=MAX_CHAT_BACKLOG {
             let text = next_text(&mut a_out);
-            assert!(text.contains(&format!(r#""text":"line {i}""#)), "{i}: {text}");
+            assert!(
+                text.contains(&format!(r#""text":"line {i}""#)),
+                "{i}: {text}"
+            );
         }
         assert!(a_out.queue.try_recv().is_err());
         assert_eq!(room.tick(0.05), Ticked::Ran);
