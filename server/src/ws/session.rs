@@ -11,8 +11,10 @@
 //! rate: each costs the server a read and often a reply. `token_expiring` is sent at most
 //! once per expiry instant: a `reauth` that leaves `exp` unchanged does not re-arm it.
 
+use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use arena_protocol::ws::{ClientMessage, ServerMessage};
@@ -149,16 +151,23 @@ impl Session {
         tokio::pin!(expiry, warning);
         // Heartbeat: ping when the socket has been quiet for an interval; a socket that
         // stays silent for a second interval (no pong, nothing) is a dead peer.
+        // The timer is not moved for every frame heard (20 inputs a second would each
+        // touch the timer wheel): when it fires, it first checks whether the socket spoke
+        // meanwhile, and if so it is set again from the last time it did.
         let heartbeat = Duration::from_secs(self.state.config.heartbeat_secs);
         let beats = !heartbeat.is_zero();
         let mut last_heard = Instant::now();
         let mut pinged = false;
         let next_beat = sleep_until(last_heard + heartbeat);
-        tokio::pin!(next_beat);
+        // One close-request future for the socket's life, not a new one (and a new
+        // registration with the token) on every wake-up.
+        let conn = self.conn.clone();
+        let closing = conn.closing();
+        tokio::pin!(next_beat, closing);
         loop {
             tokio::select! {
                 biased;
-                _ = self.conn.closing() => return None, // the caller reads the request
+                _ = &mut closing => return None, // the caller reads the request
                 _ = &mut expiry => {
                     return Some((CloseCode::TokenExpired, CloseCode::TokenExpired.reason().into()));
                 }
@@ -184,6 +193,10 @@ impl Session {
                     }
                 }
                 _ = &mut next_beat, if beats => {
+                    if last_heard + heartbeat > Instant::now() {
+                        next_beat.as_mut().reset(last_heard + heartbeat);
+                        continue;
+                    }
                     if pinged {
                         tracing::debug!(connection = %self.conn.id, "no answer to ping: dropping");
                         return None;
@@ -196,10 +209,7 @@ impl Session {
                 }
                 incoming = socket.recv() => {
                     last_heard = Instant::now();
-                    if beats {
-                        pinged = false;
-                        next_beat.as_mut().reset(last_heard + heartbeat);
-                    }
+                    pinged = false;
                     let next = match incoming {
                         None => return None,
                         Some(Err(e)) => return read_error_close(e),
@@ -447,21 +457,31 @@ impl Session {
         socket: &mut WebSocket,
         messages: impl IntoIterator<Item = Message>,
     ) -> Next {
-        let timeout = self.state.config.ws_send_timeout();
         let write = async {
             for m in messages {
                 socket.feed(m).await?;
             }
             socket.flush().await
         };
-        tokio::select! {
-            biased;
-            _ = self.conn.closing() => Next::Stop,
-            sent = tokio::time::timeout(timeout, write) => match sent {
-                Ok(Ok(())) => Next::Continue,
-                Ok(Err(_)) => Next::Stop,
-                Err(_) => Next::Close(CloseCode::Policy, "too slow to read".into()),
-            },
+        let mut write = std::pin::pin!(write);
+        // Nearly every write completes at once (the kernel's send buffer has room): only
+        // one that cannot sets up the timeout and the close-request wait.
+        let at_once = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+        let sent = match at_once {
+            Poll::Ready(sent) => Ok(sent),
+            Poll::Pending => {
+                let timeout = self.state.config.ws_send_timeout();
+                tokio::select! {
+                    biased;
+                    _ = self.conn.closing() => return Next::Stop,
+                    sent = tokio::time::timeout(timeout, write) => sent,
+                }
+            }
+        };
+        match sent {
+            Ok(Ok(())) => Next::Continue,
+            Ok(Err(_)) => Next::Stop,
+            Err(_) => Next::Close(CloseCode::Policy, "too slow to read".into()),
         }
     }
 }
