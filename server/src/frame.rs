@@ -23,6 +23,11 @@ impl TextFrame {
         self.0.as_str()
     }
 
+    /// The encoded bytes, shared (for benchmarks and other transports).
+    pub fn bytes(&self) -> axum::body::Bytes {
+        self.0.clone().into()
+    }
+
     /// The WebSocket message that carries this frame (for `ws/` only).
     pub(crate) fn into_message(self) -> Message {
         Message::Text(self.0)

@@ -167,6 +167,35 @@ pub struct Outbound {
     pub state: watch::Receiver<Option<TextFrame>>,
 }
 
+impl Outbound {
+    /// Everything the socket has to write now, for one flush (one syscall): `first` (a
+    /// frame already taken from the queue), the rest of the queue in order up to `max`,
+    /// then the newest `state` if there is one (`state_changed`: the caller's
+    /// `changed()` already marked it seen). A tick's chat lines and its state leave
+    /// together ([`crate::game::room::ChatDelivery::Tick`]).
+    pub fn take_pending(
+        &mut self,
+        conn: &ConnHandle,
+        first: Option<TextFrame>,
+        state_changed: bool,
+        max: usize,
+    ) -> Vec<TextFrame> {
+        let mut batch: Vec<TextFrame> = first.into_iter().collect();
+        while batch.len() < max {
+            match self.queue.try_recv() {
+                Ok(frame) => batch.push(frame),
+                Err(_) => break,
+            }
+        }
+        if state_changed || self.state.has_changed().unwrap_or(false) {
+            let latest = self.state.borrow_and_update().clone();
+            conn.state_taken();
+            batch.extend(latest);
+        }
+        batch
+    }
+}
+
 /// What a new socket registers with.
 pub struct NewConnection {
     pub user_id: String,

@@ -240,28 +240,17 @@ impl Session {
         }
     }
 
-    /// Everything the socket has to write now, for one flush (one syscall): the queued
-    /// frames in order, then the newest `state` if there is one. A tick's chat lines and
-    /// its state leave together ([`crate::game::room::ChatDelivery::Tick`]).
+    /// Everything pending, as messages for one flush (see [`Outbound::take_pending`]).
     fn pending(
         &self,
         outbound: &mut Outbound,
         first: Option<TextFrame>,
         state_changed: bool,
-    ) -> Vec<Message> {
-        let mut batch: Vec<Message> = first.into_iter().map(TextFrame::into_message).collect();
-        while batch.len() < MAX_BATCH {
-            match outbound.queue.try_recv() {
-                Ok(frame) => batch.push(frame.into_message()),
-                Err(_) => break,
-            }
-        }
-        if state_changed || outbound.state.has_changed().unwrap_or(false) {
-            let latest = outbound.state.borrow_and_update().clone();
-            self.conn.state_taken();
-            batch.extend(latest.map(TextFrame::into_message));
-        }
-        batch
+    ) -> impl Iterator<Item = Message> {
+        outbound
+            .take_pending(&self.conn, first, state_changed, MAX_BATCH)
+            .into_iter()
+            .map(TextFrame::into_message)
     }
 
     /// When to warn about expiry, and when the token expires, as tokio instants.
