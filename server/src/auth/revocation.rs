@@ -46,6 +46,9 @@ pub struct RevocationList {
     /// Sessions being ended provisionally (see the module doc) → how many endings are
     /// in flight for each.
     ending: DashMap<String, usize>,
+    /// How many endings are in flight, so the check every token goes through skips the
+    /// lookup (a hash of the session id) while no logout is in flight.
+    endings: std::sync::atomic::AtomicUsize,
     /// How long a user mark must be kept: the longest access-token life plus leeway.
     mark_horizon_secs: i64,
 }
@@ -73,23 +76,32 @@ impl RevocationList {
             users: DashMap::new(),
             bans: DashMap::new(),
             ending: DashMap::new(),
+            endings: std::sync::atomic::AtomicUsize::new(0),
             mark_horizon_secs,
         }
     }
 
     /// Whether a signature-valid token has been revoked.
     pub fn is_revoked(&self, claims: &Claims) -> bool {
-        if self.sessions.contains_key(&claims.sid) || self.ending.contains_key(&claims.sid) {
+        if self.sessions.contains_key(&claims.sid) || self.is_ending(&claims.sid) {
             return true;
         }
         matches!(self.users.get(&claims.sub), Some(m) if claims.iat < m.0)
     }
 
     pub fn is_session_revoked(&self, session_id: &str) -> bool {
-        self.sessions.contains_key(session_id) || self.ending.contains_key(session_id)
+        self.sessions.contains_key(session_id) || self.is_ending(session_id)
+    }
+
+    fn is_ending(&self, session_id: &str) -> bool {
+        self.endings.load(std::sync::atomic::Ordering::Acquire) > 0
+            && self.ending.contains_key(session_id)
     }
 
     fn begin_ending(&self, session_id: &str) {
+        // Counted before the entry exists, so a reader that sees the entry sees the count.
+        self.endings
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         *self.ending.entry(session_id.to_string()).or_insert(0) += 1;
     }
 
@@ -98,6 +110,8 @@ impl RevocationList {
             *n -= 1;
             *n == 0
         });
+        self.endings
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// The ban in force for a user: `Some(None)` permanent, `Some(Some(until))` timed.
