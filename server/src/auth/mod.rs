@@ -103,9 +103,9 @@ pub struct Revoked {
 /// When a session being revoked stops working on this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ending {
-    /// While the database commits: its sockets close and this node refuses its tokens
-    /// at once (provisionally, see `revocation::end_provisionally`); the answer still
-    /// waits for the commit. Only for a session known to be the caller's own (a logout
+    /// While the database commits: once the transaction has begun, its sockets close and
+    /// this node refuses its tokens (provisionally, see `revocation::end_provisionally`);
+    /// the answer still waits for the commit. A database out of reach changes nothing. Only for a session known to be the caller's own (a logout
     /// names the session of the token that asks), since the commit has not yet confirmed
     /// whose it is. If the write fails before committing, the token works again and the
     /// caller gets the error to retry; its sockets stay closed.
@@ -636,9 +636,11 @@ impl Auth {
     ) -> Result<Revoked> {
         let (user_id, session_id) = (user_id.to_string(), session_id.to_string());
         self.detached(move |auth| async move {
+            // Only once the database is reached: a logout it cannot take changes nothing.
+            let (began, reached) = tokio::sync::oneshot::channel::<()>();
             let ended_here = async {
                 match ending {
-                    Ending::Now => {
+                    Ending::Now if reached.await.is_ok() => {
                         let (mark, closed) = revocation::end_provisionally(
                             &auth.revocations,
                             &auth.registry,
@@ -649,12 +651,19 @@ impl Auth {
                         .await;
                         (Some(mark), closed)
                     }
-                    Ending::AfterCommit => (None, 0),
+                    _ => (None, 0),
                 }
             };
-            let write =
-                auth.store
-                    .revoke_session(&user_id, &session_id, "logout", close, ids::now_ms());
+            let write = auth.store.revoke_session(
+                &user_id,
+                &session_id,
+                "logout",
+                close,
+                ids::now_ms(),
+                move || {
+                    let _ = began.send(());
+                },
+            );
             // A write that failed before its commit changed nothing: the provisional mark
             // goes with `_provisional` and the token works again.
             let ((_provisional, closed_before), written) = tokio::join!(ended_here, write);
