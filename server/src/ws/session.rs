@@ -48,6 +48,10 @@ struct Session {
     /// The `exp` that `token_expiring` was sent for: the warning re-arms only for
     /// another one.
     warned_exp: Option<i64>,
+    /// Frames decided on since the last write: replies, pings, and the queued frames
+    /// and state. `drive` writes them all at its one write site, so the socket's task
+    /// carries one write future, not one per place that answers.
+    outgoing: Vec<Message>,
 }
 
 /// What handling one client frame decided.
@@ -84,6 +88,7 @@ pub async fn run(
         rate_strikes: 0,
         invalid_frames: 0,
         warned_exp: None,
+        outgoing: Vec::new(),
     };
 
     crate::telemetry::socket_opened();
@@ -173,24 +178,13 @@ impl Session {
                 }
                 _ = &mut warning, if self.warned_exp != Some(self.claims.exp) => {
                     self.warned_exp = Some(self.claims.exp);
-                    let msg = text(&ServerMessage::TokenExpiring { expires_at: self.claims.exp * 1000 });
-                    if let Some(close) = self.send(socket, msg).await.into_close()? {
-                        return Some(close);
-                    }
+                    self.reply(ServerMessage::TokenExpiring { expires_at: self.claims.exp * 1000 });
                 }
-                queued = outbound.queue.recv() => {
-                    let batch = self.pending(outbound, Some(queued?), false);
-                    if let Some(close) = self.send_all(socket, batch).await.into_close()? {
-                        return Some(close);
-                    }
-                }
+                queued = outbound.queue.recv() => self.take_pending(outbound, Some(queued?), false),
                 changed = outbound.state.changed() => {
                     changed.ok()?;
                     // `changed` marked the state seen: take it whatever `has_changed` says.
-                    let batch = self.pending(outbound, None, true);
-                    if let Some(close) = self.send_all(socket, batch).await.into_close()? {
-                        return Some(close);
-                    }
+                    self.take_pending(outbound, None, true);
                 }
                 _ = &mut next_beat, if beats => {
                     if last_heard + heartbeat > Instant::now() {
@@ -203,9 +197,7 @@ impl Session {
                     }
                     pinged = true;
                     next_beat.as_mut().reset(Instant::now() + heartbeat);
-                    if let Some(close) = self.send(socket, Message::Ping(Default::default())).await.into_close()? {
-                        return Some(close);
-                    }
+                    self.outgoing.push(Message::Ping(Default::default()));
                 }
                 incoming = socket.recv() => {
                     last_heard = Instant::now();
@@ -215,10 +207,10 @@ impl Session {
                         Some(Err(e)) => return read_error_close(e),
                         Some(Ok(Message::Close(_))) => return None,
                         // Any other frame is charged first; over the rate it is dropped.
-                        Some(Ok(_)) if !self.within_rate() => self.over_rate(socket).await,
+                        Some(Ok(_)) if !self.within_rate() => self.over_rate(),
                         Some(Ok(Message::Text(t))) => {
                             let exp_before = self.claims.exp;
-                            let next = self.on_text(socket, t.as_str()).await;
+                            let next = self.on_text(t.as_str()).await;
                             if self.claims.exp != exp_before {
                                 let (warn_at, expire_at) = self.expiry_instants();
                                 expiry.as_mut().reset(expire_at);
@@ -227,7 +219,7 @@ impl Session {
                             next
                         }
                         Some(Ok(Message::Binary(_))) => {
-                            self.invalid(socket, ErrorCode::InvalidJson, "frames must be JSON text").await
+                            self.invalid(ErrorCode::InvalidJson, "frames must be JSON text")
                         }
                         // tungstenite answers pings itself.
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => Next::Continue,
@@ -237,20 +229,26 @@ impl Session {
                     }
                 }
             }
+            if !self.outgoing.is_empty() {
+                let batch = std::mem::take(&mut self.outgoing);
+                if let Some(close) = self.send_all(socket, batch).await.into_close()? {
+                    return Some(close);
+                }
+            }
         }
     }
 
-    /// Everything pending, as messages for one flush (see [`Outbound::take_pending`]).
-    fn pending(
-        &self,
+    /// Add everything the outbound side has pending (see [`Outbound::take_pending`]).
+    fn take_pending(
+        &mut self,
         outbound: &mut Outbound,
         first: Option<TextFrame>,
         state_changed: bool,
-    ) -> impl Iterator<Item = Message> {
-        outbound
-            .take_pending(&self.conn, first, state_changed, MAX_BATCH)
-            .into_iter()
-            .map(TextFrame::into_message)
+    ) {
+        let room = MAX_BATCH.saturating_sub(self.outgoing.len()).max(1);
+        let frames = outbound.take_pending(&self.conn, first, state_changed, room);
+        self.outgoing
+            .extend(frames.into_iter().map(TextFrame::into_message));
     }
 
     /// When to warn about expiry, and when the token expires, as tokio instants.
@@ -277,68 +275,57 @@ impl Session {
 
     /// A frame over the rate: the first of a run gets `rate_limited`, a long run closes
     /// the socket with 1008.
-    async fn over_rate(&mut self, socket: &mut WebSocket) -> Next {
+    fn over_rate(&mut self) -> Next {
         self.rate_strikes += 1;
         if self.rate_strikes > self.state.config.ws_rate_limit.max(1) {
             return Next::Close(CloseCode::Policy, "message rate limit exceeded".into());
         }
         if self.rate_strikes == 1 {
-            return self
-                .reply(
-                    socket,
-                    ServerMessage::error(ErrorCode::RateLimited, "slow down"),
-                )
-                .await;
+            return self.reply(ServerMessage::error(ErrorCode::RateLimited, "slow down"));
         }
         Next::Continue
     }
 
-    async fn on_text(&mut self, socket: &mut WebSocket, text_frame: &str) -> Next {
+    async fn on_text(&mut self, text_frame: &str) -> Next {
         let message = match ClientMessage::decode(text_frame) {
             Ok(m) => m,
-            Err(e) => return self.invalid(socket, e.code, &e.message).await,
+            Err(e) => return self.invalid(e.code, &e.message),
         };
         // "Repeated" invalid frames means a run of them; one good frame ends the run.
         self.invalid_frames = 0;
         match message {
-            ClientMessage::Ping { id } => {
-                self.reply(
-                    socket,
-                    ServerMessage::Pong {
-                        id,
-                        server_time: ids::now_ms(),
-                    },
-                )
-                .await
-            }
-            ClientMessage::Join { room } => self.join(socket, &room).await,
+            ClientMessage::Ping { id } => self.reply(ServerMessage::Pong {
+                id,
+                server_time: ids::now_ms(),
+            }),
+            // Joining and reauth are rare and their futures are large (a join may wait
+            // for another node): boxed, their state is allocated only while they run,
+            // not carried in every idle socket's task.
+            ClientMessage::Join { room } => Box::pin(self.join(&room)).await,
             ClientMessage::Leave => match self.state.rooms.leave_current(&self.conn) {
-                Some(room) => {
-                    self.reply(socket, ServerMessage::Left { room, reason: None })
-                        .await
-                }
-                None => self.not_in_room(socket).await,
+                Some(room) => self.reply(ServerMessage::Left { room, reason: None }),
+                None => self.not_in_room(),
             },
             ClientMessage::Input { seq, dx, dy } => {
                 if !self.state.rooms.input(&self.conn, seq, dx, dy) {
-                    return self.not_in_room(socket).await;
+                    return self.not_in_room();
                 }
                 Next::Continue
             }
             ClientMessage::Chat { text: body } => {
                 if !self.state.rooms.chat(&self.conn, body) {
-                    return self.not_in_room(socket).await;
+                    return self.not_in_room();
                 }
                 Next::Continue
             }
-            ClientMessage::Reauth { access_token } => self.reauth(socket, &access_token).await,
+            ClientMessage::Reauth { access_token } => self.reauth(&access_token),
         }
     }
 
     /// Join a room, wherever it runs. Finding its owner may take a while (up to a lease
     /// when the owner just died): a close request interrupts the wait, so a revoked
     /// socket never stays open for a join.
-    async fn join(&mut self, socket: &mut WebSocket, room: &str) -> Next {
+    async fn join(&mut self, room: &str) -> Next {
         let rooms = self.state.rooms.clone();
         let joining = rooms.join(&self.conn, room);
         let joined = tokio::select! {
@@ -353,10 +340,7 @@ impl Session {
                         room: old,
                         reason: None,
                     };
-                    let next = self.reply(socket, left).await;
-                    if !matches!(next, Next::Continue) {
-                        return next;
-                    }
+                    self.reply(left);
                 }
                 let world = Some(self.state.rooms.world());
                 let message = ServerMessage::Joined {
@@ -364,38 +348,31 @@ impl Session {
                     members: joined.members,
                     world,
                 };
-                self.reply(socket, message).await
+                self.reply(message)
             }
-            Err(code) => {
-                self.reply(socket, ServerMessage::error(code, room_error(code)))
-                    .await
-            }
+            Err(code) => self.reply(ServerMessage::error(code, room_error(code))),
         }
     }
 
     /// Move the socket onto a fresh token of the same user.
-    async fn reauth(&mut self, socket: &mut WebSocket, token: &str) -> Next {
+    fn reauth(&mut self, token: &str) -> Next {
         let claims = match self.state.auth.authenticate(token) {
             Ok(c) => c,
-            Err(e) => return self.reply(socket, error_frame(&e)).await,
+            Err(e) => return self.reply(error_frame(&e)),
         };
         if claims.sub != self.claims.sub {
-            return self
-                .reply(
-                    socket,
-                    ServerMessage::error(ErrorCode::Forbidden, "the token is for another user"),
-                )
-                .await;
+            return self.reply(ServerMessage::error(
+                ErrorCode::Forbidden,
+                "the token is for another user",
+            ));
         }
         match self.state.auth.rebind(&self.conn, &self.claims, &claims) {
             Rebind::Moved => {}
             Rebind::Refused => {
-                return self
-                    .reply(
-                        socket,
-                        ServerMessage::error(ErrorCode::TokenRevoked, "the token has been revoked"),
-                    )
-                    .await
+                return self.reply(ServerMessage::error(
+                    ErrorCode::TokenRevoked,
+                    "the token has been revoked",
+                ))
             }
             // The close is requested; the caller sends it.
             Rebind::Closed => return Next::Stop,
@@ -406,10 +383,10 @@ impl Session {
         };
         // The expiry warning re-arms by itself if `exp` moved (see `warned_exp`).
         self.claims = claims;
-        self.reply(socket, answer).await
+        self.reply(answer)
     }
 
-    async fn invalid(&mut self, socket: &mut WebSocket, code: ErrorCode, message: &str) -> Next {
+    fn invalid(&mut self, code: ErrorCode, message: &str) -> Next {
         self.invalid_frames += 1;
         if self.invalid_frames > self.state.config.max_invalid_frames {
             return Next::Close(
@@ -417,20 +394,20 @@ impl Session {
                 CloseCode::ProtocolError.reason().into(),
             );
         }
-        self.reply(socket, ServerMessage::error(code, message))
-            .await
+        self.reply(ServerMessage::error(code, message))
     }
 
-    async fn not_in_room(&mut self, socket: &mut WebSocket) -> Next {
-        self.reply(
-            socket,
-            ServerMessage::error(ErrorCode::NotInRoom, "join a room first"),
-        )
-        .await
+    fn not_in_room(&mut self) -> Next {
+        self.reply(ServerMessage::error(
+            ErrorCode::NotInRoom,
+            "join a room first",
+        ))
     }
 
-    async fn reply(&mut self, socket: &mut WebSocket, message: ServerMessage) -> Next {
-        self.send(socket, text(&message)).await
+    /// Answer the client: the frame goes out at `drive`'s next write.
+    fn reply(&mut self, message: ServerMessage) -> Next {
+        self.outgoing.push(text(&message));
+        Next::Continue
     }
 
     /// Write one frame. A peer that does not take it within the send timeout is too slow
