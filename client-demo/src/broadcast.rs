@@ -41,10 +41,15 @@ pub struct Plan {
     pub input_rate: f64,
 }
 
-/// Where a run is: readers and writers count only while `MEASURING`.
-const WARMING: u8 = 0;
-const MEASURING: u8 = 1;
-const OVER: u8 = 2;
+/// Where a run is. While `JOINING` the joined sockets only read; players send from
+/// `WARMING` on; readers and writers count only while `MEASURING`.
+const JOINING: u8 = 0;
+const WARMING: u8 = 1;
+const MEASURING: u8 = 2;
+const OVER: u8 = 3;
+
+/// How long one socket may take to open and join before it counts as failed.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn run(nodes: Arc<Nodes>, plan: &Plan, common: &Common) -> Result<(), String> {
     let players = plan.players;
@@ -122,8 +127,13 @@ async fn measure(
         "== {rooms} rooms × {players} players: {sockets} sockets, {} chats/s each",
         plan.chat_rate
     );
-    let phase = Arc::new(AtomicU8::new(WARMING));
-    let (done_tx, done_rx) = watch::channel(false);
+    // The phase twice: an atomic read for every frame, a channel to wait on.
+    let phase = Arc::new(AtomicU8::new(JOINING));
+    let (phase_tx, phase_rx) = watch::channel(JOINING);
+    let set_phase = |p: u8| {
+        phase.store(p, Ordering::Relaxed);
+        let _ = phase_tx.send(p);
+    };
     let epoch = Instant::now();
     let progress = bar(sockets, "joining");
     let joins = futures_util::stream::iter(0..sockets)
@@ -131,9 +141,14 @@ async fn measure(
             let room = k / players;
             let (token, id) = (&tokens[k % tokens.len()], &room_ids[room]);
             async move {
-                let (mut socket, _, _) = open(nodes, room, token).await?;
-                let joined = join(&mut socket, id).await?;
-                Ok::<_, String>((k, socket, joined["world"]["tick_hz"].as_u64()))
+                let joining = async {
+                    let (mut socket, _, _) = open(nodes, room, token).await?;
+                    let joined = join(&mut socket, id).await?;
+                    Ok::<_, String>((k, socket, joined["world"]["tick_hz"].as_u64()))
+                };
+                tokio::time::timeout(JOIN_TIMEOUT, joining)
+                    .await
+                    .unwrap_or_else(|_| Err(format!("not joined within {JOIN_TIMEOUT:?}")))
             }
         })
         .buffer_unordered(common.concurrency.clamp(1, 64));
@@ -152,7 +167,7 @@ async fn measure(
                     chat_every: (plan.chat_rate > 0.0)
                         .then(|| Duration::from_secs_f64(1.0 / plan.chat_rate)),
                     phase: phase.clone(),
-                    done: done_rx.clone(),
+                    phase_rx: phase_rx.clone(),
                 };
                 tasks.push(tokio::spawn(player.play(socket)));
             }
@@ -172,6 +187,9 @@ async fn measure(
     // to tick at the protocol's default.
     let tick_hz = tick_hz.unwrap_or(20);
 
+    // Everybody starts playing at once, so that joining is not slowed by rooms already
+    // in full play (and every run starts from the same point).
+    set_phase(WARMING);
     let warm = bar(plan.warmup as usize, "warm-up");
     for _ in 0..plan.warmup {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -181,8 +199,9 @@ async fn measure(
     let pid = common.server_pid;
     let me = std::process::id();
     let (server_before, client_before) = (pid.and_then(cpu_split), cpu_split(me));
+    let machine_before = MachineCpu::now();
     let started = Instant::now();
-    phase.store(MEASURING, Ordering::Relaxed);
+    set_phase(MEASURING);
     let until = started + Duration::from_secs(plan.seconds);
     let playing = bar(plan.seconds as usize, "playing");
     while Instant::now() < until {
@@ -193,8 +212,11 @@ async fn measure(
     phase.store(OVER, Ordering::Relaxed);
     let window = started.elapsed().as_secs_f64();
     let (server_after, client_after) = (pid.and_then(cpu_split), cpu_split(me));
+    let machine = MachineCpu::now()
+        .zip(machine_before)
+        .map(|(a, b)| a.cores_since(&b, window));
     playing.finish();
-    let _ = done_tx.send(true);
+    set_phase(OVER);
     let mut seen = Vec::with_capacity(tasks.len());
     let mut panicked = 0usize;
     for t in tasks {
@@ -270,6 +292,18 @@ async fn measure(
             (u + s) / window
         );
     }
+    // What else ran on the machine meanwhile: other processes, and kernel work charged to
+    // no process (softirq, where much of loopback TCP runs).
+    let others = machine.as_ref().map(|m| {
+        let counted = server.map_or(0.0, |(u, s)| u + s) + client.map_or(0.0, |(u, s)| u + s);
+        (m.busy - counted / window).max(0.0)
+    });
+    if let (Some(m), Some(o)) = (&machine, others) {
+        eprintln!(
+            "  the machine: {:.2} cores busy of {} ({o:.2} neither server nor load client; softirq {:.2}, steal {:.2}), {:.2} idle",
+            m.busy, m.cpus, m.softirq, m.steal, m.idle
+        );
+    }
     if closed_early + server_errors as usize + send_errors + panicked > 0 {
         eprintln!(
             "  {closed_early} sockets closed early {close_codes:?}, {server_errors} error frames (first: {}), {send_errors} failed sends, {panicked} player tasks failed",
@@ -303,6 +337,8 @@ async fn measure(
         "client_cpu_user_secs": client.map(|(u, _)| u),
         "client_cpu_system_secs": client.map(|(_, s)| s),
         "client_cores": client.map(|(u, s)| (u + s) / window),
+        "machine_cores": machine.as_ref().map(MachineCpu::to_json),
+        "other_cores": others,
         "closed_early": closed_early, "close_codes": close_codes,
         "server_errors": server_errors, "first_server_error": first_server_error,
         "send_errors": send_errors,
@@ -311,6 +347,61 @@ async fn measure(
         line.extend(more);
     }
     line
+}
+
+/// The machine's CPU time by kind, from the first line of /proc/stat (Linux), in jiffies;
+/// after [`MachineCpu::cores_since`], in cores (seconds per second).
+struct MachineCpu {
+    busy: f64,
+    user: f64,
+    system: f64,
+    softirq: f64,
+    steal: f64,
+    idle: f64,
+    cpus: usize,
+}
+
+impl MachineCpu {
+    fn now() -> Option<MachineCpu> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let mut lines = stat.lines();
+        let f: Vec<f64> = lines
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .map(|v| v.parse().unwrap_or(0.0))
+            .collect();
+        let at = |i: usize| f.get(i).copied().unwrap_or(0.0);
+        // user nice system idle iowait irq softirq steal
+        let (user, system, softirq) = (at(0) + at(1), at(2), at(5) + at(6));
+        Some(MachineCpu {
+            busy: user + system + softirq,
+            user,
+            system,
+            softirq,
+            steal: at(7),
+            idle: at(3) + at(4),
+            cpus: lines.filter(|l| l.starts_with("cpu")).count(),
+        })
+    }
+
+    fn cores_since(&self, before: &MachineCpu, secs: f64) -> MachineCpu {
+        let c = |a: f64, b: f64| (a - b) / 100.0 / secs; // USER_HZ is 100 on Linux
+        MachineCpu {
+            busy: c(self.busy, before.busy),
+            user: c(self.user, before.user),
+            system: c(self.system, before.system),
+            softirq: c(self.softirq, before.softirq),
+            steal: c(self.steal, before.steal),
+            idle: c(self.idle, before.idle),
+            cpus: self.cpus,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({"cpus": self.cpus, "busy": self.busy, "user": self.user, "system": self.system,
+            "softirq": self.softirq, "steal": self.steal, "idle": self.idle})
+    }
 }
 
 /// The spread of per-socket rates, with the low tail (the sockets left behind).
@@ -359,7 +450,7 @@ struct Player {
     input_every: Duration,
     chat_every: Option<Duration>,
     phase: Arc<AtomicU8>,
-    done: watch::Receiver<bool>,
+    phase_rx: watch::Receiver<u8>,
 }
 
 /// What one socket saw and sent while measuring.
@@ -386,12 +477,13 @@ impl Player {
             self.index,
             self.epoch,
             self.phase.clone(),
-            self.done.clone(),
+            self.phase_rx.clone(),
         ));
         let measuring = || self.phase.load(Ordering::Relaxed) == MEASURING;
         let (mut inputs_sent, mut chats_sent, mut send_failed) = (0u64, 0u64, false);
-        let mut done = self.done.clone();
-        let stop = done.changed();
+        let mut phase_rx = self.phase_rx.clone();
+        let _ = phase_rx.wait_for(|p| *p >= WARMING).await;
+        let stop = phase_rx.wait_for(|p| *p >= OVER);
         tokio::pin!(stop);
         let mut input = tokio::time::interval(self.input_every);
         input.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -460,10 +552,10 @@ async fn read_all(
     index: usize,
     epoch: Instant,
     phase: Arc<AtomicU8>,
-    mut done: watch::Receiver<bool>,
+    mut phase_rx: watch::Receiver<u8>,
 ) -> (Seen, Option<ReadHalf>) {
     let mut seen = Seen::default();
-    let stop = done.changed();
+    let stop = phase_rx.wait_for(|p| *p >= OVER);
     tokio::pin!(stop);
     loop {
         let msg = tokio::select! {

@@ -445,11 +445,17 @@ async fn connect(
     })
     .buffer_unordered(common.concurrency.max(1));
     tokio::pin!(results);
+    // RSS is also read when half the sockets are open: the second half's growth is the
+    // marginal cost of a socket, free of pages the server had already touched before.
+    let mut rss_half = None;
     while let Some(r) = results.next().await {
         match r {
             Ok((s, _, d)) => {
                 sockets.push(s);
                 latencies.push(d);
+                if sockets.len() == total / 2 {
+                    rss_half = pid.and_then(rss_bytes).map(|b| (b, sockets.len()));
+                }
             }
             Err(e) => {
                 errors += 1;
@@ -469,6 +475,10 @@ async fn connect(
         .zip(rss_after)
         .filter(|_| open_count > 0)
         .map(|(b, a)| (a as f64 - b as f64) / open_count as f64);
+    let per_socket_second_half = rss_half
+        .zip(rss_after)
+        .filter(|((_, n), _)| open_count > *n)
+        .map(|((h, n), a)| (a as f64 - h as f64) / (open_count - n) as f64);
     let per_handshake = |f: fn((f64, f64)) -> f64| {
         cpu_before
             .zip(cpu_after)
@@ -491,6 +501,9 @@ async fn connect(
     );
     if let Some(b) = per_socket {
         eprintln!("  server memory: {b:.0} bytes per idle socket (RSS delta / sockets)");
+    }
+    if let Some(b) = per_socket_second_half {
+        eprintln!("  … {b:.0} bytes per socket over the second half of them");
     }
     if let (Some(us), Some(user), Some(system)) = (
         cpu_per_handshake_us,
@@ -553,6 +566,8 @@ async fn connect(
             "latency_ms": p.to_json(),
             "server_rss_before": rss_before, "server_rss_after": rss_after,
             "server_bytes_per_socket": per_socket,
+            "server_rss_half": rss_half.map(|(b, _)| b),
+            "server_bytes_per_socket_second_half": per_socket_second_half,
             "server_cpu_us_per_handshake": cpu_per_handshake_us,
             "server_user_cpu_us_per_handshake": user_cpu_per_handshake_us,
             "server_system_cpu_us_per_handshake": system_cpu_per_handshake_us,
