@@ -47,7 +47,7 @@ server_pid=""
 scratch=$(mktemp -d)
 cleanup() {
   if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2>/dev/null || true; fi
-  rm -rf "$scratch"
+  rm -rf "$scratch" "$out/arena.jsonl.new" "$out/node.jsonl.new"
 }
 trap cleanup EXIT
 
@@ -119,7 +119,9 @@ load_before=$(loadavg)
 arena_secs=null node_secs=null
 
 if [ "$ONLY" != node ]; then
-  name=arena base=http://127.0.0.1:18181 file="$out/arena.jsonl"
+  # Lines go to a new file, put in place when the server's run is over: an interrupted
+  # run leaves the last complete results.
+  name=arena base=http://127.0.0.1:18181 file="$out/arena.jsonl.new"
   : > "$file"
   wait_quiet
   t0=$SECONDS
@@ -135,13 +137,14 @@ if [ "$ONLY" != node ]; then
   wait_listening "$scratch/arena.log" "$server_pid"
   scenarios
   stop_server
+  mv "$file" "$out/arena.jsonl"
   arena_secs=$((SECONDS - t0))
   # Let the machine settle between the two servers.
   sleep 5
 fi
 
 if [ "$ONLY" != arena ]; then
-  name=node base=http://127.0.0.1:18182 file="$out/node.jsonl"
+  name=node base=http://127.0.0.1:18182 file="$out/node.jsonl.new"
   : > "$file"
   wait_quiet
   t0=$SECONDS
@@ -150,6 +153,7 @@ if [ "$ONLY" != arena ]; then
   wait_listening "$scratch/node.log" "$server_pid"
   scenarios
   stop_server
+  mv "$file" "$out/node.jsonl"
   node_secs=$((SECONDS - t0))
 fi
 
