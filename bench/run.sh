@@ -7,7 +7,7 @@
 #        NO_BUILD=1 bench/run.sh      (use the binaries already in $CARGO_TARGET_DIR/release)
 # Knobs (environment): FANOUT_SECONDS (15), CURVE_ROOMS (10,25,50,100), CURVE_SECONDS (10),
 # CHURN_SECONDS (15), ONLY (arena or node: run one server, keep the other's results),
-# QUIET_WAIT (300: seconds to wait, before each server, for the machine to be idle).
+# QUIET_WAIT (300: seconds to wait at most, before each step, for the machine to be idle).
 #
 # Per server: connect (400 users × 25 = 10,000 idle sockets: memory and handshake CPU),
 # revoke (100 users × 10 sockets logged out one by one), churn, broadcast at 50 rooms × 20
@@ -60,19 +60,26 @@ wait_listening() { # file pid
   echo "server did not start:" >&2; tail -20 "$1" >&2; return 1
 }
 
-# Wait until the machine is idle (85% of its CPU over 5 s): a compile or a test suite on
-# the same cores would be measured too. Each broadcast line still reports the load that
+# Wait until the machine is idle (85% of its CPU over two 5 s samples in a row): a
+# compile or another benchmark on the same cores would be measured too. Called before
+# each step, as such work comes and goes; each broadcast line still reports the load that
 # was neither server nor client ("other_cores").
 wait_quiet() {
-  local waited=0 a b idle total
+  local waited=0 calm=0 a b idle total
   while [ "$waited" -lt "$QUIET_WAIT" ]; do
     read -r -a a < /proc/stat; sleep 5; read -r -a b < /proc/stat
     idle=$(( b[4] + b[5] - a[4] - a[5] ))
     total=0; for i in 1 2 3 4 5 6 7 8; do total=$(( total + b[i] - a[i] )); done
     if [ $(( idle * 100 )) -ge $(( total * 85 )) ]; then
-      [ "$waited" -gt 0 ] && echo "   the machine is idle after ${waited} s" >&2
-      return 0
+      calm=$(( calm + 1 ))
+      if [ "$calm" -ge 2 ]; then
+        [ "$waited" -gt 5 ] && echo "   the machine is idle after ${waited} s" >&2
+        return 0
+      fi
+      waited=$(( waited + 5 ))
+      continue
     fi
+    calm=0
     [ "$waited" -eq 0 ] && echo "   waiting (at most ${QUIET_WAIT} s) for the machine to be idle: $(( 100 - idle * 100 / total ))% busy" >&2
     waited=$(( waited + 5 ))
   done
@@ -83,8 +90,10 @@ source_n=2
 failures=()
 step() { # what -- arena-client load arguments…
   local what=$1; shift
-  local addr="127.0.0.$source_n" t0=$SECONDS
+  local addr="127.0.0.$source_n" t0
   source_n=$((source_n + 1))
+  wait_quiet
+  t0=$SECONDS
   echo "== $name: $what (from $addr)" >&2
   if ! "$client" --server "$base" load "$@" --source "$addr" >> "$file"; then
     echo "!! $name: $what failed; its JSON line, if it printed one, is kept" >&2
@@ -123,7 +132,6 @@ if [ "$ONLY" != node ]; then
   # run leaves the last complete results.
   name=arena base=http://127.0.0.1:18181 file="$out/arena.jsonl.new"
   : > "$file"
-  wait_quiet
   t0=$SECONDS
   # Limits: the defaults already fit 100 rooms × 20 (1,000 rooms, capacity up to 64,
   # 19,000 sockets, 60 messages/s per socket against the players' 25); the load users
@@ -146,7 +154,6 @@ fi
 if [ "$ONLY" != arena ]; then
   name=node base=http://127.0.0.1:18182 file="$out/node.jsonl.new"
   : > "$file"
-  wait_quiet
   t0=$SECONDS
   node bench/node-server/server.js 18182 > "$scratch/node.log" 2>&1 &
   server_pid=$!
