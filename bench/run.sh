@@ -7,7 +7,7 @@
 #        NO_BUILD=1 bench/run.sh      (use the binaries already in $CARGO_TARGET_DIR/release)
 # Knobs (environment): FANOUT_SECONDS (15), CURVE_ROOMS (10,25,50,100), CURVE_SECONDS (10),
 # CHURN_SECONDS (15), ONLY (arena or node: run one server, keep the other's results),
-# QUIET_WAIT (300: seconds to wait at most, before each step, for the machine to be idle).
+# QUIET_WAIT (60: seconds to wait at most, before each step, for the machine to be idle).
 #
 # Per server: connect (400 users × 25 = 10,000 idle sockets: memory and handshake CPU),
 # revoke (100 users × 10 sockets logged out one by one), churn, broadcast at 50 rooms × 20
@@ -30,7 +30,7 @@ CURVE_ROOMS=${CURVE_ROOMS:-10,25,50,100}
 CURVE_SECONDS=${CURVE_SECONDS:-10}
 CHURN_SECONDS=${CHURN_SECONDS:-15}
 ONLY=${ONLY:-}
-QUIET_WAIT=${QUIET_WAIT:-300}
+QUIET_WAIT=${QUIET_WAIT:-60}
 mkdir -p "$out"
 
 command -v node >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
@@ -74,6 +74,7 @@ wait_quiet() {
       calm=$(( calm + 1 ))
       if [ "$calm" -ge 2 ]; then
         [ "$waited" -gt 5 ] && echo "   the machine is idle after ${waited} s" >&2
+        quiet_secs=$(( quiet_secs + waited + 5 ))
         return 0
       fi
       waited=$(( waited + 5 ))
@@ -84,9 +85,11 @@ wait_quiet() {
     waited=$(( waited + 5 ))
   done
   echo "   the machine is still busy after ${QUIET_WAIT} s; measuring anyway" >&2
+  quiet_secs=$(( quiet_secs + waited ))
 }
 
 source_n=2
+quiet_secs=0
 failures=()
 step() { # what -- arena-client load arguments…
   local what=$1; shift
@@ -166,7 +169,7 @@ fi
 
 cat > "$out/run.json" <<EOF
 {"date": "$(date -u +%Y-%m-%dT%H:%MZ)", "commit": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)",
- "cpus": $(nproc), "bench_secs": $((SECONDS - started)), "arena_secs": $arena_secs, "node_secs": $node_secs,
+ "cpus": $(nproc), "bench_secs": $((SECONDS - started)), "quiet_wait_secs": $quiet_secs, "arena_secs": $arena_secs, "node_secs": $node_secs,
  "loadavg_before": "$load_before", "loadavg_after": "$(loadavg)",
  "failures": $(printf '%s\n' "${failures[@]+"${failures[@]}"}" | python3 -c 'import json,sys; print(json.dumps([l for l in sys.stdin.read().splitlines() if l]))')}
 EOF
