@@ -9,8 +9,10 @@
 //! - `kick`: an admin kicks users with sockets open, one by one; time to the answer and
 //!   until every socket saw 4003, and `closed` against the sockets the user had.
 //! - `expiry`: sockets whose tokens expire over a few seconds; each must close with 4002.
-//! - `broadcast`: rooms × players moving (20 inputs/s) and chatting; delivered messages
-//!   per second and chat latency.
+//! - `broadcast`: rooms × players moving (20 inputs/s) and chatting; frames delivered,
+//!   state frames per socket per second, chat latency, and with `--server-pid` frames
+//!   per second of server CPU; several room counts in one run give a capacity curve
+//!   (see `broadcast.rs`).
 //! - `churn`: sockets connecting, playing briefly and leaving, continuously; server
 //!   memory before and after shows leaks.
 //! - `rooms`: rooms whose players sit on different nodes of a cluster; how late `state`
@@ -18,6 +20,8 @@
 //!   dropped, each node's CPU (see `rooms.rs`).
 //!
 //! The server must allow many logins from one address (`--auth-rate-limit 0` for Arena).
+//! `--accounts FILE` keeps the load users in a file for the next run on the same server
+//! (see `accounts.rs`); `--label NAME` is copied into the JSON line to tell runs apart.
 //!
 //! Given several servers (nodes of one deployment), every scenario spreads its HTTP calls
 //! and sockets over them (see `nodes.rs`); `revoke` and `kick` then place socket `i` of a
@@ -25,7 +29,8 @@
 //! them, and report per node kind and the nodes' acknowledgements.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,19 +44,45 @@ use crate::api::Socket;
 use crate::dial::fd_limit;
 use crate::nodes::Nodes;
 
-const PASSWORD: &str = "load-test-password";
+pub(crate) const PASSWORD: &str = "load-test-password";
 
 #[derive(clap::Args, Clone)]
 pub struct Common {
     /// The server's pid, to read its memory and CPU (Linux /proc).
     #[arg(long)]
-    server_pid: Option<u32>,
+    pub(crate) server_pid: Option<u32>,
     /// Local addresses to open sockets from (default: 127.0.0.1-8 for a loopback server).
     #[arg(long, value_delimiter = ',')]
     source: Vec<IpAddr>,
     /// Upgrades in flight at once.
     #[arg(long, default_value_t = 128)]
-    concurrency: usize,
+    pub(crate) concurrency: usize,
+    /// Take the load users from this file, and add the ones it lacks, instead of
+    /// registering fresh ones (`connect`, `broadcast`, `churn`, `rooms`): a script running
+    /// several scenarios on one server then hashes each password once.
+    #[arg(long)]
+    pub(crate) accounts: Option<PathBuf>,
+    /// Copied into the JSON line as "label", to tell runs of one scenario apart.
+    #[arg(long)]
+    pub(crate) label: Option<String>,
+}
+
+/// Print a scenario's JSON line on stdout, with the run's `--label`.
+pub(crate) fn emit(common: &Common, mut line: Value) {
+    if let (Some(label), Some(map)) = (&common.label, line.as_object_mut()) {
+        map.insert("label".into(), json!(label));
+    }
+    println!("{line}");
+}
+
+/// Scenarios whose users are logged out, kicked or left to expire cannot share theirs.
+fn no_accounts(common: &Common, scenario: &str) -> Result<(), String> {
+    match &common.accounts {
+        Some(_) => Err(format!(
+            "{scenario} ends its users' sessions: it registers fresh users and takes no --accounts"
+        )),
+        None => Ok(()),
+    }
 }
 
 #[derive(clap::Subcommand)]
@@ -108,17 +139,32 @@ pub enum Scenario {
         #[command(flatten)]
         common: Common,
     },
-    /// Rooms × players moving and chatting.
+    /// Rooms × players moving and chatting: frames delivered, state rate per socket, chat
+    /// latency, server CPU per frame. Several room counts (`--rooms 10,25,50`) are run one
+    /// after the other with the same users, one JSON line each: a capacity curve.
     Broadcast {
-        #[arg(long, default_value_t = 20)]
-        rooms: usize,
+        /// Rooms to fill; a list runs one measurement per value, in order.
+        #[arg(long, value_delimiter = ',', default_value = "20")]
+        rooms: Vec<usize>,
         #[arg(long, default_value_t = 16)]
         players: usize,
+        /// Users to play with (default: one per socket of the largest run). Fewer are
+        /// reused across rooms: socket i plays as user i mod N, so a room never has the
+        /// same user twice as long as N >= --players.
+        #[arg(long)]
+        users: Option<usize>,
+        /// Seconds measured, after the warm-up.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Seconds of play after every socket has joined, before measuring.
+        #[arg(long, default_value_t = 2)]
+        warmup: u64,
         /// Chat messages per player per second.
         #[arg(long, default_value_t = 1.0)]
         chat_rate: f64,
+        /// Inputs per player per second.
+        #[arg(long, default_value_t = 20.0)]
+        input_rate: f64,
         #[command(flatten)]
         common: Common,
     },
@@ -194,7 +240,10 @@ pub async fn run(servers: &[String], scenario: Scenario) -> Result<(), String> {
             users,
             sockets,
             common,
-        } => revoke(&nodes(&common)?, users, sockets).await,
+        } => {
+            no_accounts(&common, "revoke")?;
+            revoke(&nodes(&common)?, users, sockets, &common).await
+        }
         Scenario::Kick {
             users,
             sockets,
@@ -203,6 +252,7 @@ pub async fn run(servers: &[String], scenario: Scenario) -> Result<(), String> {
             admin_password,
             common,
         } => {
+            no_accounts(&common, "kick")?;
             let plan = KickPlan {
                 users,
                 per_user: sockets,
@@ -216,23 +266,30 @@ pub async fn run(servers: &[String], scenario: Scenario) -> Result<(), String> {
             users,
             sockets,
             common,
-        } => expiry(Arc::new(nodes(&common)?), users, sockets, &common).await,
+        } => {
+            no_accounts(&common, "expiry")?;
+            expiry(Arc::new(nodes(&common)?), users, sockets, &common).await
+        }
         Scenario::Broadcast {
             rooms,
             players,
+            users,
             seconds,
+            warmup,
             chat_rate,
+            input_rate,
             common,
         } => {
-            broadcast(
-                Arc::new(nodes(&common)?),
+            let plan = crate::broadcast::Plan {
                 rooms,
                 players,
+                users,
                 seconds,
+                warmup,
                 chat_rate,
-                &common,
-            )
-            .await
+                input_rate,
+            };
+            crate::broadcast::run(Arc::new(nodes(&common)?), &plan, &common).await
         }
         Scenario::Rooms {
             rooms,
@@ -281,7 +338,7 @@ pub(crate) fn bar(len: usize, what: &str) -> ProgressBar {
 }
 
 /// Register `n` fresh users (on the nodes in turn); returns their names.
-async fn register_users(nodes: &Nodes, n: usize) -> Result<Vec<String>, String> {
+pub(crate) async fn register_users(nodes: &Nodes, n: usize) -> Result<Vec<String>, String> {
     let run_id = format!("{}{}", std::process::id(), now_ms() % 100_000);
     let progress = bar(n, "users");
     let mut names = Vec::with_capacity(n);
@@ -295,8 +352,17 @@ async fn register_users(nodes: &Nodes, n: usize) -> Result<Vec<String>, String> 
     Ok(names)
 }
 
-/// Register and log in `n` fresh users; returns their access tokens.
-pub(crate) async fn make_users(nodes: &Nodes, n: usize) -> Result<Vec<String>, String> {
+/// `n` logged-in users' access tokens: from the `accounts` file when given (see
+/// `accounts.rs`), else fresh users registered and logged in.
+pub(crate) async fn make_users(
+    nodes: &Nodes,
+    n: usize,
+    accounts: Option<&Path>,
+) -> Result<Vec<String>, String> {
+    if let Some(path) = accounts {
+        let pooled = crate::accounts::take(nodes, path, n).await?;
+        return Ok(pooled.into_iter().map(|a| a.token).collect());
+    }
     Ok(make_sessions(nodes, n)
         .await?
         .into_iter()
@@ -352,7 +418,7 @@ async fn connect(
     common: &Common,
 ) -> Result<(), String> {
     eprintln!("connect: {users} users × {per_user} sockets");
-    let tokens = make_users(nodes, users).await?;
+    let tokens = make_users(nodes, users, common.accounts.as_deref()).await?;
     let pid = common.server_pid;
     let rss_before = pid.and_then(rss_bytes);
     let cpu_before = pid.and_then(cpu_split);
@@ -379,11 +445,17 @@ async fn connect(
     })
     .buffer_unordered(common.concurrency.max(1));
     tokio::pin!(results);
+    // RSS is also read when half the sockets are open: the second half's growth is the
+    // marginal cost of a socket, free of pages the server had already touched before.
+    let mut rss_half = None;
     while let Some(r) = results.next().await {
         match r {
             Ok((s, _, d)) => {
                 sockets.push(s);
                 latencies.push(d);
+                if sockets.len() == total / 2 {
+                    rss_half = pid.and_then(rss_bytes).map(|b| (b, sockets.len()));
+                }
             }
             Err(e) => {
                 errors += 1;
@@ -403,6 +475,10 @@ async fn connect(
         .zip(rss_after)
         .filter(|_| open_count > 0)
         .map(|(b, a)| (a as f64 - b as f64) / open_count as f64);
+    let per_socket_second_half = rss_half
+        .zip(rss_after)
+        .filter(|((_, n), _)| open_count > *n)
+        .map(|((h, n), a)| (a as f64 - h as f64) / (open_count - n) as f64);
     let per_handshake = |f: fn((f64, f64)) -> f64| {
         cpu_before
             .zip(cpu_after)
@@ -411,6 +487,7 @@ async fn connect(
     };
     let cpu_per_handshake_us = per_handshake(|(u, s)| u + s);
     let user_cpu_per_handshake_us = per_handshake(|(u, _)| u);
+    let system_cpu_per_handshake_us = per_handshake(|(_, s)| s);
     let p = Percentiles::of(&mut latencies);
     if let Some(e) = &first_error {
         eprintln!("  first error: {e}");
@@ -425,8 +502,17 @@ async fn connect(
     if let Some(b) = per_socket {
         eprintln!("  server memory: {b:.0} bytes per idle socket (RSS delta / sockets)");
     }
-    if let (Some(us), Some(user)) = (cpu_per_handshake_us, user_cpu_per_handshake_us) {
-        eprintln!("  server CPU: {us:.1} µs per handshake ({user:.1} µs in user space, the rest in the kernel)");
+    if let Some(b) = per_socket_second_half {
+        eprintln!("  … {b:.0} bytes per socket over the second half of them");
+    }
+    if let (Some(us), Some(user), Some(system)) = (
+        cpu_per_handshake_us,
+        user_cpu_per_handshake_us,
+        system_cpu_per_handshake_us,
+    ) {
+        eprintln!(
+            "  server CPU: {us:.1} µs per handshake ({user:.1} µs user, {system:.1} µs system)"
+        );
     }
     let mut samples = Vec::new();
     let mut alive = None;
@@ -471,8 +557,8 @@ async fn connect(
         );
         alive = Some(count);
     }
-    println!(
-        "{}",
+    emit(
+        common,
         json!({
             "scenario": "connect", "users": users, "sockets_per_user": per_user,
             "open": open_count, "errors": errors, "first_error": first_error,
@@ -480,10 +566,13 @@ async fn connect(
             "latency_ms": p.to_json(),
             "server_rss_before": rss_before, "server_rss_after": rss_after,
             "server_bytes_per_socket": per_socket,
+            "server_rss_half": rss_half.map(|(b, _)| b),
+            "server_bytes_per_socket_second_half": per_socket_second_half,
             "server_cpu_us_per_handshake": cpu_per_handshake_us,
             "server_user_cpu_us_per_handshake": user_cpu_per_handshake_us,
+            "server_system_cpu_us_per_handshake": system_cpu_per_handshake_us,
             "rss_samples": samples, "alive_after_hold": alive,
-        })
+        }),
     );
     drop(sockets);
     Ok(())
@@ -535,7 +624,12 @@ async fn hold_socket(mut socket: Socket, mut check: tokio::sync::watch::Receiver
     pong.await.unwrap_or(false)
 }
 
-async fn revoke(nodes: &Nodes, users: usize, per_user: usize) -> Result<(), String> {
+async fn revoke(
+    nodes: &Nodes,
+    users: usize,
+    per_user: usize,
+    common: &Common,
+) -> Result<(), String> {
     let cluster = nodes.len() > 1;
     eprintln!("revoke: {users} users × {per_user} sockets, logged out one at a time");
     if cluster {
@@ -544,7 +638,7 @@ async fn revoke(nodes: &Nodes, users: usize, per_user: usize) -> Result<(), Stri
             nodes.len()
         );
     }
-    let tokens = make_users(nodes, users).await?;
+    let tokens = make_users(nodes, users, None).await?;
     let mut request_ms = Vec::with_capacity(users);
     let mut all_closed_ms = Vec::with_capacity(users);
     let mut closes = CloseTimes::default();
@@ -600,7 +694,7 @@ async fn revoke(nodes: &Nodes, users: usize, per_user: usize) -> Result<(), Stri
         line["nodes_acked"] = acked.to_json();
         closes.add_json(&mut line);
     }
-    println!("{line}");
+    emit(common, line);
     if left_open + wrong_code > 0 {
         return Err(format!(
             "{left_open} sockets left open, {wrong_code} closed with the wrong code"
@@ -748,7 +842,7 @@ async fn kick(nodes: &Nodes, plan: &KickPlan, common: &Common) -> Result<(), Str
         "left_open": left_open, "wrong_code": wrong_code, "bystanders_closed": bystanders_closed,
     });
     closes.add_json(&mut line);
-    println!("{line}");
+    emit(common, line);
     if left_open + wrong_code + bystanders_closed > 0 {
         return Err(format!(
             "{left_open} sockets left open, {wrong_code} closed with the wrong code, {bystanders_closed} bystanders closed"
@@ -953,15 +1047,15 @@ async fn expiry(
             o as f64 / 1e6
         );
     }
-    println!(
-        "{}",
+    emit(
+        common,
         json!({
             "scenario": "expiry", "users": users, "sockets_per_user": per_user,
             "closed_4002": on_time, "other_codes": wrong, "left_open": open_left, "failed": failed,
             "token_expiring_seen": warned, "expiry_spread_ms": last_exp - first_exp,
             "close_after_exp_ms": late.to_json(), "server_cpu_secs_open_to_closed": cpu,
             "server_rss_before": rss_before, "server_rss_open": rss_open,
-        })
+        }),
     );
     if wrong + open_left + failed > 0 {
         return Err("not every socket was closed with 4002".into());
@@ -1009,197 +1103,6 @@ async fn watch_expiry(
     })
 }
 
-/// Counters shared by every player task of a broadcast run.
-#[derive(Default)]
-struct Traffic {
-    received: AtomicU64,
-    states: AtomicU64,
-    chats: AtomicU64,
-    sent: AtomicU64,
-    errors: AtomicUsize,
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn broadcast(
-    nodes: Arc<Nodes>,
-    rooms: usize,
-    players: usize,
-    seconds: u64,
-    chat_rate: f64,
-    common: &Common,
-) -> Result<(), String> {
-    eprintln!(
-        "broadcast: {rooms} rooms × {players} players for {seconds} s, {chat_rate} chats/s each"
-    );
-    let tokens = make_users(&nodes, rooms * players).await?;
-    let mut room_ids = Vec::with_capacity(rooms);
-    for i in 0..rooms {
-        // Each room's first player creates it: the server bounds rooms per user. Room i
-        // lives on node i mod N and its players connect there (rooms are per node).
-        let room = nodes
-            .api(i)
-            .call(
-                "POST",
-                "/lobby/rooms",
-                &tokens[i * players],
-                Some(json!({"name": format!("load {i}"), "capacity": players.clamp(2, 64)})),
-            )
-            .await?;
-        room_ids.push(room["id"].as_str().unwrap_or_default().to_string());
-    }
-    let traffic = Arc::new(Traffic::default());
-    let latencies = Arc::new(std::sync::Mutex::new(Vec::<Duration>::new()));
-    let progress = bar(tokens.len(), "joining");
-    let mut sockets = Vec::with_capacity(tokens.len());
-    for (i, token) in tokens.iter().enumerate() {
-        let (mut socket, _, _) = open(&nodes, i / players, token).await?;
-        socket
-            .send(Message::text(
-                json!({"type": "join", "room": room_ids[i / players]}).to_string(),
-            ))
-            .await
-            .map_err(|e| e.to_string())?;
-        sockets.push(socket);
-        progress.inc(1);
-    }
-    progress.finish();
-    let pid = common.server_pid;
-    let cpu_before = pid.and_then(cpu_seconds);
-    let started = Instant::now();
-    let until = started + Duration::from_secs(seconds);
-    let tasks: Vec<_> = sockets
-        .into_iter()
-        .enumerate()
-        .map(|(i, socket)| {
-            let (traffic, latencies) = (traffic.clone(), latencies.clone());
-            tokio::spawn(play(i, socket, until, chat_rate, traffic, latencies))
-        })
-        .collect();
-    let progress = bar(seconds as usize, "playing");
-    while Instant::now() < until {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        progress.inc(1);
-        progress.set_message(format!("{} msgs", traffic.received.load(Ordering::Relaxed)));
-    }
-    progress.finish();
-    for t in tasks {
-        let _ = t.await;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let cpu = cpu_before
-        .zip(pid.and_then(cpu_seconds))
-        .map(|(a, b)| b - a);
-    let received = traffic.received.load(Ordering::Relaxed);
-    let mut lat = latencies.lock().map(|l| l.clone()).unwrap_or_default();
-    let p = Percentiles::of(&mut lat);
-    let rate = received as f64 / elapsed;
-    eprintln!(
-        "  delivered {received} messages ({} state, {} chat) in {elapsed:.1} s: {rate:.0}/s; sent {}; {} errors",
-        traffic.states.load(Ordering::Relaxed),
-        traffic.chats.load(Ordering::Relaxed),
-        traffic.sent.load(Ordering::Relaxed),
-        traffic.errors.load(Ordering::Relaxed)
-    );
-    eprintln!(
-        "  chat latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
-        p.p50, p.p99, p.max
-    );
-    if let Some(cpu) = cpu {
-        eprintln!("  server CPU {cpu:.2} s over {elapsed:.1} s");
-    }
-    println!(
-        "{}",
-        json!({
-            "scenario": "broadcast", "rooms": rooms, "players": players, "seconds": elapsed,
-            "delivered": received, "delivered_per_sec": rate,
-            "states": traffic.states.load(Ordering::Relaxed), "chats": traffic.chats.load(Ordering::Relaxed),
-            "sent": traffic.sent.load(Ordering::Relaxed), "errors": traffic.errors.load(Ordering::Relaxed),
-            "chat_latency_ms": p.to_json(), "server_cpu_secs": cpu,
-        })
-    );
-    Ok(())
-}
-
-/// One player: 20 inputs per second, chat at `chat_rate`, and read everything.
-async fn play(
-    i: usize,
-    socket: Socket,
-    until: Instant,
-    chat_rate: f64,
-    traffic: Arc<Traffic>,
-    latencies: Arc<std::sync::Mutex<Vec<Duration>>>,
-) {
-    let (mut write, mut read) = socket.split();
-    let epoch = Instant::now();
-    let reader = {
-        let traffic = traffic.clone();
-        tokio::spawn(async move {
-            let mut local = Vec::new();
-            while let Some(Ok(msg)) = read.next().await {
-                let Message::Text(t) = msg else { continue };
-                traffic.received.fetch_add(1, Ordering::Relaxed);
-                let text = t.as_str();
-                if text.starts_with(r#"{"type":"state""#) {
-                    traffic.states.fetch_add(1, Ordering::Relaxed);
-                } else if text.starts_with(r#"{"type":"chat""#) {
-                    traffic.chats.fetch_add(1, Ordering::Relaxed);
-                    // Our chats carry "<player>:<micros since its epoch>"; only the
-                    // sender can time its own (same clock), a sample per message.
-                    if let Ok(v) = serde_json::from_str::<Value>(text) {
-                        if let Some((who, at)) = v["text"].as_str().and_then(|s| s.split_once(':'))
-                        {
-                            if who == i.to_string() {
-                                if let Ok(us) = at.parse::<u64>() {
-                                    local.push(
-                                        epoch.elapsed().saturating_sub(Duration::from_micros(us)),
-                                    );
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            if let Ok(mut l) = latencies.lock() {
-                l.extend(local);
-            }
-        })
-    };
-    let mut input = tokio::time::interval(Duration::from_millis(50));
-    let chat_every = if chat_rate > 0.0 {
-        Duration::from_secs_f64(1.0 / chat_rate)
-    } else {
-        Duration::MAX
-    };
-    let mut next_chat = Instant::now() + Duration::from_millis((i as u64 * 37) % 1000);
-    let mut seq = 0u64;
-    while Instant::now() < until {
-        input.tick().await;
-        seq += 1;
-        let angle = (seq as f64 / 20.0) + i as f64;
-        let msg = json!({"type": "input", "seq": seq, "dx": angle.cos(), "dy": angle.sin()});
-        if write.send(Message::text(msg.to_string())).await.is_err() {
-            traffic.errors.fetch_add(1, Ordering::Relaxed);
-            break;
-        }
-        traffic.sent.fetch_add(1, Ordering::Relaxed);
-        if Instant::now() >= next_chat {
-            next_chat += chat_every;
-            let text = format!("{i}:{}", epoch.elapsed().as_micros());
-            if write
-                .send(Message::text(
-                    json!({"type": "chat", "text": text}).to_string(),
-                ))
-                .await
-                .is_ok()
-            {
-                traffic.sent.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-    let _ = write.send(Message::Close(None)).await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
-}
-
 async fn churn(
     nodes: Arc<Nodes>,
     users: usize,
@@ -1210,7 +1113,7 @@ async fn churn(
     if users == 0 {
         return Err("churn needs at least one user".into());
     }
-    let tokens = make_users(&nodes, users).await?;
+    let tokens = make_users(&nodes, users, common.accounts.as_deref()).await?;
     // One room per node (rooms are per node); worker w visits node w mod N's.
     let mut room_ids = Vec::with_capacity(nodes.len());
     for node in 0..nodes.len() {
@@ -1276,13 +1179,13 @@ async fn churn(
             a as f64 / 1e6
         );
     }
-    println!(
-        "{}",
+    emit(
+        common,
         json!({
             "scenario": "churn", "users": users, "seconds": seconds, "visits": visits,
             "errors": errors.load(Ordering::Relaxed),
             "server_rss_before": rss_before, "server_rss_after": rss_after,
-        })
+        }),
     );
     Ok(())
 }
@@ -1313,14 +1216,14 @@ async fn one_visit(nodes: &Nodes, node: usize, token: &str, room: &str) -> Resul
     Ok(())
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// User + system CPU time a process has used, in seconds (Linux /proc).
-fn cpu_seconds(pid: u32) -> Option<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
     cpu_split(pid).map(|(user, system)| user + system)
 }
 

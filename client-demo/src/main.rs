@@ -9,7 +9,9 @@
 //! It speaks only PROTOCOL.md, through the `arena-protocol` types, so it works against
 //! any server that implements the protocol.
 
+mod accounts;
 mod api;
+mod broadcast;
 mod dial;
 mod load;
 mod nodes;

@@ -11,6 +11,7 @@ use crate::api::{Api, Socket};
 use crate::dial::Dialer;
 
 pub struct Nodes {
+    bases: Vec<String>,
     apis: Vec<Api>,
     dialer: Dialer,
     next_http: AtomicUsize,
@@ -28,10 +29,16 @@ impl Nodes {
             .map(|b| Api::new(b))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Nodes {
+            bases: bases.to_vec(),
             apis,
             dialer: Dialer::new(bases, sources)?,
             next_http: AtomicUsize::new(0),
         })
+    }
+
+    /// The servers' base URLs, as given.
+    pub fn bases(&self) -> &[String] {
+        &self.bases
     }
 
     pub fn len(&self) -> usize {

@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::api::Socket;
-use crate::load::{bar, cpu_split, make_users, open, Common, Percentiles};
+use crate::load::{bar, cpu_split, emit, make_users, open, Common, Percentiles};
 use crate::nodes::Nodes;
 
 /// Where a room's players connect.
@@ -91,7 +91,7 @@ struct Counters {
     errors: AtomicU64,
 }
 
-pub async fn run(nodes: Arc<Nodes>, plan: &Plan, _common: &Common) -> Result<(), String> {
+pub async fn run(nodes: Arc<Nodes>, plan: &Plan, common: &Common) -> Result<(), String> {
     let n = nodes.len();
     let (rooms, players) = (plan.rooms, plan.players);
     if rooms == 0 || players == 0 {
@@ -106,7 +106,7 @@ pub async fn run(nodes: Arc<Nodes>, plan: &Plan, _common: &Common) -> Result<(),
     }
     let node_ids = node_ids(&nodes).await;
     eprintln!("  nodes: {}", node_ids.join(", "));
-    let tokens = make_users(&nodes, rooms * players).await?;
+    let tokens = make_users(&nodes, rooms * players, common.accounts.as_deref()).await?;
     let mut room_ids = Vec::with_capacity(rooms);
     for r in 0..rooms {
         // The room's first player creates it (the server bounds rooms per user).
@@ -304,8 +304,8 @@ pub async fn run(nodes: Arc<Nodes>, plan: &Plan, _common: &Common) -> Result<(),
             "  {moved} room_moved, {closed} sockets closed early: the figures include a failover"
         );
     }
-    println!(
-        "{}",
+    emit(
+        common,
         json!({
             "scenario": "rooms", "rooms": rooms, "players": players,
             "placement": format!("{:?}", plan.placement).to_lowercase(),
@@ -326,7 +326,7 @@ pub async fn run(nodes: Arc<Nodes>, plan: &Plan, _common: &Common) -> Result<(),
             "sent": counters.sent.load(Ordering::Relaxed), "errors": counters.errors.load(Ordering::Relaxed),
             "node_cpu": cpu, "nodes_cpu_user_secs": total.0, "nodes_cpu_system_secs": total.1,
             "redis_cpu": redis.map(|(u, s)| json!({"user_secs": u, "system_secs": s})),
-        })
+        }),
     );
     Ok(())
 }
@@ -345,7 +345,7 @@ async fn node_ids(nodes: &Nodes) -> Vec<String> {
 }
 
 /// Send `join` and wait for `joined` (an `error` answer is the error).
-async fn join(socket: &mut Socket, room: &str) -> Result<Value, String> {
+pub(crate) async fn join(socket: &mut Socket, room: &str) -> Result<Value, String> {
     socket
         .send(Message::text(
             json!({"type": "join", "room": room}).to_string(),
