@@ -105,10 +105,11 @@ pub struct Revoked {
 enum Ending {
     /// While the database commits: once the transaction has begun, its sockets close and
     /// this node refuses its tokens (provisionally, see `revocation::end_provisionally`);
-    /// the answer still waits for the commit. A database out of reach changes nothing. Only for a session known to be the caller's own (a logout
-    /// names the session of the token that asks), since the commit has not yet confirmed
-    /// whose it is. If the write fails before committing, the token works again and the
-    /// caller gets the error to retry; its sockets stay closed.
+    /// the answer still waits for the commit. A database out of reach changes nothing.
+    /// Only for a session known to be the caller's own (a logout names the session of
+    /// the token that asks), since the commit has not yet confirmed whose it is. If the
+    /// write fails before committing, the token works again and the caller gets the
+    /// error to retry; its sockets stay closed.
     Now,
     /// Once the commit says the session was theirs.
     AfterCommit,

@@ -499,14 +499,20 @@ impl RoomRun {
             }
         }
         if remote {
-            let header = RelayHeader {
-                node: self.link.node_id().to_string(),
-                epoch: self.epoch,
-                state: false,
-                except: except.map(str::to_string),
-            };
-            self.link.relay(&self.record.id, &header, frame);
+            self.relay(frame, false, except);
         }
+    }
+
+    /// One frame to every other node that holds members (`state`: a `state` frame,
+    /// which those nodes offer rather than queue).
+    fn relay(&self, frame: &TextFrame, state: bool, except: Option<&str>) {
+        let header = RelayHeader {
+            node: self.link.node_id().to_string(),
+            epoch: self.epoch,
+            state,
+            except: except.map(str::to_string),
+        };
+        self.link.relay(&self.record.id, &header, frame);
     }
 
     /// Advance the game one tick and send every member the new state.
@@ -566,22 +572,10 @@ impl RoomRun {
             }
         }
         if remote {
-            let chat_header = RelayHeader {
-                node: self.link.node_id().to_string(),
-                epoch: self.epoch,
-                state: false,
-                except: None,
-            };
             for line in &chat {
-                self.link.relay(&self.record.id, &chat_header, line);
+                self.relay(line, false, None);
             }
-            let header = RelayHeader {
-                node: self.link.node_id().to_string(),
-                epoch: self.epoch,
-                state: true,
-                except: None,
-            };
-            self.link.relay(&self.record.id, &header, &frame);
+            self.relay(&frame, true, None);
         }
         crate::telemetry::tick(started.elapsed());
         Ticked::Ran
