@@ -41,14 +41,18 @@ async fn a_database_out_of_reach_gives_503_with_retry_after_and_recovers() {
     assert_eq!(body["error"]["code"], "unavailable", "{body}");
     let (status, body) = server.get("/healthz", None).await;
     assert_error(status, &body, 503, "unavailable");
-    // A logout that cannot be written changes nothing and says so: the client retries.
+    // What needs no database still works: the token is checked in memory.
+    assert_eq!(server.get("/auth/me", Some(p.token())).await.0, 200);
+    socket.assert_alive().await;
+    // A logout closes the session's sockets before the database is asked; one that
+    // cannot be written says so, and the token works again so that the client can retry.
     let (status, body) = server
         .post("/auth/logout", Some(p.token()), json!({}))
         .await;
     assert_error(status, &body, 503, "unavailable");
-    // What needs no database still works: the token is checked in memory.
+    assert_eq!(socket.close_code().await, 4001);
     assert_eq!(server.get("/auth/me", Some(p.token())).await.0, 200);
-    socket.assert_alive().await;
+    let mut socket = server.ws_ok(p.token()).await;
 
     proxy.restore();
     let deadline = tokio::time::Instant::now() + DEADLINE;

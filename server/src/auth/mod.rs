@@ -103,13 +103,13 @@ pub struct Revoked {
 /// When a session being revoked stops working on this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ending {
-    /// While the database commits: once the transaction has begun, its sockets close and
-    /// this node refuses its tokens (provisionally, see `revocation::end_provisionally`);
-    /// the answer still waits for the commit. A database out of reach changes nothing.
-    /// Only for a session known to be the caller's own (a logout names the session of
-    /// the token that asks), since the commit has not yet confirmed whose it is. If the
-    /// write fails before committing, the token works again and the caller gets the
-    /// error to retry; its sockets stay closed.
+    /// At once: its sockets close and this node refuses its tokens (provisionally, see
+    /// `revocation::end_provisionally`) before the database is asked; the answer still
+    /// waits for the commit. Only for a session known to be the caller's own (a logout
+    /// names the session of the token that asks), since the database has not yet
+    /// confirmed whose it is. If the write fails (the database out of reach included),
+    /// the token works again and the caller gets the error to retry; its sockets stay
+    /// closed, as the user asked.
     Now,
     /// Once the commit says the session was theirs.
     AfterCommit,
@@ -637,11 +637,12 @@ impl Auth {
     ) -> Result<Revoked> {
         let (user_id, session_id) = (user_id.to_string(), session_id.to_string());
         self.detached(move |auth| async move {
-            // Only once the database is reached: a logout it cannot take changes nothing.
-            let (began, reached) = tokio::sync::oneshot::channel::<()>();
+            // Ending::Now: the mark and the close requests are made when `join!` first
+            // polls `ended_here`, before the write is started; the write does not wait
+            // for the close frames.
             let ended_here = async {
                 match ending {
-                    Ending::Now if reached.await.is_ok() => {
+                    Ending::Now => {
                         let (mark, closed) = revocation::end_provisionally(
                             &auth.revocations,
                             &auth.registry,
@@ -652,21 +653,14 @@ impl Auth {
                         .await;
                         (Some(mark), closed)
                     }
-                    _ => (None, 0),
+                    Ending::AfterCommit => (None, 0),
                 }
             };
-            let write = auth.store.revoke_session(
-                &user_id,
-                &session_id,
-                "logout",
-                close,
-                ids::now_ms(),
-                move || {
-                    let _ = began.send(());
-                },
-            );
-            // A write that failed before its commit changed nothing: the provisional mark
-            // goes with `_provisional` and the token works again.
+            let write =
+                auth.store
+                    .revoke_session(&user_id, &session_id, "logout", close, ids::now_ms());
+            // A write that failed changed nothing: the provisional mark goes with
+            // `_provisional` and the token works again.
             let ((_provisional, closed_before), written) = tokio::join!(ended_here, write);
             let written = written?;
             let Some(event) = &written.value else {

@@ -515,11 +515,8 @@ impl Store {
         reason: &str,
         close: CloseCode,
         now: i64,
-        began: impl FnOnce() + Send,
     ) -> Result<Write<Option<LoggedEvent>>> {
         let mut tx = self.pool.begin().await?;
-        // The database is there: the caller may act on the session while this commits.
-        began();
         let mut revoked = revoke_sessions_where(
             &mut tx,
             "id = $3 AND user_id = $4",
