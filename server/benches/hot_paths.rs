@@ -132,7 +132,7 @@ fn send_path(c: &mut Criterion) {
                     handle.send(chat.clone());
                     handle.send(chat.clone());
                     handle.offer_state(state.clone());
-                    let batch = outbound.take_pending(&handle, None, false, 64);
+                    let batch = outbound.take_pending(64);
                     assert_eq!(batch.len(), 3);
                     for frame in batch {
                         ws.feed(message(frame)).await.unwrap();

@@ -56,9 +56,8 @@ async fn accept(
         .max_write_buffer_size(limits.ws_max_write_buffer_bytes)
         .max_message_size(limits.max_ws_message_bytes)
         .max_frame_size(limits.max_ws_message_bytes)
-        .on_upgrade(move |socket| async move {
-            let _counted = lease;
-            session::run(state, socket, registration, outbound, claims).await
+        .on_upgrade(move |socket| {
+            session::run(state, socket, registration, outbound, claims, lease)
         });
     Ok(response)
 }

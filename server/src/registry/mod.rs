@@ -13,6 +13,8 @@
 //!   frame and gone, or after the close timeout for a socket that cannot be written to;
 //! - a user never holds more than `max_per_user` registrations.
 
+pub mod mailbox;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -20,10 +22,10 @@ use std::time::Duration;
 
 use arena_protocol::{http::Connection, CloseCode};
 use dashmap::DashMap;
-use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::frame::TextFrame;
+use mailbox::{Mailbox, Refused};
 
 /// Why a socket may not register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,15 +54,11 @@ pub struct ConnHandle {
     /// reads both as one, see `auth::admission`).
     token: Mutex<(String, i64)>,
     room: Mutex<Option<String>>,
-    outbound: mpsc::Sender<TextFrame>,
-    /// The latest `state` frame not yet written; a newer one replaces it.
-    latest_state: watch::Sender<Option<TextFrame>>,
-    /// Whether `latest_state` holds a frame the socket has not taken yet.
-    state_pending: AtomicBool,
+    /// Frames to write and the socket task's one waker (close requests wake it too).
+    mailbox: Mailbox,
     /// Whether the upgrade completed and the socket's task runs.
     started: AtomicBool,
     close_request: OnceLock<CloseRequest>,
-    close: CancellationToken,
     gone: CancellationToken,
 }
 
@@ -85,36 +83,30 @@ impl ConnHandle {
     /// Queue a frame without waiting. A socket whose queue is full is not keeping up:
     /// it is closed with 1008 rather than allowed to grow memory or delay the sender.
     pub fn send(&self, message: TextFrame) -> bool {
-        match self.outbound.try_send(message) {
+        match self.mailbox.queue(message) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(Refused::Full) => {
                 if self.close_request.get().is_none() {
                     crate::telemetry::outbound_overflow();
                 }
                 self.request_close(CloseCode::Policy, "too slow to read");
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(Refused::ReaderGone) => false,
         }
     }
 
     /// Offer a `state` frame. It replaces any older one the socket has not written yet:
     /// for a game, only the newest state matters, so a slow reader drops stale frames.
     pub fn offer_state(&self, message: TextFrame) {
-        if self.state_pending.swap(true, Ordering::AcqRel) {
+        if self.mailbox.replace_state(message) {
             crate::telemetry::state_frame_dropped();
         }
-        self.latest_state.send_replace(Some(message));
     }
 
     /// The upgrade completed; the socket's task is running.
     pub fn mark_started(&self) {
         self.started.store(true, Ordering::Release);
-    }
-
-    /// The socket task took the latest state frame.
-    pub fn state_taken(&self) {
-        self.state_pending.store(false, Ordering::Release);
     }
 
     /// Ask the socket to close. The first request wins; later ones are ignored.
@@ -123,7 +115,7 @@ impl ConnHandle {
             code,
             reason: reason.to_string(),
         });
-        self.close.cancel();
+        self.mailbox.wake();
     }
 
     /// The close this socket was asked to perform, if any.
@@ -136,9 +128,13 @@ impl ConnHandle {
         self.gone.is_cancelled()
     }
 
-    /// Resolves when a close is requested.
-    pub fn closing(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
-        self.close.cancelled()
+    /// Resolves when a close is requested. For the socket's own task only: the mailbox
+    /// has one waker, the task's.
+    pub fn closing(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| {
+            self.mailbox
+                .poll_until(cx, || self.close_request.get().is_some())
+        })
     }
 
     pub fn to_wire(&self) -> Connection {
@@ -161,38 +157,60 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What a socket's task writes: queued frames in order, and the latest `state` frame.
+/// The socket task's side of its mailbox: queued frames in order, the latest `state`
+/// frame, and the close request, all behind one wake-up. Dropping it (the task ended)
+/// makes the handle refuse frames and frees what was waiting.
 pub struct Outbound {
-    pub queue: mpsc::Receiver<TextFrame>,
-    pub state: watch::Receiver<Option<TextFrame>>,
+    conn: Arc<ConnHandle>,
+}
+
+/// Why the socket's task was woken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Woken {
+    /// A close was requested (see [`ConnHandle::close_requested`]).
+    Closing,
+    /// Frames wait: [`Outbound::take_pending`].
+    Frames,
 }
 
 impl Outbound {
-    /// Everything the socket has to write now, for one flush (one syscall): `first` (a
-    /// frame already taken from the queue), the rest of the queue in order up to `max`,
-    /// then the newest `state` if there is one (`state_changed`: the caller's
-    /// `changed()` already marked it seen). A tick's chat lines and its state leave
-    /// together ([`crate::game::room::ChatDelivery::Tick`]).
-    pub fn take_pending(
-        &mut self,
-        conn: &ConnHandle,
-        first: Option<TextFrame>,
-        state_changed: bool,
-        max: usize,
-    ) -> Vec<TextFrame> {
-        let mut batch: Vec<TextFrame> = first.into_iter().collect();
-        while batch.len() < max {
-            match self.queue.try_recv() {
-                Ok(frame) => batch.push(frame),
-                Err(_) => break,
-            }
+    /// Wait until a close is requested or frames wait; a close request wins.
+    pub async fn ready(&mut self) -> Woken {
+        let conn = &self.conn;
+        std::future::poll_fn(|cx| {
+            conn.mailbox
+                .poll_ready(cx, || conn.close_request.get().is_some())
+        })
+        .await;
+        if conn.close_request.get().is_some() {
+            Woken::Closing
+        } else {
+            Woken::Frames
         }
-        if state_changed || self.state.has_changed().unwrap_or(false) {
-            let latest = self.state.borrow_and_update().clone();
-            conn.state_taken();
-            batch.extend(latest);
-        }
-        batch
+    }
+
+    /// Everything the socket has to write now, for one flush (one syscall): the queued
+    /// frames in order, at most `max`, then the newest `state` if there is one. A
+    /// tick's chat lines and its state leave together
+    /// ([`crate::game::room::ChatDelivery::Tick`]).
+    pub fn take_pending(&mut self, max: usize) -> Vec<TextFrame> {
+        self.conn.mailbox.take(max).frames
+    }
+
+    /// The next queued frame, if any, leaving the state where it is (for tests).
+    pub fn try_next_queued(&mut self) -> Option<TextFrame> {
+        self.conn.mailbox.pop_queued()
+    }
+
+    /// Whether a state frame waits (for tests).
+    pub fn has_state(&self) -> bool {
+        self.conn.mailbox.has_state()
+    }
+}
+
+impl Drop for Outbound {
+    fn drop(&mut self) {
+        self.conn.mailbox.close_reader();
     }
 }
 
@@ -259,8 +277,6 @@ impl Registry {
             self.live.fetch_sub(1, Ordering::AcqRel);
             return Err(RegisterError::ServerFull);
         }
-        let (tx, rx) = mpsc::channel(self.outbound_queue);
-        let (state_tx, state_rx) = watch::channel(None);
         let seq = self.next_id.fetch_add(1, Ordering::Relaxed);
         let handle = Arc::new(ConnHandle {
             id: format!("c_{seq}_{}", crate::ids::random_token(6)),
@@ -270,12 +286,9 @@ impl Registry {
             connected_at: conn.connected_at,
             token: Mutex::new((conn.session_id, conn.issued_at)),
             room: Mutex::new(None),
-            outbound: tx,
-            latest_state: state_tx,
-            state_pending: AtomicBool::new(false),
+            mailbox: Mailbox::new(self.outbound_queue),
             started: AtomicBool::new(false),
             close_request: OnceLock::new(),
-            close: CancellationToken::new(),
             gone: CancellationToken::new(),
         });
         {
@@ -293,8 +306,7 @@ impl Registry {
             handle.request_close(CloseCode::GoingAway, CloseCode::GoingAway.reason());
         }
         let outbound = Outbound {
-            queue: rx,
-            state: state_rx,
+            conn: handle.clone(),
         };
         Ok((
             Registration {
