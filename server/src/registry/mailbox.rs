@@ -50,15 +50,6 @@ struct Pending {
     reader_gone: bool,
 }
 
-/// What [`Mailbox::take`] found, for one write.
-#[derive(Debug, Default)]
-pub struct Taken {
-    pub frames: Vec<TextFrame>,
-    /// The latest state frame was among them (it was taken, so it cannot be dropped as
-    /// stale any more).
-    pub state: bool,
-}
-
 impl Mailbox {
     pub fn new(capacity: usize) -> Mailbox {
         Mailbox {
@@ -126,21 +117,17 @@ impl Mailbox {
 
     /// For the reader: the queued frames in order, at most `max`, then the latest state
     /// frame if there is one.
-    pub fn take(&self, max: usize) -> Taken {
+    pub fn take(&self, max: usize) -> Vec<TextFrame> {
         let mut pending = self.lock();
         let n = pending.queued.len().min(max);
         let mut frames: Vec<TextFrame> = pending.queued.drain(..n).collect();
         let state = pending.state.take();
-        let took_state = state.is_some();
         frames.extend(state);
         if pending.queued.is_empty() && pending.queued.capacity() > 16 {
             // A burst grew the queue; an idle socket does not keep the memory.
             pending.queued = VecDeque::new();
         }
-        Taken {
-            frames,
-            state: took_state,
-        }
+        frames
     }
 
     /// The reader has ended: refuse what comes from now on, free what waits.
@@ -199,10 +186,9 @@ mod tests {
         m.queue(frame("b")).unwrap();
         assert!(m.replace_state(frame("s2")), "s1 was dropped as stale");
         let taken = m.take(64);
-        let texts: Vec<&str> = taken.frames.iter().map(TextFrame::as_str).collect();
+        let texts: Vec<&str> = taken.iter().map(TextFrame::as_str).collect();
         assert_eq!(texts, ["a", "b", "s2"]);
-        assert!(taken.state);
-        assert!(m.take(64).frames.is_empty());
+        assert!(m.take(64).is_empty());
     }
 
     #[test]
@@ -211,9 +197,9 @@ mod tests {
         for s in ["1", "2", "3"] {
             m.queue(frame(s)).unwrap();
         }
-        let first: Vec<String> = m.take(2).frames.iter().map(|f| f.as_str().into()).collect();
+        let first: Vec<String> = m.take(2).iter().map(|f| f.as_str().into()).collect();
         assert_eq!(first, ["1", "2"]);
-        assert_eq!(m.take(2).frames[0].as_str(), "3");
+        assert_eq!(m.take(2)[0].as_str(), "3");
     }
 
     #[test]
@@ -266,7 +252,7 @@ mod tests {
         let mut seen = vec![Vec::new(); 4];
         let mut total = 0;
         while total < 8_000 {
-            for f in m.take(64).frames {
+            for f in m.take(64) {
                 let (w, i) = f.as_str().split_once(':').unwrap();
                 seen[w.parse::<usize>().unwrap()].push(i.parse::<usize>().unwrap());
                 total += 1;

@@ -194,7 +194,7 @@ impl Outbound {
     /// tick's chat lines and its state leave together
     /// ([`crate::game::room::ChatDelivery::Tick`]).
     pub fn take_pending(&mut self, max: usize) -> Vec<TextFrame> {
-        self.conn.mailbox.take(max).frames
+        self.conn.mailbox.take(max)
     }
 
     /// The next queued frame, if any, leaving the state where it is (for tests).
