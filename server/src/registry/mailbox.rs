@@ -97,12 +97,10 @@ impl Mailbox {
     /// For the reader: ready when a frame is waiting or `woken_for` says the reader has
     /// something else to see (checked after registering, so no wake-up is lost).
     pub fn poll_ready(&self, cx: &mut Context<'_>, woken_for: impl Fn() -> bool) -> Poll<()> {
-        self.waker.register(cx.waker());
-        let pending = self.lock();
-        if !pending.queued.is_empty() || pending.state.is_some() || woken_for() {
-            return Poll::Ready(());
-        }
-        Poll::Pending
+        self.poll_until(cx, || {
+            let pending = self.lock();
+            !pending.queued.is_empty() || pending.state.is_some() || woken_for()
+        })
     }
 
     /// For the reader: register for a wake-up and say whether `woken_for` already holds
@@ -143,7 +141,7 @@ impl Mailbox {
         self.lock().queued.pop_front()
     }
 
-    /// Frames queued and not yet taken (for tests and metrics).
+    /// Frames queued and not yet taken (for tests).
     pub fn queued_len(&self) -> usize {
         self.lock().queued.len()
     }

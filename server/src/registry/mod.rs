@@ -133,7 +133,7 @@ impl ConnHandle {
     pub fn closing(&self) -> impl std::future::Future<Output = ()> + '_ {
         std::future::poll_fn(|cx| {
             self.mailbox
-                .poll_until(cx, || self.close_request.get().is_some())
+                .poll_until(cx, || self.close_requested().is_some())
         })
     }
 
@@ -179,10 +179,10 @@ impl Outbound {
         let conn = &self.conn;
         std::future::poll_fn(|cx| {
             conn.mailbox
-                .poll_ready(cx, || conn.close_request.get().is_some())
+                .poll_ready(cx, || conn.close_requested().is_some())
         })
         .await;
-        if conn.close_request.get().is_some() {
+        if conn.close_requested().is_some() {
             Woken::Closing
         } else {
             Woken::Frames

@@ -117,7 +117,6 @@ struct SocketTask {
 
 impl SocketTask {
     async fn serve(mut self: Box<Self>) {
-        let conn = self.session.conn.clone();
         crate::telemetry::socket_opened();
         let welcome = self.session.welcome();
         self.session.outgoing.push(welcome);
@@ -126,10 +125,11 @@ impl SocketTask {
             .drive(&mut self.socket, &mut self.outbound)
             .await;
         // A close requested from outside wins over one we decided ourselves.
-        if let Some(req) = conn.close_requested() {
+        let session = &self.session;
+        if let Some(req) = session.conn.close_requested() {
             close = Some((req.code, req.reason.clone()));
         }
-        self.session.state.rooms.leave_current(&conn);
+        session.state.rooms.leave_current(&session.conn);
         crate::telemetry::socket_closed(close.as_ref().map(|(code, _)| code.code()));
         match close {
             // Boxed: an idle socket's task does not carry the goodbye's timers and futures.
