@@ -225,10 +225,12 @@ pub struct Config {
     #[arg(long, env = "ARENA_MAX_WS_MESSAGE_BYTES", default_value_t = 4 * 1024)]
     pub max_ws_message_bytes: usize,
 
-    /// Per-socket read buffer, in bytes. tungstenite's 128 KiB default costs that much
-    /// memory for every idle socket; game frames are small, and a larger message is
-    /// still read whole (up to the message limit) in several reads.
-    #[arg(long, env = "ARENA_WS_READ_BUFFER_BYTES", default_value_t = 1024)]
+    /// Per-socket read buffer, in bytes. tungstenite allocates it with the socket and
+    /// keeps it, so every idle socket pays for it (its 128 KiB default would be most of
+    /// the server's memory). An input frame is under 100 bytes and a chat line rarely
+    /// over a few hundred; a larger message is still read whole (up to the message
+    /// limit), in several reads.
+    #[arg(long, env = "ARENA_WS_READ_BUFFER_BYTES", default_value_t = 512)]
     pub ws_read_buffer_bytes: usize,
 
     /// Bytes of outgoing frames gathered before a write; a batch of queued frames is
@@ -317,6 +319,9 @@ pub struct Config {
     pub metrics_max_connections: usize,
 }
 
+/// Below this, reading a frame header alone could take several reads.
+const MIN_WS_READ_BUFFER_BYTES: usize = 64;
+
 /// The longest any time flag may be. Far beyond any sane setting, and far enough from
 /// the end of time that adding it to an `Instant` cannot overflow (which panics).
 const MAX_MS: u64 = 7 * 86_400_000;
@@ -359,6 +364,12 @@ impl Config {
         at_least_one("--max-rooms", self.max_rooms);
         at_least_one("--metrics-max-connections", self.metrics_max_connections);
 
+        if self.ws_read_buffer_bytes < MIN_WS_READ_BUFFER_BYTES {
+            problems.push(format!(
+                "--ws-read-buffer-bytes ({}) must be at least {MIN_WS_READ_BUFFER_BYTES}",
+                self.ws_read_buffer_bytes
+            ));
+        }
         // tungstenite asserts this on every upgrade: each one would panic.
         if self.ws_write_buffer_bytes >= self.ws_max_write_buffer_bytes {
             problems.push(format!(

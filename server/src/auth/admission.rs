@@ -113,20 +113,20 @@ impl Auth {
         Ok((registration, outbound))
     }
 
-    /// Move a registered socket from `old` to `new` (claims of the same user, `new`
-    /// already authenticated). See the module doc for why each check is where it is.
-    pub fn rebind(&self, conn: &ConnHandle, old: &Claims, new: &Claims) -> Rebind {
-        rebind(&self.revocations, conn, old, new)
+    /// Move a registered socket from the token it lives by to `new` (claims of the same
+    /// user, already authenticated). See the module doc for why each check is where it is.
+    pub fn rebind(&self, conn: &ConnHandle, new: &Claims) -> Rebind {
+        rebind(&self.revocations, conn, new)
     }
 }
 
-fn rebind(revocations: &RevocationList, conn: &ConnHandle, old: &Claims, new: &Claims) -> Rebind {
-    conn.set_token(new.sid.clone(), new.iat);
+fn rebind(revocations: &RevocationList, conn: &ConnHandle, new: &Claims) -> Rebind {
+    let (old_sid, old_iat) = conn.replace_token(new.sid.clone(), new.iat);
     if !revocations.is_revoked(new) {
         return Rebind::Moved;
     }
-    conn.set_token(old.sid.clone(), old.iat);
-    if revocations.is_session_revoked(&old.sid) {
+    conn.set_token(old_sid.clone(), old_iat);
+    if revocations.is_session_revoked(&old_sid) {
         conn.request_close(
             CloseCode::SessionRevoked,
             CloseCode::SessionRevoked.reason(),
@@ -233,12 +233,12 @@ mod tests {
         let reg = registry();
         let (conn, _out) = socket(&reg, "a");
         let c = conn.handle();
-        assert_eq!(rebind(&list, c, &claims("a"), &claims("b")), Rebind::Moved);
+        assert_eq!(rebind(&list, c, &claims("b")), Rebind::Moved);
         assert_eq!(c.session_id(), "b");
 
         list.revoke_session(&revoked("c"));
         assert_eq!(
-            rebind(&list, c, &claims("b"), &claims("c")),
+            rebind(&list, c, &claims("c")),
             Rebind::Refused
         );
         assert_eq!(c.session_id(), "b");
@@ -264,7 +264,7 @@ mod tests {
         list.revoke_session(&revoked("b"));
         c.set_token("a".into(), 0);
         // rebind from the start, as its second half would see the world:
-        assert_eq!(rebind(&list, c, &claims("a"), &claims("b")), Rebind::Closed);
+        assert_eq!(rebind(&list, c, &claims("b")), Rebind::Closed);
         assert_eq!(c.session_id(), "a");
         assert_eq!(
             c.close_requested().map(|r| r.code),
@@ -289,7 +289,7 @@ mod tests {
                 let (a, b) = (a.clone(), b.clone());
                 tokio::task::spawn_blocking(move || {
                     barrier.wait();
-                    rebind(&list, &handle, &claims(&a), &claims(&b))
+                    rebind(&list, &handle, &claims(&b))
                 })
             };
             let logouts = {

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use arena_protocol::{http::Connection, CloseCode};
 use dashmap::DashMap;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
 
 use crate::frame::TextFrame;
 use mailbox::{Mailbox, Refused};
@@ -59,7 +59,38 @@ pub struct ConnHandle {
     /// Whether the upgrade completed and the socket's task runs.
     started: AtomicBool,
     close_request: OnceLock<CloseRequest>,
-    gone: CancellationToken,
+    gone: Gone,
+}
+
+/// Set once, when the socket is deregistered; revokers wait on it. Inline in the handle
+/// (a flag and a `Notify`, about 40 bytes) where a cancellation token would be one more
+/// allocation per socket, for a wait that only a closing socket ever sees.
+#[derive(Default)]
+struct Gone {
+    set: AtomicBool,
+    notify: Notify,
+}
+
+impl Gone {
+    fn set(&self) {
+        self.set.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
+    async fn wait(&self) {
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read, so a `set` in between still wakes us
+        // (`notify_waiters` wakes only futures that exist).
+        notified.as_mut().enable();
+        if !self.is_set() {
+            notified.await;
+        }
+    }
 }
 
 impl ConnHandle {
@@ -70,6 +101,11 @@ impl ConnHandle {
     /// Move the socket to another token of the same user (`reauth`).
     pub fn set_token(&self, session_id: String, issued_at: i64) {
         *lock(&self.token) = (session_id, issued_at);
+    }
+
+    /// [`ConnHandle::set_token`], returning the session and `iat` it replaced.
+    pub fn replace_token(&self, session_id: String, issued_at: i64) -> (String, i64) {
+        std::mem::replace(&mut *lock(&self.token), (session_id, issued_at))
     }
 
     pub fn room(&self) -> Option<String> {
@@ -125,7 +161,7 @@ impl ConnHandle {
 
     /// Whether the socket has been deregistered (its task ended).
     pub fn is_gone(&self) -> bool {
-        self.gone.is_cancelled()
+        self.gone.is_set()
     }
 
     /// Resolves when a close is requested. For the socket's own task only: the mailbox
@@ -289,7 +325,7 @@ impl Registry {
             mailbox: Mailbox::new(self.outbound_queue),
             started: AtomicBool::new(false),
             close_request: OnceLock::new(),
-            gone: CancellationToken::new(),
+            gone: Gone::default(),
         });
         {
             let mut entry = self.by_user.entry(handle.user_id.clone()).or_default();
@@ -449,7 +485,7 @@ impl Registry {
         if handles.is_empty() {
             return;
         }
-        let wait_all = futures_util::future::join_all(handles.iter().map(|h| h.gone.cancelled()));
+        let wait_all = futures_util::future::join_all(handles.iter().map(|h| h.gone.wait()));
         if tokio::time::timeout(self.close_timeout, wait_all)
             .await
             .is_err()
@@ -476,7 +512,6 @@ impl Registry {
         stale.len()
     }
 
-    /// Close every socket (shutdown). New registrations are refused from now on.
     /// Close every socket with `code` and `reason`, and go on accepting new ones.
     pub async fn close_every_socket(&self, code: CloseCode, reason: &str) -> usize {
         let closing = self.begin_close(self.snapshot(), code, reason);
@@ -484,6 +519,7 @@ impl Registry {
         closing.len()
     }
 
+    /// Close every socket (shutdown). New registrations are refused from now on.
     pub async fn close_all(&self, code: CloseCode) -> usize {
         self.shutting_down.store(true, Ordering::Release);
         let closing = self.begin_close(self.snapshot(), code, code.reason());
@@ -508,7 +544,7 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         self.registry.remove(&self.handle);
-        self.handle.gone.cancel();
+        self.handle.gone.set();
     }
 }
 

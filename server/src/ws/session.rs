@@ -42,7 +42,10 @@ const CLOSE_LINGER: Duration = Duration::from_millis(500);
 struct Session {
     state: AppState,
     conn: Arc<ConnHandle>,
-    claims: Claims,
+    /// The `exp` of the token the socket lives by. The rest of the claims is not kept:
+    /// the user, name and session are on `conn`, and an idle socket should not carry six
+    /// strings it never reads again.
+    exp: i64,
     limiter: Option<DefaultDirectRateLimiter>,
     rate_strikes: u32,
     invalid_frames: u32,
@@ -88,13 +91,13 @@ pub fn run(
     });
     let session = Session {
         state,
+        outgoing: vec![welcome(&claims, &conn)],
         conn,
-        claims,
+        exp: claims.exp,
         limiter,
         rate_strikes: 0,
         invalid_frames: 0,
         warned_exp: None,
-        outgoing: Vec::new(),
     };
     Box::new(SocketTask {
         session,
@@ -118,8 +121,6 @@ struct SocketTask {
 impl SocketTask {
     async fn serve(mut self: Box<Self>) {
         crate::telemetry::socket_opened();
-        let welcome = self.session.welcome();
-        self.session.outgoing.push(welcome);
         let mut close = self
             .session
             .drive(&mut self.socket, &mut self.outbound)
@@ -195,22 +196,22 @@ impl Deadlines {
     }
 }
 
-impl Session {
-    fn welcome(&self) -> Message {
-        text(&ServerMessage::Welcome {
-            protocol: PROTOCOL_VERSION,
-            user: arena_protocol::http::User {
-                id: self.claims.sub.clone(),
-                username: self.claims.username.clone(),
-                role: self.claims.role,
-            },
-            session_id: self.claims.sid.clone(),
-            connection_id: self.conn.id.clone(),
-            expires_at: self.claims.exp * 1000,
-            server_time: ids::now_ms(),
-        })
-    }
+fn welcome(claims: &Claims, conn: &ConnHandle) -> Message {
+    text(&ServerMessage::Welcome {
+        protocol: PROTOCOL_VERSION,
+        user: arena_protocol::http::User {
+            id: claims.sub.clone(),
+            username: claims.username.clone(),
+            role: claims.role,
+        },
+        session_id: claims.sid.clone(),
+        connection_id: conn.id.clone(),
+        expires_at: claims.exp * 1000,
+        server_time: ids::now_ms(),
+    })
+}
 
+impl Session {
     /// Run until the socket should close; returns the close to send, if any.
     ///
     /// The task waits on three things only: its mailbox (frames to write, or a close
@@ -256,8 +257,8 @@ impl Session {
                     }
                     if deadlines.warn_at.is_some_and(|at| at <= now) {
                         deadlines.warn_at = None;
-                        self.warned_exp = Some(self.claims.exp);
-                        self.reply(ServerMessage::TokenExpiring { expires_at: self.claims.exp * 1000 });
+                        self.warned_exp = Some(self.exp);
+                        self.reply(ServerMessage::TokenExpiring { expires_at: self.exp * 1000 });
                     }
                     if deadlines.beat_at.is_some_and(|at| at <= now) {
                         if last_heard + heartbeat > now {
@@ -287,13 +288,13 @@ impl Session {
                         // Any other frame is charged first; over the rate it is dropped.
                         Some(Ok(_)) if !self.within_rate() => self.over_rate(),
                         Some(Ok(Message::Text(t))) => {
-                            let exp_before = self.claims.exp;
+                            let exp_before = self.exp;
                             let next = self.on_text(t.as_str()).await;
-                            if self.claims.exp != exp_before {
+                            if self.exp != exp_before {
                                 // The warning re-arms only for another `exp` (`warned_exp`).
                                 let (warn_at, expire_at) = self.expiry_instants();
                                 deadlines.expire_at = expire_at;
-                                deadlines.warn_at = (self.warned_exp != Some(self.claims.exp))
+                                deadlines.warn_at = (self.warned_exp != Some(self.exp))
                                     .then_some(warn_at);
                                 timer.as_mut().reset(deadlines.next());
                             }
@@ -324,7 +325,7 @@ impl Session {
     /// When to warn about expiry, and when the token expires, as tokio instants.
     fn expiry_instants(&self) -> (Instant, Instant) {
         let now_ms = ids::now_ms();
-        let exp_ms = self.claims.exp * 1000;
+        let exp_ms = self.exp * 1000;
         let until_exp = Duration::from_millis((exp_ms - now_ms).max(0) as u64);
         let warn_before = Duration::from_secs(self.state.config.token_expiring_secs);
         let now = Instant::now();
@@ -430,13 +431,13 @@ impl Session {
             Ok(c) => c,
             Err(e) => return self.reply(error_frame(&e)),
         };
-        if claims.sub != self.claims.sub {
+        if claims.sub != self.conn.user_id {
             return self.reply(ServerMessage::error(
                 ErrorCode::Forbidden,
                 "the token is for another user",
             ));
         }
-        match self.state.auth.rebind(&self.conn, &self.claims, &claims) {
+        match self.state.auth.rebind(&self.conn, &claims) {
             Rebind::Moved => {}
             Rebind::Refused => {
                 return self.reply(ServerMessage::error(
@@ -452,7 +453,7 @@ impl Session {
             expires_at: claims.exp * 1000,
         };
         // The expiry warning re-arms by itself if `exp` moved (see `warned_exp`).
-        self.claims = claims;
+        self.exp = claims.exp;
         self.reply(answer)
     }
 
