@@ -97,6 +97,14 @@ async fn join_chat_leave_and_capacity() {
         assert_eq!(chat["room"], id.as_str());
         assert!(chat["ts"].is_i64());
     }
+    // The longest chat line, in 4-byte characters, is twice the default read buffer
+    // (512 B): the buffer is what a read takes at a time, not a limit on the message.
+    let longest = "🎮".repeat(arena_protocol::ws::CHAT_MAX_CHARS);
+    assert!(longest.len() > 2 * 512);
+    b.send_json(json!({"type": "chat", "text": longest})).await;
+    for ws in [&mut a, &mut b] {
+        assert_eq!(ws.recv_type("chat").await["text"], longest.as_str());
+    }
 
     b.send_json(json!({"type": "leave"})).await;
     assert_eq!(b.recv_type("left").await["room"], id.as_str());
