@@ -535,7 +535,7 @@ function updateDirection() {
 
 function renderMembers() {
   $("members").replaceChildren(...[...app.members].map(([id, name]) =>
-    el("li", { "data-user": id }, el("span", { class: "dot", style: "background:" + colorFor(id) }),
+    el("li", { "data-user": id }, el("span", { class: "dot", css: { background: colorFor(id) } }),
       name + (app.user && id === app.user.id ? " (you)" : ""))));
 }
 
@@ -551,7 +551,7 @@ function renderRoomInfo() {
 
 function chatLine(from, text) {
   const log = $("chat-log");
-  log.append(el("li", {}, el("span", { class: "from", style: "color:" + colorFor(from.id) }, from.username), text));
+  log.append(el("li", {}, el("span", { class: "from", css: { color: colorFor(from.id) } }, from.username), text));
   log.scrollTop = log.scrollHeight;
 }
 

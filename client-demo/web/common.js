@@ -36,11 +36,14 @@ function safeJson(text) {
   try { return JSON.parse(text); } catch { return null; }
 }
 
-/** el("li", {class: "x"}, "text", child) */
+/** el("li", {class: "x", css: {color: "red"}, onclick: f}, "text", child) */
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs || {})) {
     if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    // Styles through the CSSOM: the pages' Content-Security-Policy refuses style
+    // attributes (`style-src 'self'`), not properties set from our own script.
+    else if (key === "css") Object.assign(node.style, value);
     else if (value !== undefined && value !== null) node.setAttribute(key, value);
   }
   for (const child of children) node.append(child);

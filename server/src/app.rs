@@ -149,10 +149,10 @@ pub async fn start(config: Config) -> Result<RunningServer> {
             Some(cluster)
         }
     };
-    if let (Some(name), Some(password)) = (&config.admin_username, &config.admin_password) {
-        let admin = auth.bootstrap_admin(name, password).await?;
-        tracing::info!(user_id = %admin.id, username = %admin.username, "admin account ready");
-    }
+    let admin = match (&config.admin_username, &config.admin_password) {
+        (Some(name), Some(password)) => Some(auth.bootstrap_admin(name, password).await?),
+        _ => None,
+    };
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -228,6 +228,10 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         limits,
         stop.clone(),
     ));
+    // Said once the server serves: before, a failure to listen would follow it.
+    if let Some(admin) = admin {
+        tracing::info!(user_id = %admin.id, username = %admin.username, "admin account ready");
+    }
     Ok(RunningServer {
         addr,
         state,

@@ -57,6 +57,16 @@ impl Error {
         Error::Internal(message.into())
     }
 
+    /// How this error reads when the server cannot start: what went wrong, for the
+    /// operator, without the "internal error" label a client's answer carries.
+    pub fn startup_message(&self) -> String {
+        match self {
+            Error::Internal(message) => message.clone(),
+            Error::Database(e) => format!("database: {e}"),
+            other => other.to_string(),
+        }
+    }
+
     /// The protocol code this error answers with.
     pub fn code(&self) -> ErrorCode {
         match self {

@@ -1,7 +1,7 @@
 //! `arena-server`: parse and check the command line, start, print the address, wait for SIGINT or
 //! SIGTERM, shut down gracefully and exit 0.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use arena_server::config::Config;
@@ -23,7 +23,7 @@ async fn main() -> ExitCode {
     let server = match arena_server::app::start(config).await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("arena-server: {e}");
+            eprintln!("arena-server: {}", e.startup_message());
             return ExitCode::FAILURE;
         }
     };
@@ -46,8 +46,12 @@ fn init_logging(format: &str) {
     let filter = EnvFilter::try_from_env("ARENA_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal: in a file or a log collector they
+    // are noise around every field. NO_COLOR (no-color.org) turns them off there too.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();

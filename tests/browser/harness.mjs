@@ -250,10 +250,18 @@ export function launchBrowser() {
 /** Every URL any page requested: the tests check that no token ever rode in one. */
 export const pageUrls = [];
 
+/** What the pages' Content-Security-Policy refused: the pages must need nothing it forbids. */
+export const cspViolations = [];
+
 export async function newPage(browser, context) {
   const page = await (context || await browser.newContext()).newPage();
   page.on("request", (req) => pageUrls.push(req.url()));
   page.on("pageerror", (err) => console.error("page error:", err.message));
+  page.on("console", (msg) => {
+    if (msg.type() === "error" && /Content Security Policy/i.test(msg.text())) {
+      cspViolations.push(page.url() + ": " + msg.text());
+    }
+  });
   return page;
 }
 
@@ -261,6 +269,7 @@ export function assertNoTokenInUrls() {
   for (const url of pageUrls) {
     assert.ok(!/eyJ[\w-]+\.[\w-]+\./.test(url) && !/token=/i.test(url), "token in URL: " + url);
   }
+  assert.deepEqual(cspViolations, [], "the Content-Security-Policy refused something a page needs");
 }
 
 /** Open `base` and log in as `name`; returns once the lobby is up and the socket welcomed. */

@@ -687,6 +687,10 @@ async fn bad_configurations_stop_the_server_at_start() {
             "--jwt-leeway",
         ),
         (&[("ARENA_ALLOWED_ORIGINS", "*")], "--allowed-origins"),
+        (
+            &[("ARENA_WS_READ_BUFFER_BYTES", "16")],
+            "--ws-read-buffer-bytes",
+        ),
     ];
     let mut wrong = Vec::new();
     for (env, names) in cases {
@@ -752,6 +756,131 @@ async fn start_refused(data: &DataDir, env: &[(&str, &str)]) -> Result<(Option<i
         .await
         .unwrap();
     Ok((status.code(), stderr))
+}
+
+/// A server that cannot start says why in the operator's words (no "internal error:"
+/// label, which is what a client's 500 says) and announces nothing it has not done: the
+/// admin account is not "ready" on a server that never served.
+#[tokio::test]
+async fn a_taken_port_is_named_and_no_admin_is_announced() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let data = DataDir::new();
+    let env = [
+        ("ARENA_LISTEN", addr.as_str()),
+        ("ARENA_ADMIN_USERNAME", "root_admin"),
+        ("ARENA_ADMIN_PASSWORD", "correct horse battery staple"),
+    ];
+    let (code, stderr) = start_refused(&data, &env)
+        .await
+        .expect("the server started on a taken port");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("arena-server: cannot listen on {addr}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("internal error"), "{stderr}");
+    assert!(!stderr.contains("admin account ready"), "{stderr}");
+}
+
+/// An unreachable `--database-url` is reported at once, naming the host and port that
+/// refused (never the password), instead of after the pool's acquire timeout.
+#[tokio::test]
+async fn an_unreachable_database_is_named_at_once() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("postgres://arena:s3cret-pw@127.0.0.1:{port}/arena");
+    let data = DataDir::new();
+    let started = Instant::now();
+    // A pool timeout far beyond the bound below: waiting for it would fail the test.
+    let env = [
+        ("ARENA_DATABASE_URL", url.as_str()),
+        ("ARENA_DATABASE_TIMEOUT_MS", "60000"),
+    ];
+    let (code, stderr) = start_refused(&data, &env)
+        .await
+        .expect("the server started without its database");
+    let took = started.elapsed();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(took < Duration::from_secs(5), "took {took:?}: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot connect to the database at 127.0.0.1:{port}"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret-pw"), "{stderr}");
+    assert!(!stderr.contains("internal error"), "{stderr}");
+}
+
+/// Logs written to a file (stderr is not a terminal here) carry no colour codes.
+#[tokio::test]
+async fn logs_to_a_file_carry_no_colour_codes() {
+    let data = DataDir::new();
+    let server = TestServer::start_env(
+        &data,
+        &[
+            ("ARENA_ADMIN_USERNAME", "root_admin"),
+            ("ARENA_ADMIN_PASSWORD", "correct horse battery staple"),
+        ],
+    )
+    .await;
+    let (status, _) = server.get("/healthz", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(server.signal_and_wait("TERM").await, Some(0));
+    let log = std::fs::read_to_string(data.0.join("server.log")).unwrap();
+    assert!(log.contains("admin account ready"), "{log}");
+    assert!(log.contains("serving"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in the log file:\n{log:?}"
+    );
+}
+
+// ---- 6. Security headers ----
+
+/// Every answer carries the security headers: the pages a Content-Security-Policy that
+/// allows this origin only, and no answer can be framed or sniffed.
+#[tokio::test]
+async fn pages_and_answers_carry_the_security_headers() {
+    let data = DataDir::new();
+    let server = TestServer::start(&data, &[]).await;
+    let client = reqwest::Client::new();
+    for path in [
+        "/",
+        "/admin/",
+        "/app.js",
+        "/favicon.svg",
+        "/healthz",
+        "/no-such-page",
+    ] {
+        let resp = client
+            .get(format!("{}{path}", server.origin()))
+            .send()
+            .await
+            .unwrap();
+        let h = resp.headers();
+        let csp = h
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(csp.contains("default-src 'self'"), "{path}: {csp:?}");
+        assert!(csp.contains("script-src 'self'"), "{path}: {csp:?}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp:?}");
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp:?}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+    }
+    let icon = client
+        .get(format!("{}/favicon.svg", server.origin()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(icon.status(), 200);
+    assert_eq!(icon.headers()["content-type"], "image/svg+xml");
 }
 
 // ---- One address, every slot ----

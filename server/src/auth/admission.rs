@@ -237,10 +237,7 @@ mod tests {
         assert_eq!(c.session_id(), "b");
 
         list.revoke_session(&revoked("c"));
-        assert_eq!(
-            rebind(&list, c, &claims("c")),
-            Rebind::Refused
-        );
+        assert_eq!(rebind(&list, c, &claims("c")), Rebind::Refused);
         assert_eq!(c.session_id(), "b");
         assert!(c.close_requested().is_none());
     }
@@ -286,7 +283,7 @@ mod tests {
             let barrier = Arc::new(std::sync::Barrier::new(2));
             let mover = {
                 let (list, barrier, handle) = (list.clone(), barrier.clone(), handle.clone());
-                let (a, b) = (a.clone(), b.clone());
+                let b = b.clone();
                 tokio::task::spawn_blocking(move || {
                     barrier.wait();
                     rebind(&list, &handle, &claims(&b))

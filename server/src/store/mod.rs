@@ -154,6 +154,41 @@ pub struct RoleChange {
     pub event: Option<LoggedEvent>,
 }
 
+/// One connection to a database server, before the pool is made: the pool would retry a
+/// refused connection until its acquire timeout, while at start a database that is not
+/// there should be said at once, naming where the server looked (never the credentials).
+async fn probe(options: &AnyConnectOptions, url: &str, timeout: std::time::Duration) -> Result<()> {
+    use sqlx::Connection;
+    let host = database_host(url);
+    match tokio::time::timeout(timeout, sqlx::AnyConnection::connect_with(options)).await {
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(Error::internal(format!(
+            "cannot connect to the database at {host}: {e}"
+        ))),
+        Err(_) => Err(Error::internal(format!(
+            "the database at {host} did not answer within {} ms (--database-timeout-ms)",
+            timeout.as_millis()
+        ))),
+    }
+}
+
+/// Where a database URL points (`host:port`), without its user and password.
+fn database_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if host.is_empty() {
+        "the default host"
+    } else {
+        host
+    }
+}
+
 impl Store {
     /// Open (creating if needed) the database and bring its schema up to date.
     pub async fn open(database_url: Option<&str>, data_dir: &Path) -> Result<Store> {
@@ -178,6 +213,9 @@ impl Store {
         };
         let is_sqlite = url.starts_with("sqlite:");
         let options = AnyConnectOptions::from_str(&url)?;
+        if !is_sqlite {
+            probe(&options, &url, acquire_timeout).await?;
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(if is_sqlite { 8 } else { 16 })
             .acquire_timeout(acquire_timeout)
@@ -1019,4 +1057,25 @@ async fn revoke_sessions_where(
     }
     let rows = q.fetch_all(&mut *conn).await?;
     rows.iter().map(RevokedSession::from_row).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_host;
+
+    #[test]
+    fn a_database_is_named_by_its_host_never_its_credentials() {
+        for (url, host) in [
+            (
+                "postgres://arena:s3cret@db.example:5433/arena?sslmode=require",
+                "db.example:5433",
+            ),
+            ("postgres://arena@127.0.0.1/arena", "127.0.0.1"),
+            ("postgres://localhost:5432", "localhost:5432"),
+            ("postgres:///arena?host=/run/postgresql", "the default host"),
+            ("postgres://u:p@w@[::1]:5432/x", "[::1]:5432"),
+        ] {
+            assert_eq!(database_host(url), host, "{url}");
+        }
+    }
 }
