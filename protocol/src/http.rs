@@ -282,3 +282,73 @@ mod tests {
         assert!(v["members"].is_array());
     }
 }
+
+/// A user named in an admin listing: who acted, whom it concerned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRef {
+    pub id: String,
+    pub username: String,
+}
+
+/// A ban in force (`GET /admin/bans`, and a user's entry in `GET /admin/users`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BanInfo {
+    pub user: UserRef,
+    pub reason: Option<String>,
+    /// Unix ms.
+    pub banned_at: i64,
+    /// Unix ms; `null`: permanent.
+    pub banned_until: Option<i64>,
+    /// The admin who banned; `null` for a ban made before the audit log existed.
+    pub banned_by: Option<UserRef>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BansResponse {
+    pub bans: Vec<BanInfo>,
+}
+
+/// One user in `GET /admin/users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSummary {
+    pub user: User,
+    pub created_at: i64,
+    pub ban: Option<BanInfo>,
+    /// Sessions neither ended nor past their refresh expiry.
+    pub sessions: u64,
+    /// Open sockets (in a cluster: on every live node).
+    pub sockets: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UsersResponse {
+    pub users: Vec<UserSummary>,
+    /// The `offset` of the next page; `null` on the last one.
+    pub next_offset: Option<u64>,
+}
+
+/// One admin action in `GET /admin/audit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: String,
+    /// Unix ms.
+    pub at: i64,
+    pub admin: UserRef,
+    /// `kick`, `ban`, `unban` or `role`.
+    pub action: String,
+    pub target: UserRef,
+    pub reason: Option<String>,
+    /// A timed ban's end (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub banned_until: Option<i64>,
+    /// A role change's new role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<crate::Role>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditResponse {
+    pub entries: Vec<AuditEntry>,
+    /// The `offset` of the next (older) page; `null` on the last one.
+    pub next_offset: Option<u64>,
+}

@@ -316,7 +316,7 @@ async fn background_writes_never_deadlock_with_a_revocation() {
             let (store, user_id) = (store.clone(), user.id.clone());
             tokio::spawn(async move {
                 store
-                    .revoke_user(&user_id, "ban", CloseCode::Kicked, Some(None))
+                    .revoke_user(&user_id, "ban", CloseCode::Kicked, Some(None), None)
                     .await
             })
         };

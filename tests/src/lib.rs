@@ -23,6 +23,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod backplane;
 pub mod cluster;
+pub mod listings;
 pub use cluster::{Cluster, NodeOpts};
 
 /// The longest any single expected event may take before a test fails.

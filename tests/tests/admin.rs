@@ -1,4 +1,5 @@
-//! Admin: live connections, kick (4003), ban (4003 and no login), unban, role checks.
+//! Admin: live connections, kick (4003), ban (4003 and no login), unban, role checks,
+//! and the listings admins work from (users, bans, audit log).
 
 use arena_tests::*;
 use serde_json::json;
@@ -221,4 +222,17 @@ async fn bootstrap_promotes_an_existing_user_and_revokes_their_old_role() {
             .0,
         200
     );
+}
+
+#[tokio::test]
+async fn admins_find_users_bans_and_every_action_in_the_audit_log() {
+    let data = DataDir::new();
+    let (server, admin) = start_with_admin(&data, &[]).await;
+    arena_tests::listings::admin_listings(&server, &admin).await;
+    // The listings are for admins only.
+    let p = server.new_player("al").await;
+    for path in ["/admin/users", "/admin/bans", "/admin/audit"] {
+        let (status, body) = server.get(path, Some(p.token())).await;
+        assert_error(status, &body, 403, "forbidden");
+    }
 }

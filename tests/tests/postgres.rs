@@ -58,3 +58,14 @@ async fn sessions_revocation_and_bans_on_postgres_survive_restart() {
         .await;
     assert_eq!(status, 409);
 }
+
+/// The admin listings' SQL (prefix search with `LIKE ... ESCAPE`, paging, joins) on
+/// PostgreSQL.
+#[tokio::test]
+async fn admin_listings_on_postgres() {
+    let db = PgDatabase::create();
+    let url = db.url();
+    let data = DataDir::new();
+    let (server, admin) = start_with_admin(&data, &["--database-url", &url]).await;
+    arena_tests::listings::admin_listings(&server, &admin).await;
+}

@@ -35,7 +35,8 @@ use crate::error::{Error, Result};
 use crate::ids;
 use crate::registry::Registry;
 use crate::store::{
-    BanRow, CreateOutcome, NewSession, RefreshOutcome, Rotation, SessionPolicy, Store, UserRow,
+    Audit, BanRow, CreateOutcome, NewSession, RefreshOutcome, Rotation, SessionPolicy, Store,
+    UserRow,
 };
 
 use applied::AppliedLog;
@@ -314,12 +315,18 @@ impl Auth {
     /// Change a user's role. A change revokes every token the user holds in the same
     /// transaction (their sockets close with 4003), so no token carries a stale role.
     /// Returns the user as it now is and whether the role changed.
-    pub async fn set_role(self: &Arc<Self>, user_id: &str, role: Role) -> Result<(User, bool)> {
+    /// `audit`: the admin who did it, recorded with the change (a change only).
+    pub async fn set_role(
+        self: &Arc<Self>,
+        user_id: &str,
+        role: Role,
+        audit: Option<Audit>,
+    ) -> Result<(User, bool)> {
         let user_id = user_id.to_string();
         self.detached(move |auth| async move {
             let written = auth
                 .store
-                .set_role(&user_id, role, "role changed")
+                .set_role(&user_id, role, "role changed", audit.as_ref())
                 .await?
                 .ok_or_else(|| Error::not_found("user"))?;
             let change = written.value;
@@ -360,7 +367,7 @@ impl Auth {
                          it an admin (give that account's password, or choose another name)"
                     )));
                 }
-                Ok(self.set_role(&user.id, Role::Admin).await?.0)
+                Ok(self.set_role(&user.id, Role::Admin, None).await?.0)
             }
         }
     }
@@ -605,7 +612,13 @@ impl Auth {
     pub async fn logout(self: &Arc<Self>, claims: &Claims, all: bool) -> Result<Revoked> {
         if all {
             return self
-                .revoke_user(&claims.sub, CloseCode::SessionRevoked, "logged out", None)
+                .revoke_user(
+                    &claims.sub,
+                    CloseCode::SessionRevoked,
+                    "logged out",
+                    None,
+                    None,
+                )
                 .await;
         }
         self.end_session(
@@ -678,18 +691,20 @@ impl Auth {
 
     /// Revoke every token and session of a user (and with `ban`, ban them: `Some(None)`
     /// permanently, `Some(Some(until))` until then). `not_found` for an unknown user.
+    /// `audit`: the admin action it is, recorded in the same transaction.
     pub async fn revoke_user(
         self: &Arc<Self>,
         user_id: &str,
         close: CloseCode,
         reason: &str,
         ban: Option<Option<i64>>,
+        audit: Option<Audit>,
     ) -> Result<Revoked> {
         let (user_id, reason) = (user_id.to_string(), reason.to_string());
         self.detached(move |auth| async move {
             let written = auth
                 .store
-                .revoke_user(&user_id, &reason, close, ban)
+                .revoke_user(&user_id, &reason, close, ban, audit.as_ref())
                 .await?
                 .ok_or_else(|| Error::not_found("user"))?;
             let revoked = auth.spread(written.commit.is_ok(), &written.value, 0).await;
@@ -703,10 +718,10 @@ impl Auth {
     /// holds now; while that cannot be known the ban stays in force here (fail closed).
     /// Racing bans and unbans end in commit order: each carries its log id, and an older
     /// one never overrides a newer one in memory.
-    pub async fn unban(self: &Arc<Self>, user_id: &str) -> Result<()> {
+    pub async fn unban(self: &Arc<Self>, user_id: &str, audit: Option<Audit>) -> Result<()> {
         let user_id = user_id.to_string();
         self.detached(move |auth| async move {
-            let written = auth.store.unban(&user_id).await?;
+            let written = auth.store.unban(&user_id, audit.as_ref()).await?;
             let Some(event) = &written.value else {
                 return Err(Error::not_found("user"));
             };

@@ -21,6 +21,7 @@
 //! - **A revocation's commit whose outcome is unknown is still reported** ([`Write`]): the
 //!   caller applies it in memory anyway (fail closed) and answers with an error.
 
+mod audit;
 mod keys;
 mod rooms;
 mod rows;
@@ -34,6 +35,7 @@ use sqlx::{AnyPool, Row};
 
 pub use crate::events::{LoggedEvent, RevocationEvent, RevokedSession};
 use arena_protocol::CloseCode;
+pub use audit::{Actor, AdminAction, Audit, AuditRow, ListedBan, UserListing};
 pub use keys::{KeyRow, KeyringRows, OpenedKeyring};
 pub use rooms::{RoomRefusal, RoomRow};
 pub use rows::{BanRow, NewSession, SessionRow, UserRow};
@@ -305,6 +307,7 @@ impl Store {
         user_id: &str,
         role: Role,
         reason: &str,
+        audit: Option<&Audit>,
     ) -> Result<Option<Write<RoleChange>>> {
         let mut tx = self.pool.begin().await?;
         let Some(user) = lock_user(&mut tx, user_id).await? else {
@@ -326,6 +329,9 @@ impl Store {
             .await?;
         let event =
             revoke_all_of_user(&mut tx, user_id, reason, CloseCode::Kicked, None, now).await?;
+        if let Some(audit) = audit {
+            audit::record(&mut tx, audit, &user, now).await?;
+        }
         let change = RoleChange {
             user: UserRow { role, ..user },
             changed: true,
@@ -608,25 +614,31 @@ impl Store {
         reason: &str,
         close: CloseCode,
         ban: Option<Option<i64>>,
+        audit: Option<&Audit>,
     ) -> Result<Option<Write<LoggedEvent>>> {
         let mut tx = self.pool.begin().await?;
-        if lock_user(&mut tx, user_id).await?.is_none() {
+        let Some(user) = lock_user(&mut tx, user_id).await? else {
             return Ok(None);
-        }
+        };
         let now = crate::ids::now_ms();
         if let Some(until) = ban {
             sqlx::query(
-                "INSERT INTO bans (user_id, reason, banned_at, banned_until) VALUES ($1, $2, $3, $4)
+                "INSERT INTO bans (user_id, reason, banned_at, banned_until, banned_by)
+                 VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (user_id) DO UPDATE
                  SET reason = excluded.reason, banned_at = excluded.banned_at,
-                     banned_until = excluded.banned_until",
+                     banned_until = excluded.banned_until, banned_by = excluded.banned_by",
             )
             .bind(user_id)
             .bind(reason)
             .bind(now)
             .bind(until)
+            .bind(audit.map(|a| a.actor.id.as_str()))
             .execute(&mut *tx)
             .await?;
+        }
+        if let Some(audit) = audit {
+            audit::record(&mut tx, audit, &user, now).await?;
         }
         let event = revoke_all_of_user(&mut tx, user_id, reason, close, ban, now).await?;
         let logged = self.log(&mut tx, event, now).await?;
@@ -687,15 +699,22 @@ impl Store {
 
     /// Lift a user's ban, under the user row's lock (so it orders with a ban). `false`
     /// when the user does not exist.
-    pub async fn unban(&self, user_id: &str) -> Result<Write<Option<LoggedEvent>>> {
+    pub async fn unban(
+        &self,
+        user_id: &str,
+        audit: Option<&Audit>,
+    ) -> Result<Write<Option<LoggedEvent>>> {
         let mut tx = self.pool.begin().await?;
-        if lock_user(&mut tx, user_id).await?.is_none() {
+        let Some(user) = lock_user(&mut tx, user_id).await? else {
             return Ok(Write::known(None));
-        }
+        };
         sqlx::query("DELETE FROM bans WHERE user_id = $1")
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
+        if let Some(audit) = audit {
+            audit::record(&mut tx, audit, &user, crate::ids::now_ms()).await?;
+        }
         let event = RevocationEvent::Unban {
             user_id: user_id.to_string(),
         };
