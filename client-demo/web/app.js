@@ -167,7 +167,7 @@ async function login(register) {
     show("lobby");
     connect();
   } catch (e) {
-    $("login-error").textContent = e.message;
+    $("login-error").textContent = loginFailure(e);
   }
 }
 

@@ -27,9 +27,19 @@ async function request(method, path, token, body) {
   const data = text ? safeJson(text) : null;
   if (!response.ok) {
     const error = (data && data.error) || {};
-    throw new ApiError(response.status, error.code || "http_" + response.status, error.message || response.statusText);
+    const failure = new ApiError(response.status, error.code || "http_" + response.status, error.message || response.statusText);
+    failure.bannedUntil = error.banned_until;
+    throw failure;
   }
   return data;
+}
+
+/** What to tell a player whose login was refused: a ban says so, and until when in their own time. */
+function loginFailure(e) {
+  if (e.code !== "banned") return e.message;
+  return e.bannedUntil
+    ? "This account is banned until " + new Date(e.bannedUntil).toLocaleString() + "."
+    : "This account is banned permanently.";
 }
 
 function safeJson(text) {

@@ -118,6 +118,10 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     pub code: ErrorCode,
     pub message: String,
+    /// With `banned`: when the ban ends (Unix ms), absent for a permanent ban, so a client
+    /// can show it in the player's own time (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub banned_until: Option<i64>,
 }
 
 impl ErrorBody {
@@ -126,6 +130,7 @@ impl ErrorBody {
             error: ErrorDetail {
                 code,
                 message: message.into(),
+                banned_until: None,
             },
         }
     }

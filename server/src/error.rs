@@ -28,6 +28,10 @@ pub enum Error {
         retry_after: u64,
     },
 
+    /// The account is banned (403 `banned`): until `until` (Unix ms), or for good.
+    #[error("banned")]
+    Banned { until: Option<i64> },
+
     /// The database failed. Logged in full, answered as a plain 500.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -73,6 +77,7 @@ impl Error {
             Error::Client { code, .. } => *code,
             Error::RateLimited { .. } => ErrorCode::RateLimited,
             Error::Limited { code, .. } => *code,
+            Error::Banned { .. } => ErrorCode::Banned,
             Error::Database(e) if database_unreachable(e) => ErrorCode::Unavailable,
             Error::Database(_) | Error::Internal(_) => ErrorCode::Internal,
         }
@@ -88,6 +93,7 @@ impl IntoResponse for Error {
                 format!("too many attempts; retry in {retry_after} s")
             }
             Error::Limited { message, .. } => message.clone(),
+            Error::Banned { until } => banned_message(*until),
             Error::Database(e) if database_unreachable(e) => {
                 tracing::warn!(error = %e, "database out of reach");
                 "the database is out of reach; retry shortly".to_string()
@@ -103,7 +109,11 @@ impl IntoResponse for Error {
         };
         let status =
             StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = (status, Json(ErrorBody::new(code, message))).into_response();
+        let mut body = ErrorBody::new(code, message);
+        if let Error::Banned { until } = &self {
+            body.error.banned_until = *until;
+        }
+        let mut response = (status, Json(body)).into_response();
         let retry_after = match self {
             Error::RateLimited { retry_after } | Error::Limited { retry_after, .. } => {
                 Some(retry_after.max(1))
@@ -131,4 +141,19 @@ fn database_unreachable(e: &sqlx::Error) -> bool {
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
     )
+}
+
+/// "this account is banned until Wed, 02 Dec 2026 15:54:24 GMT": a date people read (the
+/// body's `banned_until` carries the instant for a client to show in local time).
+pub(crate) fn banned_message(until: Option<i64>) -> String {
+    match until.and_then(|ms| u64::try_from(ms).ok()) {
+        Some(ms) => {
+            let end = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+            format!(
+                "this account is banned until {}",
+                httpdate::fmt_http_date(end)
+            )
+        }
+        None => "this account is banned permanently".to_string(),
+    }
 }

@@ -96,6 +96,66 @@ test("an admin kicks a player from the console and the player is told why", asyn
   assert.equal((await snapshot(alicePage)).connected, true);
 });
 
+test("an admin finds an offline player, bans them, sees it in the bans and the audit log, and unbans", async () => {
+  await server.register("dave");
+  const adminPage = await newPage(await browser.newContext());
+  await adminPage.setViewportSize({ width: 1280, height: 1400 });
+  await adminPage.goto(base + "/admin/");
+  await adminPage.fill("#username", ADMIN[0]);
+  await adminPage.fill("#password", ADMIN[1]);
+  await adminPage.click("#login-form button[type=submit]");
+  await adminPage.waitForSelector("#players-view:not([hidden])", { timeout: DEADLINE });
+
+  // Dave never connected: only the search finds him.
+  await adminPage.fill("#user-query", "DA");
+  await adminPage.click("#search-form button[type=submit]");
+  const row = "#users tr[data-username='dave']";
+  await adminPage.waitForSelector(row, { timeout: DEADLINE });
+  assert.equal(await adminPage.textContent(row + " .status"), "offline");
+  assert.equal(await adminPage.textContent(row + " .ban-state"), "—");
+
+  await adminPage.fill("#reason", "cheating");
+  await adminPage.fill("#duration", "3600");
+  await adminPage.click(row + " button.ban");
+  await adminPage.waitForSelector(row + " button.unban", { timeout: DEADLINE });
+  const state = await adminPage.textContent(row + " .ban-state");
+  assert.match(state, /^banned, until /);
+  assert.doesNotMatch(state, /\d{13}/, "a date, not epoch milliseconds");
+  // The bans list and the audit log show it, with who, why and until when.
+  const banRow = "#bans tr[data-username='dave']";
+  await adminPage.waitForSelector(banRow, { timeout: DEADLINE });
+  const banText = await adminPage.textContent(banRow);
+  assert.match(banText, /cheating/);
+  assert.match(banText, new RegExp(ADMIN[0]));
+  assert.doesNotMatch(banText, /\d{13}/);
+  const auditBan = "#audit tr[data-action='ban'][data-target='dave']";
+  await adminPage.waitForSelector(auditBan, { timeout: DEADLINE });
+  assert.match(await adminPage.textContent(auditBan), /banned, until .*cheating/);
+  await adminPage.screenshot({ path: join(artifacts, "admin-bans-and-audit.png"), fullPage: true });
+
+  // Dave cannot log in, and the page says it is a ban and until when.
+  const davePage = await newPage(await browser.newContext());
+  await davePage.goto(base + "/");
+  await davePage.fill("#username", "dave");
+  await davePage.fill("#password", "dave-password");
+  await davePage.click("#login-button");
+  await davePage.waitForSelector("#login-error:has-text('banned until')", { timeout: DEADLINE });
+  const refused = await davePage.textContent("#login-error");
+  assert.match(refused, /^This account is banned until .+\.$/);
+  assert.doesNotMatch(refused, /\d{13}/, "a date, not epoch milliseconds");
+  // The login screen shows no header of a session (the rough edge where `display: flex`
+  // beat the `hidden` attribute).
+  assert.equal(await davePage.isVisible("#who"), false, "the header's Log out shows on the login screen");
+  await davePage.screenshot({ path: join(artifacts, "banned-login.png") });
+
+  // Lifted from the bans list.
+  await adminPage.click(banRow + " button.unban");
+  await adminPage.waitForSelector("#notice:has-text('Lifted the ban on dave')", { timeout: DEADLINE });
+  await adminPage.waitForSelector(banRow, { state: "detached", timeout: DEADLINE });
+  await adminPage.waitForSelector("#audit tr[data-action='unban'][data-target='dave']", { timeout: DEADLINE });
+  await adminPage.waitForSelector(row + " button.ban", { timeout: DEADLINE });
+});
+
 test("a player is refused by the admin console", async () => {
   const page = await newPage(await browser.newContext());
   await page.goto(base + "/admin/");

@@ -125,6 +125,24 @@ async fn timed_ban_reports_its_end() {
         until >= before + 3_600_000 && until < before + 3_700_000,
         "{until}"
     );
+    // The refused login says it is a ban and until when, as a date people read, and
+    // carries the instant for a client to show in local time.
+    let (status, refused) = server
+        .post(
+            "/auth/login",
+            None,
+            json!({"username": p.username, "password": p.password}),
+        )
+        .await;
+    assert_error(status, &refused, 403, "banned");
+    assert_eq!(refused["error"]["banned_until"], until, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("this account is banned until "),
+        "{message}"
+    );
+    assert!(message.ends_with(" GMT"), "{message}");
+    assert!(!message.contains(&until.to_string()), "{message}");
     let (status, body) = server
         .post(
             &format!("/admin/users/{}/ban", p.id()),

@@ -127,8 +127,8 @@ impl Auth {
     pub fn authenticate(&self, token: &str) -> Result<Claims> {
         self.check_current()?;
         let claims = self.keys.verify(token)?;
-        if self.revocations.ban(&claims.sub).is_some() {
-            return Err(Error::new(ErrorCode::Banned, "this account is banned"));
+        if let Some(until) = self.revocations.ban(&claims.sub) {
+            return Err(Error::Banned { until });
         }
         if self.revocations.is_revoked(&claims) {
             return Err(Error::new(
@@ -843,11 +843,9 @@ impl Auth {
 }
 
 fn banned(ban: &BanRow) -> Error {
-    let until = match ban.banned_until {
-        Some(t) => format!(" until {t}"),
-        None => String::new(),
-    };
-    Error::new(ErrorCode::Banned, format!("this account is banned{until}"))
+    Error::Banned {
+        until: ban.banned_until,
+    }
 }
 
 pub fn validate_credentials(username: &str, password: &str) -> Result<()> {

@@ -544,6 +544,7 @@ fn text(message: &ServerMessage) -> Message {
 fn error_frame(e: &Error) -> ServerMessage {
     let message = match e {
         Error::Client { message, .. } => message.clone(),
+        Error::Banned { until } => crate::error::banned_message(*until),
         _ => "the token could not be checked".into(),
     };
     ServerMessage::error(e.code(), message)
