@@ -112,6 +112,43 @@ pub struct PlayerState {
     pub x: f64,
     pub y: f64,
     pub last_seq: u64,
+    /// Orbs taken this round.
+    #[serde(default)]
+    pub score: u32,
+}
+
+/// An orb in a `state` frame: touching it scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrbState {
+    pub id: u64,
+    pub x: f64,
+    pub y: f64,
+}
+
+/// Whether a round is being played or the room is between rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoundPhase {
+    Playing,
+    Pause,
+}
+
+/// The round in a `state` frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoundState {
+    pub number: u32,
+    pub phase: RoundPhase,
+    /// When the phase ends (server time, Unix ms): the round's end while `playing`, the
+    /// next round's start during the `pause`.
+    pub ends_at: i64,
+}
+
+/// A player's score in a `round` message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScoreLine {
+    pub id: String,
+    pub username: String,
+    pub score: u32,
 }
 
 /// The arena a room's game runs in.
@@ -196,6 +233,22 @@ pub enum ServerMessage {
         room: String,
         tick: u64,
         players: Vec<PlayerState>,
+        #[serde(default)]
+        orbs: Vec<OrbState>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        round: Option<RoundState>,
+    },
+    /// A round started (`phase: playing`, `ends_at` its end) or ended (`phase: pause`,
+    /// `ends_at` the next one's start, `winners` the top scorers, `scores` every score).
+    Round {
+        room: String,
+        round: u32,
+        phase: RoundPhase,
+        ends_at: i64,
+        #[serde(default)]
+        winners: Vec<ScoreLine>,
+        #[serde(default)]
+        scores: Vec<ScoreLine>,
     },
     TokenExpiring {
         expires_at: i64,

@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arena_protocol::ws::{ChatFrom, PlayerState, ServerMessage};
+use arena_protocol::ws::{ChatFrom, OrbState, PlayerState, RoundPhase, RoundState, ServerMessage};
 use arena_server::frame::TextFrame;
 use arena_server::registry::{NewConnection, Registry, RegistryLimits};
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -155,8 +155,21 @@ fn room_state(n: u64) -> ServerMessage {
                 x: 123.45 + i as f64,
                 y: 67.89 + i as f64,
                 last_seq: 100_000 + i,
+                score: i as u32,
             })
             .collect(),
+        orbs: (0..6)
+            .map(|i| OrbState {
+                id: 1_000 + i,
+                x: 100.0 + 50.0 * i as f64,
+                y: 200.5,
+            })
+            .collect(),
+        round: Some(RoundState {
+            number: 12,
+            phase: RoundPhase::Playing,
+            ends_at: 1_795_458_340_215,
+        }),
     }
 }
 

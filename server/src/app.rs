@@ -180,6 +180,10 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         },
         config.tick_hz,
         config.chat_delivery,
+        crate::game::round::RoundTimes {
+            round_secs: config.round_secs,
+            pause_secs: config.round_pause_secs,
+        },
     ));
     rooms.ensure_main_hall().await?;
     if let Some(cluster) = &cluster {

@@ -261,6 +261,16 @@ pub struct Config {
     #[arg(long, env = "ARENA_CHAT_DELIVERY", value_enum, default_value = "tick")]
     pub chat_delivery: crate::game::room::ChatDelivery,
 
+    /// Seconds a round is played before its winner is announced.
+    #[arg(long, env = "ARENA_ROUND_SECS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub round_secs: u64,
+
+    /// Seconds between a round's end (the winner banner) and the next round.
+    #[arg(long, env = "ARENA_ROUND_PAUSE_SECS", default_value_t = 8,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub round_pause_secs: u64,
+
     /// Game ticks per second in every room.
     #[arg(long, env = "ARENA_TICK_HZ", default_value_t = 20,
           value_parser = clap::value_parser!(u32).range(1..=120))]

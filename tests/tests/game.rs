@@ -118,3 +118,89 @@ async fn input_outside_a_room_is_an_error() {
         .await;
     assert_eq!(ws.recv_type("error").await["code"], "invalid_request");
 }
+
+/// The objective over the socket: `state` carries the orbs, each player's score and the
+/// round; a player steered onto an orb scores; when the round's time is up everyone gets
+/// the same `round` message (`pause`) naming the winner, and then the next round starts
+/// from zero.
+#[tokio::test]
+async fn orbs_score_and_rounds_end_with_the_same_winner_for_everyone() {
+    let data = DataDir::new();
+    let server = TestServer::start(&data, &["--round-secs", "4", "--round-pause-secs", "1"]).await;
+    let alice = server.new_player("rd").await;
+    let bob = server.new_player("rd").await;
+    let (_, room) = server
+        .post("/lobby/rooms", Some(alice.token()), json!({"name": "Orbs"}))
+        .await;
+    let room_id = room["id"].as_str().unwrap();
+    let mut a = server.ws_ok(alice.token()).await;
+    let mut b = server.ws_ok(bob.token()).await;
+    for ws in [&mut a, &mut b] {
+        ws.send_json(json!({"type": "join", "room": room_id})).await;
+        ws.recv_type("joined").await;
+    }
+
+    // Steer alice to the nearest orb until she has scored, within the round.
+    let mut seq = 0;
+    let round_number = loop {
+        let s = a.recv_type("state").await;
+        let round = &s["round"];
+        assert!(round["ends_at"].is_i64(), "{s}");
+        if round["phase"] != "playing" {
+            continue;
+        }
+        let orbs = s["orbs"].as_array().expect("orbs");
+        assert!(!orbs.is_empty(), "{s}");
+        let p = me(&s, alice.id());
+        if p["score"].as_u64().unwrap() > 0 {
+            break round["number"].as_u64().unwrap();
+        }
+        let (x, y) = (p["x"].as_f64().unwrap(), p["y"].as_f64().unwrap());
+        let orb = orbs
+            .iter()
+            .map(|o| (o["x"].as_f64().unwrap() - x, o["y"].as_f64().unwrap() - y))
+            .min_by(|a, b| a.0.hypot(a.1).total_cmp(&b.0.hypot(b.1)))
+            .unwrap();
+        let len = orb.0.hypot(orb.1).max(1e-9);
+        seq += 1;
+        a.send_json(json!({"type": "input", "seq": seq, "dx": orb.0 / len, "dy": orb.1 / len}))
+            .await;
+    };
+
+    // Both sockets get the same end of that round, alice the winner (bob never moved).
+    let mut ends = Vec::new();
+    for ws in [&mut a, &mut b] {
+        let ended = loop {
+            let r = ws.recv_type("round").await;
+            if r["phase"] == "pause" {
+                break r;
+            }
+        };
+        assert_eq!(ended["round"], round_number, "{ended}");
+        assert_eq!(ended["room"], room_id);
+        ends.push(ended);
+    }
+    assert_eq!(ends[0]["winners"], ends[1]["winners"]);
+    assert_eq!(ends[0]["scores"], ends[1]["scores"]);
+    let winners = ends[0]["winners"].as_array().unwrap();
+    assert_eq!(winners.len(), 1, "{}", ends[0]);
+    assert_eq!(winners[0]["id"], alice.id());
+    assert_eq!(winners[0]["username"], alice.username.as_str());
+    assert!(winners[0]["score"].as_u64().unwrap() >= 1);
+
+    // The next round starts, and from zero.
+    let started = loop {
+        let r = b.recv_type("round").await;
+        if r["phase"] == "playing" {
+            break r;
+        }
+    };
+    assert_eq!(started["round"], round_number + 1);
+    let s = loop {
+        let s = b.recv_type("state").await;
+        if s["round"]["number"] == round_number + 1 {
+            break s;
+        }
+    };
+    assert_eq!(me(&s, alice.id())["score"], 0, "{s}");
+}

@@ -349,6 +349,10 @@ mod tests {
             },
             20,
             crate::game::room::ChatDelivery::Tick,
+            crate::game::round::RoundTimes {
+                round_secs: 120,
+                pause_secs: 8,
+            },
         ));
         rooms.ensure_main_hall().await.unwrap();
         rooms

@@ -20,9 +20,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arena_protocol::http::{Member, Room as RoomInfo};
-use arena_protocol::ws::{ChatFrom, LeftReason, PlayerState, ServerMessage};
+use arena_protocol::ws::{
+    ChatFrom, LeftReason, OrbState, PlayerState, RoundPhase, RoundState, ScoreLine, ServerMessage,
+};
 
 use super::link::{RelayHeader, RemoteMember, RoomLink, RoomMsg};
+use super::round::{Match, Phase, RoundEvent, Rules};
 use super::sim::{Player, World};
 use crate::frame::TextFrame;
 use crate::ids;
@@ -84,6 +87,8 @@ pub struct RunState {
     /// Chat lines said since the last tick, encoded, waiting for it
     /// ([`ChatDelivery::Tick`]).
     chat_backlog: Vec<TextFrame>,
+    /// The rounds, orbs and scores; made at the first tick.
+    game: Option<Match>,
     /// No more joins: the room emptied or its lease was lost.
     pub closed: bool,
     /// Closed by [`RoomRun::close`] (the lease was lost, or the node stops), not because
@@ -138,6 +143,7 @@ pub struct RoomRun {
     pub record: RoomRow,
     pub epoch: u64,
     world: World,
+    rules: Rules,
     link: Arc<dyn RoomLink>,
     state: Mutex<RunState>,
     /// Test hook (`ARENA_TEST_TICK_LOG`): where each tick is recorded.
@@ -155,7 +161,7 @@ impl RoomRun {
     pub fn new(
         record: RoomRow,
         epoch: u64,
-        world: World,
+        (world, rules): (World, Rules),
         link: Arc<dyn RoomLink>,
         valid_until: Instant,
         tick_log: Option<Arc<TickLog>>,
@@ -165,11 +171,13 @@ impl RoomRun {
             record,
             epoch,
             world,
+            rules,
             link,
             state: Mutex::new(RunState {
                 seats: Vec::new(),
                 tick: 0,
                 chat_backlog: Vec::new(),
+                game: None,
                 closed: false,
                 stopped: false,
                 valid_until,
@@ -540,21 +548,13 @@ impl RoomRun {
         for seat in state.seats.iter_mut() {
             seat.player.step(&self.world, dt);
         }
-        let message = ServerMessage::State {
-            room: self.record.id.clone(),
-            tick: state.tick,
-            players: state
-                .seats
-                .iter()
-                .map(|s| PlayerState {
-                    id: s.who.user_id().to_string(),
-                    username: s.who.username().to_string(),
-                    x: round2(s.player.x),
-                    y: round2(s.player.y),
-                    last_seq: s.player.last_seq,
-                })
-                .collect(),
-        };
+        let event = self.play(&mut state);
+        if let Some(event) = event {
+            // Before the state, so the state that ends a round shows it ended.
+            let message = self.round_message(&state, event);
+            self.send_to_all(&state, &TextFrame::encode(&message), None);
+        }
+        let message = self.state_message(&state);
         // Encoded once; every member gets the same bytes. Member by member, the tick's
         // chat and then its state, so a socket woken by the first finds the rest there
         // too and writes them all at once.
@@ -580,6 +580,120 @@ impl RoomRun {
         crate::telemetry::tick(started.elapsed());
         Ticked::Ran
     }
+}
+
+impl RoomRun {
+    /// Collisions, orbs and the round clock for this tick (see [`Match::step`]).
+    fn play(&self, state: &mut RunState) -> Option<RoundEvent> {
+        let RunState {
+            seats, tick, game, ..
+        } = state;
+        let mut spawn = orb_position;
+        let game =
+            game.get_or_insert_with(|| Match::new(self.rules, &self.world, *tick, &mut spawn));
+        let mut players: Vec<(&str, &mut Player)> = seats
+            .iter_mut()
+            .map(|Seat { who, player }| (who.user_id(), player))
+            .collect();
+        game.step(&self.world, *tick, &mut players, &mut spawn)
+    }
+
+    /// When the current phase ends, as server time (Unix ms).
+    fn phase_ends_at(&self, game: &Match, tick: u64) -> i64 {
+        ids::now_ms() + (game.ticks_left(tick) as f64 * self.rules.tick_ms) as i64
+    }
+
+    fn state_message(&self, state: &RunState) -> ServerMessage {
+        let game = state.game.as_ref();
+        ServerMessage::State {
+            room: self.record.id.clone(),
+            tick: state.tick,
+            players: state
+                .seats
+                .iter()
+                .map(|s| PlayerState {
+                    id: s.who.user_id().to_string(),
+                    username: s.who.username().to_string(),
+                    x: round2(s.player.x),
+                    y: round2(s.player.y),
+                    last_seq: s.player.last_seq,
+                    score: game.map_or(0, |g| g.score(s.who.user_id())),
+                })
+                .collect(),
+            orbs: game
+                .map(|g| {
+                    g.orbs
+                        .iter()
+                        .map(|o| OrbState {
+                            id: o.id,
+                            x: round2(o.x),
+                            y: round2(o.y),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            round: game.map(|g| RoundState {
+                number: g.round,
+                phase: match g.phase {
+                    Phase::Playing { .. } => RoundPhase::Playing,
+                    Phase::Pause { .. } => RoundPhase::Pause,
+                },
+                ends_at: self.phase_ends_at(g, state.tick),
+            }),
+        }
+    }
+
+    fn round_message(&self, state: &RunState, event: RoundEvent) -> ServerMessage {
+        let name_of = |id: &str| {
+            state
+                .seats
+                .iter()
+                .find(|s| s.who.user_id() == id)
+                .map(|s| s.who.username().to_string())
+        };
+        let line = |id: String, score: u32| ScoreLine {
+            username: name_of(&id).unwrap_or_default(),
+            id,
+            score,
+        };
+        let ends_at = state
+            .game
+            .as_ref()
+            .map_or_else(ids::now_ms, |g| self.phase_ends_at(g, state.tick));
+        match event {
+            RoundEvent::Started { round } => ServerMessage::Round {
+                room: self.record.id.clone(),
+                round,
+                phase: RoundPhase::Playing,
+                ends_at,
+                winners: Vec::new(),
+                scores: Vec::new(),
+            },
+            RoundEvent::Ended {
+                round,
+                winners,
+                scores,
+            } => {
+                let top = scores.first().map_or(0, |(_, s)| *s);
+                ServerMessage::Round {
+                    room: self.record.id.clone(),
+                    round,
+                    phase: RoundPhase::Pause,
+                    ends_at,
+                    winners: winners.into_iter().map(|id| line(id, top)).collect(),
+                    scores: scores.into_iter().map(|(id, s)| line(id, s)).collect(),
+                }
+            }
+        }
+    }
+}
+
+/// Where a new orb goes, as two fractions of the arena: from the OS generator, which is
+/// already here for ids; an orb appears a few times a second per room at most.
+fn orb_position() -> (f64, f64) {
+    let b = ids::random_bytes(4);
+    let fraction = |hi: u8, lo: u8| f64::from(u16::from_be_bytes([hi, lo])) / f64::from(u16::MAX);
+    (fraction(b[0], b[1]), fraction(b[2], b[3]))
 }
 
 /// Two decimals are plenty on screen and keep the frame short.
@@ -664,7 +778,7 @@ mod tests {
         RoomRun::new(
             record,
             1,
-            World::DEFAULT,
+            (World::DEFAULT, Rules::new(20, 120, 8)),
             Arc::new(LocalLink::new("n")),
             Instant::now() + valid_for,
             None,

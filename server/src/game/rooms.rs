@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::link::{Claim, RelayHeader, RemoteMember, Renewal, RoomLink, RoomMsg, RoomReply};
 use super::room::{ChatDelivery, Occupant, RoomRun, SeatError, Seated, TickLog, Ticked};
+use super::round::{RoundTimes, Rules};
 use super::sim::World;
 use crate::frame::TextFrame;
 use crate::registry::ConnHandle;
@@ -106,6 +107,7 @@ pub struct Rooms {
     /// Keyed by the creator's user id: a verified token's subject, never raw input.
     pub(super) create_limiter: Option<DefaultKeyedRateLimiter<String>>,
     world: World,
+    rules: Rules,
     tick: Duration,
     tick_hz: u32,
     chat: ChatDelivery,
@@ -119,6 +121,7 @@ impl Rooms {
         limits: RoomLimits,
         tick_hz: u32,
         chat: ChatDelivery,
+        rounds: RoundTimes,
     ) -> Rooms {
         let tick_hz = tick_hz.clamp(1, 1000);
         Rooms {
@@ -130,6 +133,7 @@ impl Rooms {
                 .map(|n| RateLimiter::keyed(Quota::per_minute(n))),
             limits,
             world: World::DEFAULT,
+            rules: Rules::new(tick_hz, rounds.round_secs, rounds.pause_secs),
             tick: Duration::from_secs_f64(1.0 / tick_hz as f64),
             tick_hz,
             chat,
@@ -441,7 +445,7 @@ impl Rooms {
         let run = Arc::new(RoomRun::new(
             record.clone(),
             epoch,
-            self.world,
+            (self.world, self.rules),
             self.link.clone(),
             valid_until,
             self.tick_log.clone(),
