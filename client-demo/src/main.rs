@@ -361,6 +361,25 @@ fn show(text: &str) {
             println!("* token expires at {expires_at}")
         }
         Ok(ServerMessage::Error { code, message }) => println!("! {code}: {message}"),
+        Ok(ServerMessage::Round {
+            round,
+            phase,
+            winners,
+            ..
+        }) => match phase {
+            arena_protocol::ws::RoundPhase::Playing => println!("* round {round} has started"),
+            arena_protocol::ws::RoundPhase::Pause if winners.is_empty() => {
+                println!("* round {round} is over: nobody scored")
+            }
+            arena_protocol::ws::RoundPhase::Pause => {
+                let names: Vec<&str> = winners.iter().map(|w| w.username.as_str()).collect();
+                let score = winners.first().map_or(0, |w| w.score);
+                println!(
+                    "* round {round} is over: {} won with {score}",
+                    names.join(" and ")
+                )
+            }
+        },
         Ok(ServerMessage::State { .. }) | Ok(ServerMessage::Reauthed { .. }) => {}
         Err(_) => println!("? {text}"),
     }

@@ -24,6 +24,7 @@ const STALE_MS = 1500;          // no state frame for this long: the game view s
 const $ = (id) => document.getElementById(id);
 
 const app = {
+  game: { orbs: [], round: null, scores: new Map(), banner: null, skew: 0 }, // the objective, as the server says
   access: null,        // access token (memory only)
   accessExpiresAt: 0,  // ms
   user: null,
@@ -359,6 +360,8 @@ function onMessage(m) {
   switch (m.type) {
     case "welcome":
       app.welcomed = true;
+      // Server time minus ours: a round's `ends_at` is in server time.
+      app.game.skew = m.server_time - Date.now();
       app.backoff = 500;
       app.reconnectAttempt = 0;
       renderConnState();
@@ -447,6 +450,25 @@ function onMessage(m) {
       app.frames.push({ at: performance.now(), tick: m.tick, byId: new Map(m.players.map((p) => [p.id, p])) });
       if (app.frames.length > 2) app.frames.shift();
       reconcile(m);
+      app.game.orbs = m.orbs || [];
+      app.game.round = m.round || null;
+      app.game.scores = new Map(m.players.map((p) => [p.id, p.score || 0]));
+      renderMembers();
+      break;
+    }
+    case "round": {
+      if (!app.room || m.room !== app.room.id) break;
+      if (m.phase === "pause") {
+        const names = m.winners.map((w) => w.username);
+        const text = names.length === 0 ? `Round ${m.round}: nobody scored`
+          : names.length === 1 ? `${names[0]} wins round ${m.round} with ${m.winners[0].score}!`
+          : `Round ${m.round}: a tie between ${names.join(" and ")} (${m.winners[0].score} each)`;
+        app.game.banner = { text, until: m.ends_at - app.game.skew };
+        systemLine(text);
+      } else {
+        app.game.banner = null;
+        systemLine(`Round ${m.round} has started: touch the orbs!`);
+      }
       break;
     }
     case "token_expiring":
@@ -525,18 +547,52 @@ function updateDirection() {
   for (const code of app.keys) { dx += KEYS[code][0]; dy += KEYS[code][1]; }
   dx = Math.max(-1, Math.min(1, dx));
   dy = Math.max(-1, Math.min(1, dy));
+  steer(dx, dy);
+}
+
+/** Move in direction (dx, dy), each in -1..1: what a key, a stick or a script asks for. */
+function steer(dx, dy) {
   if (dx !== app.dir.dx || dy !== app.dir.dy) {
     app.dir = { dx, dy };
     sendInput();
   }
 }
 
+/** Head for the nearest orb (an autopilot for demos and tests). */
+function steerToNearestOrb() {
+  const me = app.user && positions().find((p) => p.id === app.user.id);
+  if (!me || app.game.orbs.length === 0) return steer(0, 0);
+  let best = null;
+  for (const o of app.game.orbs) {
+    const d = Math.hypot(o.x - me.x, o.y - me.y);
+    if (!best || d < best.d) best = { d, dx: o.x - me.x, dy: o.y - me.y };
+  }
+  const len = Math.max(best.d, 1e-9);
+  steer(Math.round(best.dx / len * 100) / 100, Math.round(best.dy / len * 100) / 100);
+}
+
 // ---------- room UI ----------
 
+/** The players as a scoreboard: the round's best first. Re-rendered only when it changes. */
 function renderMembers() {
-  $("members").replaceChildren(...[...app.members].map(([id, name]) =>
+  const score = (id) => app.game.scores.get(id) || 0;
+  const rows = [...app.members].sort((a, b) => score(b[0]) - score(a[0]) || a[1].localeCompare(b[1]));
+  const key = JSON.stringify(rows.map(([id, name]) => [id, name, score(id)]));
+  if (key === app.game.boardKey) return;
+  app.game.boardKey = key;
+  $("members").replaceChildren(...rows.map(([id, name]) =>
     el("li", { "data-user": id }, el("span", { class: "dot", css: { background: colorFor(id) } }),
-      name + (app.user && id === app.user.id ? " (you)" : ""))));
+      el("span", { class: "name" }, name + (app.user && id === app.user.id ? " (you)" : "")),
+      el("span", { class: "score" }, String(score(id))))));
+}
+
+/** "Round 3 · 1:05 left", or the wait for the next one. */
+function roundStatus() {
+  const r = app.game.round;
+  if (!r) return "";
+  const left = Math.max(0, Math.ceil((r.ends_at - app.game.skew - Date.now()) / 1000));
+  const clock = Math.floor(left / 60) + ":" + String(left % 60).padStart(2, "0");
+  return r.phase === "playing" ? `Round ${r.number} · ${clock} left` : `Next round in ${left} s`;
 }
 
 function renderRoomInfo() {
@@ -588,6 +644,9 @@ function positions() {
   });
 }
 
+/** The server's sizes (game/round.rs Rules): what touches what is decided there. */
+const PLAYER_RADIUS = 14, ORB_RADIUS = 8;
+
 function draw() {
   requestAnimationFrame(draw);
   if (app.view !== "game") return;
@@ -598,10 +657,22 @@ function draw() {
   ctx.strokeStyle = "rgba(108,140,255,0.08)";
   for (let x = 0; x <= canvas.width; x += 60) { ctx.beginPath(); ctx.moveTo(x, 0); ctx.lineTo(x, canvas.height); ctx.stroke(); }
   for (let y = 0; y <= canvas.height; y += 60) { ctx.beginPath(); ctx.moveTo(0, y); ctx.lineTo(canvas.width, y); ctx.stroke(); }
+  for (const o of app.game.orbs) {
+    ctx.beginPath();
+    ctx.arc(o.x * sx, o.y * sy, ORB_RADIUS * sx, 0, Math.PI * 2);
+    ctx.fillStyle = "#ffd166";
+    ctx.shadowColor = "#ffd166";
+    ctx.shadowBlur = 14;
+    ctx.fill();
+    ctx.shadowBlur = 0;
+  }
+  const status = $("round-status"), text = roundStatus();
+  if (status.textContent !== text) status.textContent = text;
   for (const p of positions()) {
     const x = p.x * sx, y = p.y * sy, me = app.user && p.id === app.user.id;
     ctx.beginPath();
-    ctx.arc(x, y, me ? 15 : 13, 0, Math.PI * 2);
+    // The server's disc radius: discs touch exactly when the server says they do.
+    ctx.arc(x, y, PLAYER_RADIUS * sx, 0, Math.PI * 2);
     ctx.fillStyle = colorFor(p.id);
     ctx.shadowColor = colorFor(p.id);
     ctx.shadowBlur = me ? 18 : 8;
@@ -612,6 +683,15 @@ function draw() {
     ctx.font = "13px system-ui, sans-serif";
     ctx.textAlign = "center";
     ctx.fillText(p.username, x, y - 22);
+  }
+  const banner = app.game.banner;
+  if (banner && Date.now() < banner.until) {
+    ctx.fillStyle = "rgba(11,14,28,0.55)";
+    ctx.fillRect(0, canvas.height / 2 - 50, canvas.width, 100);
+    ctx.fillStyle = "#ffd166";
+    ctx.font = "700 30px system-ui, sans-serif";
+    ctx.textAlign = "center";
+    ctx.fillText(banner.text, canvas.width / 2, canvas.height / 2 + 10);
   }
   // Not live: say so over the last picture instead of showing a frozen game.
   const last = app.frames[app.frames.length - 1];
@@ -695,6 +775,8 @@ if (localStorage.getItem(REFRESH_KEY)) resume(); else show("login");
 
 // For tests and the curious: what the page currently shows.
 window.arena = {
+  steer,
+  steerToNearestOrb,
   snapshot: () => ({
     view: app.view,
     notice: app.notice,
@@ -708,6 +790,10 @@ window.arena = {
     joining: app.pendingJoin && app.pendingJoin.room,
     members: [...app.members.values()],
     players: positions(),
+    orbs: app.game.orbs.length,
+    round: app.game.round && { number: app.game.round.number, phase: app.game.round.phase },
+    scores: Object.fromEntries([...app.game.scores].map(([id, n]) => [app.members.get(id) || id, n])),
+    banner: app.game.banner && app.game.banner.text,
     tick: app.frames.length ? app.frames[app.frames.length - 1].tick : null,
     seq: app.seq,
     connected: connected(),

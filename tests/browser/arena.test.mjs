@@ -20,6 +20,8 @@ before(async () => {
   mkdirSync(artifacts, { recursive: true });
   server = await new h.ArenaServer("arena", [
     "--auth-rate-limit", "0", "--admin-username", ADMIN[0], "--admin-password", ADMIN[1],
+    // Short rounds, so a test sees one end.
+    "--round-secs", "8", "--round-pause-secs", "3",
   ]).start();
   base = server.base;
   for (const name of ["alice", "bob", "carol"]) await server.register(name);
@@ -59,13 +61,13 @@ test("two players in two browsers see each other move and chat", async () => {
   await alicePage.keyboard.down("ArrowRight");
   // Bob's page shows alice moving right.
   await bobPage.waitForFunction(
-    (x0) => window.arena.snapshot().players.find((p) => p.username === "alice").x > Math.min(x0 + 80, 955),
+    (x0) => window.arena.snapshot().players.find((p) => p.username === "alice").x > Math.min(x0 + 80, 940),
     start, { timeout: DEADLINE });
   await alicePage.keyboard.up("ArrowRight");
   const bobY = (await snapshot(alicePage)).players.find((p) => p.username === "bob").y;
   await bobPage.keyboard.down("KeyS");
   await alicePage.waitForFunction(
-    (y0) => window.arena.snapshot().players.find((p) => p.username === "bob").y > Math.min(y0 + 60, 535),
+    (y0) => window.arena.snapshot().players.find((p) => p.username === "bob").y > Math.min(y0 + 60, 520),
     bobY, { timeout: DEADLINE });
   await bobPage.keyboard.up("KeyS");
   assert.deepEqual((await snapshot(bobPage)).members.sort(), ["alice", "bob"]);
@@ -74,6 +76,39 @@ test("two players in two browsers see each other move and chat", async () => {
   await alicePage.press("#chat-input", "Enter");
   await bobPage.waitForSelector("#chat-log li:has-text('hello from alice')", { timeout: DEADLINE });
   await bobPage.screenshot({ path: join(artifacts, "game-two-players.png") });
+});
+
+test("both players see the orbs, the same scores, and the same winner when the round ends", async () => {
+  for (const page of [alicePage, bobPage]) {
+    await page.waitForFunction(() => {
+      const s = window.arena.snapshot();
+      return s.orbs > 0 && s.round && s.round.phase === "playing";
+    }, null, { timeout: DEADLINE });
+  }
+  // Alice runs to the nearest orb, over and over, until she has scored.
+  await alicePage.evaluate(() => {
+    window.__steer = setInterval(() => window.arena.steerToNearestOrb(), 100);
+  });
+  await alicePage.waitForFunction(() => (window.arena.snapshot().scores.alice || 0) > 0, null, { timeout: DEADLINE });
+  await alicePage.screenshot({ path: join(artifacts, "game-mid-round.png") });
+  await alicePage.evaluate(() => { clearInterval(window.__steer); window.arena.steer(0, 0); });
+  // The round ends (8 s rounds): both pages show the same banner and scores.
+  const banners = [];
+  for (const page of [alicePage, bobPage]) {
+    await page.waitForFunction(() => !!window.arena.snapshot().banner, null, { timeout: 20_000 });
+    banners.push((await snapshot(page)).banner);
+  }
+  assert.equal(banners[0], banners[1]);
+  assert.match(banners[0], /^alice wins round \d+ with \d+!$/);
+  const [a, b] = [await snapshot(alicePage), await snapshot(bobPage)];
+  assert.deepEqual(a.scores, b.scores);
+  assert.ok(a.scores.alice > 0 && !(a.scores.bob > 0), JSON.stringify(a.scores));
+  await bobPage.screenshot({ path: join(artifacts, "game-round-winner.png") });
+  // The next round starts from zero.
+  await bobPage.waitForFunction(() => {
+    const s = window.arena.snapshot();
+    return !s.banner && s.round.phase === "playing" && !(s.scores.alice > 0);
+  }, null, { timeout: 20_000 });
 });
 
 test("an admin kicks a player from the console and the player is told why", async () => {
