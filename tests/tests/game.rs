@@ -38,10 +38,6 @@ async fn inputs_move_players_and_everyone_sees_the_state() {
         world["speed"].as_f64().unwrap(),
     );
 
-    let mut b = server.ws_ok(bob.token()).await;
-    b.send_json(json!({"type": "join", "room": room_id})).await;
-    b.recv_type("joined").await;
-
     let start = a.recv_type("state").await;
     let x0 = me(&start, alice.id())["x"].as_f64().unwrap();
     a.send_json(json!({"type": "input", "seq": 1, "dx": 1.0, "dy": 0.0}))
@@ -63,12 +59,17 @@ async fn inputs_move_players_and_everyone_sees_the_state() {
     };
     let ticks = later["tick"].as_u64().unwrap() - t1;
     let x2 = me(&later, alice.id())["x"].as_f64().unwrap();
-    let expected = (x1 + speed / 20.0 * ticks as f64).min(width);
+    // Alone in the room (nobody to bump into); a disc's centre stays its radius, 14, from the wall.
+    let expected = (x1 + speed / 20.0 * ticks as f64).min(width - 14.0);
     assert!(
         (x2 - expected).abs() < 0.05,
         "moved {x1} -> {x2}, expected {expected} after {ticks} ticks"
     );
     assert!(x2 > x0);
+
+    let mut b = server.ws_ok(bob.token()).await;
+    b.send_json(json!({"type": "join", "room": room_id})).await;
+    b.recv_type("joined").await;
 
     // Bob's frames show both players, and alice moving.
     let seen = loop {
