@@ -308,10 +308,7 @@ fn ban_info(b: ListedBan) -> BanInfo {
         reason: b.reason,
         banned_at: b.banned_at,
         banned_until: b.banned_until,
-        banned_by: b.banned_by.map(|a| UserRef {
-            id: a.id,
-            username: a.username,
-        }),
+        banned_by: b.banned_by.map(user_ref),
     }
 }
 
@@ -331,5 +328,12 @@ fn audit_entry(r: AuditRow) -> AuditEntry {
         reason: r.reason,
         banned_until: r.banned_until,
         role: r.role,
+    }
+}
+
+fn user_ref(a: Actor) -> UserRef {
+    UserRef {
+        id: a.id,
+        username: a.username,
     }
 }
