@@ -543,27 +543,27 @@ impl RoomRun {
         if let Some(log) = &self.tick_log {
             log.record(&self.record.id, self.epoch, self.link.node_id());
         }
-        let chat = std::mem::take(&mut state.chat_backlog);
+        // The chat said since the last tick, then (after it: no room frame overtakes a
+        // line said before it) the tick's `round` message if a round started or ended,
+        // then the state, which then shows the round's new phase.
+        let mut queued = std::mem::take(&mut state.chat_backlog);
         state.tick += 1;
         for seat in state.seats.iter_mut() {
             seat.player.step(&self.world, dt);
         }
-        let event = self.play(&mut state);
-        if let Some(event) = event {
-            // Before the state, so the state that ends a round shows it ended.
-            let message = self.round_message(&state, event);
-            self.send_to_all(&state, &TextFrame::encode(&message), None);
+        if let Some(event) = self.play(&mut state) {
+            queued.push(TextFrame::encode(&self.round_message(&state, event)));
         }
         let message = self.state_message(&state);
         // Encoded once; every member gets the same bytes. Member by member, the tick's
-        // chat and then its state, so a socket woken by the first finds the rest there
-        // too and writes them all at once.
+        // queued frames and then its state, so a socket woken by the first finds the rest
+        // there too and writes them all at once.
         let frame = TextFrame::encode(&message);
         let mut remote = false;
         for seat in state.seats.iter() {
             match &seat.who {
                 Occupant::Local(c) => {
-                    for line in &chat {
+                    for line in &queued {
                         c.send(line.clone());
                     }
                     c.offer_state(frame.clone())
@@ -572,7 +572,7 @@ impl RoomRun {
             }
         }
         if remote {
-            for line in &chat {
+            for line in &queued {
                 self.relay(line, false, None);
             }
             self.relay(&frame, true, None);

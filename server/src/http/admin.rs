@@ -215,11 +215,11 @@ impl Page {
                 .map_err(|_| Error::invalid("`offset` must be a non-negative integer")),
         }
     }
+}
 
-    /// The offset of the page after this one, if this one was full.
-    fn next(&self, shown: usize, limit: u32, offset: u64) -> Option<u64> {
-        (shown as u64 == u64::from(limit)).then_some(offset + u64::from(limit))
-    }
+/// The offset of the page after one of `shown` entries, if it was full.
+fn next_offset(shown: usize, limit: u32, offset: u64) -> Option<u64> {
+    (shown as u64 == u64::from(limit)).then_some(offset + u64::from(limit))
 }
 
 /// `GET /admin/users?query=&limit=&offset=`: find anyone, online or not.
@@ -250,7 +250,7 @@ pub async fn users(
         })
         .collect();
     Ok(Json(UsersResponse {
-        next_offset: page.next(users.len(), limit, offset),
+        next_offset: next_offset(users.len(), limit, offset),
         users,
     }))
 }
@@ -274,7 +274,7 @@ pub async fn audit_log(
     let rows = state.auth.store.audit_log(target, limit, offset).await?;
     let entries: Vec<AuditEntry> = rows.into_iter().map(audit_entry).collect();
     Ok(Json(AuditResponse {
-        next_offset: page.next(entries.len(), limit, offset),
+        next_offset: next_offset(entries.len(), limit, offset),
         entries,
     }))
 }
