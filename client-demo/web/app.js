@@ -13,6 +13,13 @@
 // moved to another node (`room_moved`) keeps playing from a fresh run; a room the server
 // takes the player out of (`left` with a reason) returns to the lobby saying why. Every
 // one of these ends in a line of text, in the notice or in the chat log.
+//
+// Smooth to watch: other players are interpolated between the last two state frames; the
+// local player is predicted. The page keeps the inputs it sent in this run and draws its
+// own disc at the server's last position for it plus the movement of the inputs the room
+// had not applied yet (`last_seq`), run ahead by the measured round trip; each state frame
+// drops what it acknowledges and predicts again from there (small corrections fade out,
+// large ones snap). On a touch screen a virtual stick steers, analog, like the keys do.
 "use strict";
 
 const REFRESH_KEY = "arena.refresh_token";
@@ -21,6 +28,11 @@ const JOIN_ATTEMPTS = 4;        // a join answered `unavailable` is tried this m
 const BACKOFF_MAX_MS = 5000;    // reconnect delays: 0.5 s, 1 s, 2 s, 4 s, then 5 s
 const INPUT_RESEND_MS = 1000;   // an input the room has not applied by then is sent again
 const STALE_MS = 1500;          // no state frame for this long: the game view says it waits
+const LEAD_MAX_MS = 1000;       // the local disc never runs further ahead of the server than this
+const AHEAD_MS = 250;           // nor predicts past its last state frame by more (frames stopped)
+const SMOOTH_MS = 100;          // a small correction of the local disc fades with this time constant
+const STICK_SEND_MS = 50;       // the stick sends at most one input per 50 ms (every frame counts
+                                // against the socket's rate limit; the room applies the newest)
 const $ = (id) => document.getElementById(id);
 
 const app = {
@@ -46,6 +58,13 @@ const app = {
   seq: 0,              // last input seq sent; only ever counts up (see reconcile)
   inputSentAt: 0,
   dir: { dx: 0, dy: 0 },
+  // Prediction of the local disc (see predict): the inputs sent in this run, oldest first,
+  // {seq, dx, dy, at}; the newest one the room applied stays as the first (its direction is
+  // the one the server moves the disc with). `acked`: my `last_seq` in the last frame.
+  inputs: [],
+  acked: 0,
+  lead: null,          // ms the local disc runs ahead of the frame it is predicted from (null: not measured yet)
+  correction: { x: 0, y: 0, at: 0 }, // what the last frame moved the prediction by, fading
   keys: new Set(),
   refreshTimer: null,
   reconnectTimer: null,
@@ -232,8 +251,10 @@ function toLobby(message) {
   setWantRoom(null);
   app.pendingJoin = null;
   app.frames = [];
+  resetPrediction();
   app.members = new Map();
   app.keys.clear();
+  releaseStick();
   app.dir = { dx: 0, dy: 0 };
   app.chatRoom = null;
   notify(message || "");
@@ -447,8 +468,12 @@ function onMessage(m) {
       // A tick lower than the last one is a fresh run of the room: never interpolate
       // between two runs.
       if (last && m.tick < last.tick) app.frames = [];
-      app.frames.push({ at: performance.now(), tick: m.tick, byId: new Map(m.players.map((p) => [p.id, p])) });
+      const at = performance.now();
+      const shown = localDisc(at);
+      app.frames.push({ at, tick: m.tick, byId: new Map(m.players.map((p) => [p.id, p])) });
       if (app.frames.length > 2) app.frames.shift();
+      acknowledge(at);
+      correct(shown, at);
       reconcile(m);
       app.game.orbs = m.orbs || [];
       app.game.round = m.round || null;
@@ -497,6 +522,7 @@ function enterRun(m) {
   if (m.world) app.world = m.world;
   app.members = new Map(m.members.map((p) => [p.id, p.username]));
   app.frames = [];
+  resetPrediction();
   app.runAt = performance.now();
   $("room-title").textContent = m.room.name;
   renderMembers();
@@ -509,7 +535,11 @@ function enterRun(m) {
 
 function sendInput() {
   if (!app.room) return;
-  if (send({ type: "input", seq: ++app.seq, dx: app.dir.dx, dy: app.dir.dy })) app.inputSentAt = performance.now();
+  const { dx, dy } = app.dir;
+  if (send({ type: "input", seq: ++app.seq, dx, dy })) {
+    app.inputSentAt = performance.now();
+    remember({ seq: app.seq, dx, dy, at: app.inputSentAt });
+  }
 }
 
 /**
@@ -569,6 +599,189 @@ function steerToNearestOrb() {
   }
   const len = Math.max(best.d, 1e-9);
   steer(Math.round(best.dx / len * 100) / 100, Math.round(best.dy / len * 100) / 100);
+}
+
+// ---------- touch stick ----------
+
+// One finger steers: the knob's offset from the stick's centre is the direction, analog
+// (a thumb halfway out moves at half speed). Pointer capture keeps the drag when the
+// finger slides off the stick, and `touch-action: none` (style.css) keeps the page from
+// scrolling under it.
+const STICK_DEAD_ZONE = 0.15;   // of the radius: a resting thumb does not creep
+const stick = { pointer: null, want: [0, 0], timer: null, sentAt: 0 };
+
+/** Show the stick: the device has a touch screen (or was just touched). */
+function useTouch() {
+  document.documentElement.classList.add("touch");
+}
+
+function stickVector(event) {
+  const box = $("stick").getBoundingClientRect();
+  const radius = box.width / 2;
+  let dx = (event.clientX - box.left - radius) / radius;
+  let dy = (event.clientY - box.top - radius) / radius;
+  const len = Math.hypot(dx, dy);
+  if (len > 1) { dx /= len; dy /= len; }
+  $("stick-knob").style.transform = `translate(${dx * radius * 0.6}px, ${dy * radius * 0.6}px)`;
+  if (len < STICK_DEAD_ZONE) return [0, 0];
+  // Steps of 0.05: a trembling thumb does not send a new input for every pixel.
+  const step = (v) => Math.round(v * 20) / 20;
+  return [step(dx), step(dy)];
+}
+
+function stickSteer(dx, dy) {
+  stick.want = [dx, dy];
+  if (stick.timer) return;
+  const wait = stick.sentAt + STICK_SEND_MS - performance.now();
+  if (wait <= 0) sendStick();
+  else stick.timer = setTimeout(sendStick, wait);
+}
+
+function sendStick() {
+  stick.timer = null;
+  stick.sentAt = performance.now();
+  steer(...stick.want);
+}
+
+/** The finger is off the stick (or the view changed): stop at once, unthrottled. */
+function releaseStick() {
+  if (stick.pointer === null) return;
+  stick.pointer = null;
+  clearTimeout(stick.timer);
+  stick.timer = null;
+  $("stick").classList.remove("active");
+  $("stick-knob").style.transform = "";
+  if (app.view === "game") steer(0, 0);
+}
+
+function initStick() {
+  const base = $("stick");
+  base.addEventListener("pointerdown", (e) => {
+    if (stick.pointer !== null) return; // a second finger does not take over
+    e.preventDefault();
+    stick.pointer = e.pointerId;
+    base.setPointerCapture(e.pointerId);
+    base.classList.add("active");
+    stickSteer(...stickVector(e));
+  });
+  base.addEventListener("pointermove", (e) => {
+    if (e.pointerId === stick.pointer) stickSteer(...stickVector(e));
+  });
+  for (const type of ["pointerup", "pointercancel", "lostpointercapture"]) {
+    base.addEventListener(type, (e) => { if (e.pointerId === stick.pointer) releaseStick(); });
+  }
+  if (matchMedia("(pointer: coarse)").matches || navigator.maxTouchPoints > 0) useTouch();
+  // A touch screen that says nothing of itself shows the stick at its first touch.
+  addEventListener("pointerdown", (e) => { if (e.pointerType === "touch") useTouch(); }, { capture: true, passive: true });
+}
+
+// ---------- prediction ----------
+
+/** Keep an input for predicting; a room that never answers does not make the list grow without end. */
+function remember(input) {
+  app.inputs.push(input);
+  if (app.inputs.length > 256) app.inputs.splice(0, app.inputs.length - 256);
+}
+
+/** A new run (or none): its seat knows none of the inputs sent before. */
+function resetPrediction() {
+  app.inputs = [];
+  app.acked = 0;
+  app.correction = { x: 0, y: 0, at: 0 };
+}
+
+const tickMs = () => 1000 / (app.world.tick_hz || 20);
+const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+const ownState = (frame) => (frame && app.user && frame.byId.get(app.user.id)) || null;
+
+/** A point where a disc may be: its centre a radius from every wall, as the server keeps it. */
+function inArena(x, y) {
+  return { x: clamp(x, PLAYER_RADIUS, app.world.width - PLAYER_RADIUS), y: clamp(y, PLAYER_RADIUS, app.world.height - PLAYER_RADIUS) };
+}
+
+/** An input's direction as the room applies it (game/sim.rs): components in -1..1, length at most 1. */
+function unit(dx, dy) {
+  dx = clamp(dx, -1, 1); dy = clamp(dy, -1, 1);
+  const len = Math.hypot(dx, dy);
+  return len > 1 ? [dx / len, dy / len] : [dx, dy];
+}
+
+/**
+ * The newest frame arrived at `at`: forget the inputs it acknowledges except the newest of
+ * them (the direction the room moves the disc with now), and learn how far to run ahead
+ * from the first frame that acknowledges an input: the time from sending it to seeing it
+ * applied, less the tick of its movement that frame already holds (the room steps a whole
+ * tick with a new direction, however late in the tick it came).
+ */
+function acknowledge(at) {
+  const me = ownState(app.frames[app.frames.length - 1]);
+  if (!me) return;
+  let base = -1;
+  while (base + 1 < app.inputs.length && app.inputs[base + 1].seq <= me.last_seq) base += 1;
+  if (base > 0) app.inputs.splice(0, base);
+  const first = app.inputs[0];
+  if (first && first.seq === me.last_seq && me.last_seq > app.acked) {
+    const sample = at - first.at - tickMs();
+    app.lead = clamp(app.lead === null ? sample : app.lead * 0.7 + sample * 0.3, 0, LEAD_MAX_MS);
+  }
+  app.acked = me.last_seq;
+}
+
+/**
+ * Where the room will have my disc once it has applied what I sent until `now`: the
+ * frame's position moved by my inputs since the moment of mine the frame shows (`lead`
+ * before it arrived), each from when it was sent until the next, bounded like the room's.
+ */
+function predict(frame, now) {
+  const me = ownState(frame);
+  if (!me) return null;
+  const speed = app.world.speed || 240;
+  const since = frame.at - (app.lead || 0);
+  const until = Math.min(now, frame.at + AHEAD_MS);
+  let { x, y } = me;
+  const inputs = app.inputs;
+  for (let i = 0; i < inputs.length; i++) {
+    const input = inputs[i];
+    const from = input.seq <= me.last_seq ? since : Math.max(input.at, since);
+    const to = i + 1 < inputs.length ? Math.min(until, Math.max(inputs[i + 1].at, since)) : until;
+    if (to <= from) continue;
+    const [dx, dy] = unit(input.dx, input.dy);
+    ({ x, y } = inArena(x + dx * speed * (to - from) / 1000, y + dy * speed * (to - from) / 1000));
+  }
+  return { x, y };
+}
+
+/** My disc as drawn: the prediction plus what is left of the last correction. */
+function localDisc(now) {
+  const p = predict(app.frames[app.frames.length - 1], now);
+  if (!p) return null;
+  const c = app.correction;
+  const left = Math.exp(-(now - c.at) / SMOOTH_MS);
+  return inArena(p.x + c.x * left, p.y + c.y * left);
+}
+
+/**
+ * The new frame moved the prediction away from where the disc was drawn (`shown`): fade
+ * from there, unless it is far off (a bump, a seat taken over), where a jump is the truth.
+ */
+function correct(shown, at) {
+  const p = predict(app.frames[app.frames.length - 1], at);
+  const off = shown && p ? { x: shown.x - p.x, y: shown.y - p.y } : { x: 0, y: 0 };
+  app.correction = Math.hypot(off.x, off.y) > SNAP_DISTANCE ? { x: 0, y: 0, at } : { ...off, at };
+}
+
+/** What the tests (and the curious) can see of the prediction. */
+function predictionState() {
+  const frame = app.frames[app.frames.length - 1];
+  const server = ownState(frame);
+  const drawn = server && localDisc(performance.now());
+  return server && {
+    x: drawn.x, y: drawn.y,
+    server: { x: server.x, y: server.y, last_seq: server.last_seq },
+    pending: app.inputs.filter((i) => i.seq > server.last_seq).length,
+    dir: { ...app.dir },
+    lead: Math.round(app.lead || 0),
+  };
 }
 
 // ---------- room UI ----------
@@ -632,37 +845,64 @@ async function learnServerNode() {
 
 // ---------- drawing ----------
 
-/** Each player's position now, interpolated between the last two state frames. */
+/** Each player's position now: interpolated between the last two state frames, mine predicted. */
 function positions() {
   const [a, b] = app.frames.length === 2 ? app.frames : [app.frames[0], app.frames[0]];
   if (!b) return [];
-  const tickMs = 1000 / (app.world.tick_hz || 20);
-  const t = Math.min(1, (performance.now() - b.at) / tickMs);
+  const now = performance.now();
+  const t = Math.min(1, (now - b.at) / tickMs());
   return [...b.byId.values()].map((p) => {
     const from = a.byId.get(p.id) || p;
-    return { id: p.id, username: p.username, x: from.x + (p.x - from.x) * t, y: from.y + (p.y - from.y) * t };
+    const at = app.user && p.id === app.user.id ? localDisc(now)
+      : inArena(from.x + (p.x - from.x) * t, from.y + (p.y - from.y) * t);
+    return { id: p.id, username: p.username, x: at.x, y: at.y };
   });
 }
 
 /** The server's sizes (game/round.rs Rules): what touches what is decided there. */
 const PLAYER_RADIUS = 14, ORB_RADIUS = 8;
+// A prediction this far off was wrong, not late: the disc jumps instead of gliding.
+const SNAP_DISTANCE = 2 * PLAYER_RADIUS;
+
+/**
+ * Give the canvas as many pixels as it covers on the screen (a phone shows it a third as
+ * wide, at three device pixels per CSS pixel), in the arena's proportions; CSS scales it
+ * to the width it has. Returns device pixels per CSS pixel, for sizing text.
+ */
+function fitCanvas(canvas) {
+  const dpr = window.devicePixelRatio || 1;
+  const width = Math.round(canvas.clientWidth * dpr);
+  if (width > 0) {
+    const height = Math.round(width * app.world.height / app.world.width);
+    if (canvas.width !== width || canvas.height !== height) { canvas.width = width; canvas.height = height; }
+  }
+  return dpr;
+}
+
+/** A font of `px` CSS pixels, smaller on a narrow canvas so that a line still fits. */
+function fontOf(canvas, dpr, weight, px) {
+  const size = Math.min(px, canvas.width / dpr / 16 + 4) * dpr;
+  return { font: `${weight} ${size}px system-ui, sans-serif`, size };
+}
 
 function draw() {
   requestAnimationFrame(draw);
   if (app.view !== "game") return;
   const canvas = $("arena");
+  const dpr = fitCanvas(canvas);
   const ctx = canvas.getContext("2d");
   const sx = canvas.width / app.world.width, sy = canvas.height / app.world.height;
   ctx.clearRect(0, 0, canvas.width, canvas.height);
   ctx.strokeStyle = "rgba(108,140,255,0.08)";
-  for (let x = 0; x <= canvas.width; x += 60) { ctx.beginPath(); ctx.moveTo(x, 0); ctx.lineTo(x, canvas.height); ctx.stroke(); }
-  for (let y = 0; y <= canvas.height; y += 60) { ctx.beginPath(); ctx.moveTo(0, y); ctx.lineTo(canvas.width, y); ctx.stroke(); }
+  ctx.lineWidth = dpr;
+  for (let x = 0; x <= app.world.width; x += 60) { ctx.beginPath(); ctx.moveTo(x * sx, 0); ctx.lineTo(x * sx, canvas.height); ctx.stroke(); }
+  for (let y = 0; y <= app.world.height; y += 60) { ctx.beginPath(); ctx.moveTo(0, y * sy); ctx.lineTo(canvas.width, y * sy); ctx.stroke(); }
   for (const o of app.game.orbs) {
     ctx.beginPath();
     ctx.arc(o.x * sx, o.y * sy, ORB_RADIUS * sx, 0, Math.PI * 2);
     ctx.fillStyle = "#ffd166";
     ctx.shadowColor = "#ffd166";
-    ctx.shadowBlur = 14;
+    ctx.shadowBlur = 14 * dpr;
     ctx.fill();
     ctx.shadowBlur = 0;
   }
@@ -675,23 +915,26 @@ function draw() {
     ctx.arc(x, y, PLAYER_RADIUS * sx, 0, Math.PI * 2);
     ctx.fillStyle = colorFor(p.id);
     ctx.shadowColor = colorFor(p.id);
-    ctx.shadowBlur = me ? 18 : 8;
+    ctx.shadowBlur = (me ? 18 : 8) * dpr;
     ctx.fill();
     ctx.shadowBlur = 0;
-    if (me) { ctx.lineWidth = 3; ctx.strokeStyle = "#fff"; ctx.stroke(); }
+    if (me) { ctx.lineWidth = 3 * Math.min(sx, dpr); ctx.strokeStyle = "#fff"; ctx.stroke(); }
     ctx.fillStyle = "#e8ebff";
-    ctx.font = "13px system-ui, sans-serif";
+    ctx.font = `${13 * dpr}px system-ui, sans-serif`;
     ctx.textAlign = "center";
-    ctx.fillText(p.username, x, y - 22);
+    // Above the disc, or below it when the disc is at the top wall.
+    const label = PLAYER_RADIUS * sy + 6 * dpr;
+    ctx.fillText(p.username, x, y - label < 12 * dpr ? y + label + 10 * dpr : y - label);
   }
   const banner = app.game.banner;
   if (banner && Date.now() < banner.until) {
+    const { font, size } = fontOf(canvas, dpr, 700, 30);
     ctx.fillStyle = "rgba(11,14,28,0.55)";
-    ctx.fillRect(0, canvas.height / 2 - 50, canvas.width, 100);
+    ctx.fillRect(0, canvas.height / 2 - size * 1.7, canvas.width, size * 3.4);
     ctx.fillStyle = "#ffd166";
-    ctx.font = "700 30px system-ui, sans-serif";
+    ctx.font = font;
     ctx.textAlign = "center";
-    ctx.fillText(banner.text, canvas.width / 2, canvas.height / 2 + 10);
+    ctx.fillText(banner.text, canvas.width / 2, canvas.height / 2 + size / 3, canvas.width * 0.96);
   }
   // Not live: say so over the last picture instead of showing a frozen game.
   const last = app.frames[app.frames.length - 1];
@@ -702,10 +945,11 @@ function draw() {
   if (waiting) {
     ctx.fillStyle = "rgba(11,14,28,0.6)";
     ctx.fillRect(0, 0, canvas.width, canvas.height);
+    const { font, size } = fontOf(canvas, dpr, 600, 24);
     ctx.fillStyle = "#e8ebff";
-    ctx.font = "600 24px system-ui, sans-serif";
+    ctx.font = font;
     ctx.textAlign = "center";
-    ctx.fillText(waiting, canvas.width / 2, canvas.height / 2);
+    ctx.fillText(waiting, canvas.width / 2, canvas.height / 2 + size / 3, canvas.width * 0.96);
   }
 }
 
@@ -738,7 +982,8 @@ $("chat-form").addEventListener("submit", (e) => {
 });
 addEventListener("keydown", (e) => onKey(e, true));
 addEventListener("keyup", (e) => onKey(e, false));
-addEventListener("blur", () => { app.keys.clear(); if (app.view === "game") updateDirection(); });
+addEventListener("blur", () => { app.keys.clear(); releaseStick(); if (app.view === "game") updateDirection(); });
+initStick();
 // The network is back: do not wait out the backoff.
 addEventListener("online", () => {
   if (!app.reconnectTimer) return;
@@ -796,6 +1041,9 @@ window.arena = {
     banner: app.game.banner && app.game.banner.text,
     tick: app.frames.length ? app.frames[app.frames.length - 1].tick : null,
     seq: app.seq,
+    // Mine: drawn (predicted) and as the last state frame has it; inputs not yet applied.
+    me: predictionState(),
+    touch: document.documentElement.classList.contains("touch"),
     connected: connected(),
     moved: app.counts.moved,
     rejoined: app.counts.rejoined,
