@@ -123,6 +123,10 @@ pub struct Connection {
     pub username: String,
     pub session_id: String,
     pub room: Option<String>,
+    /// The room's name, when it is known (an extension: `GET /admin/connections` and the
+    /// admin user page fill it in; the registry itself only knows the id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_name: Option<String>,
     pub connected_at: i64,
     pub remote_addr: String,
     /// The node holding the socket (in a cluster).
@@ -190,6 +194,52 @@ pub struct NodeInfo {
     pub sockets: u64,
     /// The node has confirmed recently that it holds every revocation.
     pub current: bool,
+    /// Successful logins and revocations on this node, a minute each, the oldest first
+    /// (the last [`ACTIVITY_MINUTES`] minutes; the last entry is the minute running now).
+    #[serde(default)]
+    pub activity: Vec<MinuteActivity>,
+}
+
+/// How many minutes of activity a node keeps and `GET /admin/overview` shows.
+pub const ACTIVITY_MINUTES: usize = 30;
+
+/// One minute of a node's (or, summed, the deployment's) activity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MinuteActivity {
+    /// The minute's start (Unix ms, a multiple of 60,000).
+    pub at: i64,
+    pub logins: u64,
+    /// Sessions revoked (logout, theft, kick, ban, role change, an admin ending one).
+    pub revocations: u64,
+}
+
+/// `GET /admin/overview` (an extension): the deployment at a glance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OverviewResponse {
+    /// Unix ms of this reading.
+    pub at: i64,
+    /// Open sockets on every live node.
+    pub sockets: u64,
+    pub rooms: u64,
+    /// Players seated in rooms, summed over the rooms.
+    pub players_in_rooms: u64,
+    /// Live nodes (1 without a backplane).
+    pub nodes: u64,
+    /// Logins and revocations per minute over the live nodes, the oldest first.
+    pub minutes: Vec<MinuteActivity>,
+}
+
+/// `GET /admin/users/{user}` (an extension): one user, for the admin's user page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserDetail {
+    /// What `GET /admin/users` says of them.
+    pub summary: UserSummary,
+    /// Live sessions, the oldest first (`current` is always false here).
+    pub sessions: Vec<SessionInfo>,
+    /// Open sockets, on every live node.
+    pub connections: Vec<Connection>,
+    /// The latest admin actions on this user (at most 50), the newest first.
+    pub history: Vec<AuditEntry>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -334,10 +384,13 @@ pub struct AuditEntry {
     /// Unix ms.
     pub at: i64,
     pub admin: UserRef,
-    /// `kick`, `ban`, `unban` or `role`.
+    /// `kick`, `ban`, `unban`, `role` or `end_session`.
     pub action: String,
     pub target: UserRef,
     pub reason: Option<String>,
+    /// The session an `end_session` ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
     /// A timed ban's end (Unix ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub banned_until: Option<i64>,

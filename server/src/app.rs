@@ -116,6 +116,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         stale_after_ms: config.stale_secs() as i64 * 1000,
         last_seen: dashmap::DashMap::new(),
         max_sockets_per_user: config.max_sockets_per_user as usize,
+        activity: Default::default(),
         peers: std::sync::OnceLock::new(),
     };
     let auth = Arc::new(auth);

@@ -38,6 +38,18 @@ pub enum RevocationEvent {
     KeysChanged {},
 }
 
+impl RevocationEvent {
+    /// How many sessions it revokes, as the admin overview counts them: a user-wide
+    /// revocation counts at least one (it also revokes tokens no session lists).
+    pub fn sessions_revoked(&self) -> u64 {
+        match self {
+            RevocationEvent::Sessions { sessions, .. } => sessions.len() as u64,
+            RevocationEvent::User { sessions, .. } => sessions.len().max(1) as u64,
+            RevocationEvent::Unban { .. } | RevocationEvent::KeysChanged {} => 0,
+        }
+    }
+}
+
 /// A session that a revocation just ended (or had ended): enough to apply the event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevokedSession {

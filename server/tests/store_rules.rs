@@ -154,7 +154,7 @@ async fn a_refresh_racing_a_logout_never_outlives_the_revocation() {
             let (store, user_id, session) = (store.clone(), user.id.clone(), session.clone());
             tokio::spawn(async move {
                 store
-                    .revoke_session(&user_id, &session, "logout", CloseCode::SessionRevoked, now)
+                    .revoke_session(&user_id, &session, "logout", CloseCode::SessionRevoked, now, None)
                     .await
             })
         };
@@ -235,6 +235,7 @@ async fn pruning_deletes_only_what_can_no_longer_matter() {
                 "logout",
                 CloseCode::SessionRevoked,
                 ids::now_ms(),
+                None,
             )
             .await
             .unwrap();

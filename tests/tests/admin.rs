@@ -254,3 +254,15 @@ async fn admins_find_users_bans_and_every_action_in_the_audit_log() {
         assert_error(status, &body, 403, "forbidden");
     }
 }
+
+#[tokio::test]
+async fn the_user_page_ends_one_session_and_actions_take_a_username() {
+    let data = DataDir::new();
+    let (server, admin) = start_with_admin(&data, &[]).await;
+    arena_tests::listings::user_page_and_actions_by_name(&server, &admin).await;
+    let p = server.new_player("up").await;
+    for path in ["/admin/overview", &format!("/admin/users/{}", p.id())] {
+        let (status, body) = server.get(path, Some(p.token())).await;
+        assert_error(status, &body, 403, "forbidden");
+    }
+}

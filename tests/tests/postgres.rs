@@ -69,3 +69,13 @@ async fn admin_listings_on_postgres() {
     let (server, admin) = start_with_admin(&data, &["--database-url", &url]).await;
     arena_tests::listings::admin_listings(&server, &admin).await;
 }
+
+/// The user page's queries and an admin ending one session, on PostgreSQL.
+#[tokio::test]
+async fn user_page_on_postgres() {
+    let db = PgDatabase::create();
+    let url = db.url();
+    let data = DataDir::new();
+    let (server, admin) = start_with_admin(&data, &["--database-url", &url]).await;
+    arena_tests::listings::user_page_and_actions_by_name(&server, &admin).await;
+}

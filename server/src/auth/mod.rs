@@ -12,6 +12,7 @@
 //! commit's outcome is unknown the revocation is applied anyway (fail closed) and the
 //! request answers with an error.
 
+pub mod activity;
 pub mod admission;
 pub mod applied;
 pub mod extract;
@@ -87,6 +88,8 @@ pub struct Auth {
     pub max_sockets_per_user: usize,
     /// The other nodes of a cluster (set once, when the backplane starts).
     pub peers: OnceLock<Arc<dyn Peers>>,
+    /// Logins and revocations per minute, for the admin overview.
+    pub activity: activity::Activity,
 }
 
 /// The longest one read of the revocation log may take (a link that hangs without an
@@ -446,6 +449,7 @@ impl Auth {
             access_ttl_secs,
         )?;
         self.touch(&session_id, now);
+        self.activity.login(now);
         Ok(IssuedSession {
             session: self.session_answer(
                 access_token,
@@ -556,10 +560,20 @@ impl Auth {
 
     /// The caller's live sessions, with their open socket counts.
     pub async fn sessions(&self, claims: &Claims) -> Result<Vec<SessionInfo>> {
-        let rows = self.store.live_sessions(&claims.sub, ids::now_ms()).await?;
-        let mut sockets = self.registry.sockets_by_session(&claims.sub);
+        self.sessions_of(&claims.sub, Some(&claims.sid)).await
+    }
+
+    /// A user's live sessions, with their open socket counts (on every live node);
+    /// `current` marks the session `current_sid`, when given.
+    pub async fn sessions_of(
+        &self,
+        user_id: &str,
+        current_sid: Option<&str>,
+    ) -> Result<Vec<SessionInfo>> {
+        let rows = self.store.live_sessions(user_id, ids::now_ms()).await?;
+        let mut sockets = self.registry.sockets_by_session(user_id);
         if let Some(peers) = self.peers.get() {
-            for (session, n) in peers.sockets_by_session(&claims.sub).await {
+            for (session, n) in peers.sockets_by_session(user_id).await {
                 *sockets.entry(session).or_default() += n;
             }
         }
@@ -571,7 +585,7 @@ impl Auth {
                     .get(&s.id)
                     .map_or(s.last_seen_at, |t| (*t).max(s.last_seen_at)),
                 sockets: sockets.get(&s.id).copied().unwrap_or(0) as u64,
-                current: s.id == claims.sid,
+                current: current_sid == Some(s.id.as_str()),
                 created_at: s.created_at,
                 user_agent: s.user_agent,
                 remote_addr: s.remote_addr,
@@ -626,18 +640,21 @@ impl Auth {
             &claims.sid,
             CloseCode::SessionRevoked,
             Ending::Now,
+            None,
         )
         .await
     }
 
-    /// Revoke one session of a user; `not_found` when it is not theirs.
+    /// Revoke one session of a user; `not_found` when it is not theirs. `audit`: the
+    /// admin action it is, recorded in the same transaction.
     pub async fn revoke_session(
         self: &Arc<Self>,
         user_id: &str,
         session_id: &str,
         close: CloseCode,
+        audit: Option<Audit>,
     ) -> Result<Revoked> {
-        self.end_session(user_id, session_id, close, Ending::AfterCommit)
+        self.end_session(user_id, session_id, close, Ending::AfterCommit, audit)
             .await
     }
 
@@ -647,6 +664,7 @@ impl Auth {
         session_id: &str,
         close: CloseCode,
         ending: Ending,
+        audit: Option<Audit>,
     ) -> Result<Revoked> {
         let (user_id, session_id) = (user_id.to_string(), session_id.to_string());
         self.detached(move |auth| async move {
@@ -669,9 +687,19 @@ impl Auth {
                     Ending::AfterCommit => (None, 0),
                 }
             };
-            let write =
-                auth.store
-                    .revoke_session(&user_id, &session_id, "logout", close, ids::now_ms());
+            let reason = if audit.is_some() {
+                "ended by an admin"
+            } else {
+                "logout"
+            };
+            let write = auth.store.revoke_session(
+                &user_id,
+                &session_id,
+                reason,
+                close,
+                ids::now_ms(),
+                audit.as_ref(),
+            );
             // A write that failed changed nothing: the provisional mark goes with
             // `_provisional` and the token works again.
             let ((_provisional, closed_before), written) = tokio::join!(ended_here, write);
@@ -778,6 +806,11 @@ impl Auth {
             // An id is this event's only if it committed: a rolled-back transaction's id
             // goes to the next one, which must not look applied already.
             if committed {
+                // Counted once, here where it was made (id 0: a repeat that changed nothing).
+                if event.id != 0 {
+                    self.activity
+                        .revoked(event.event.sessions_revoked(), ids::now_ms());
+                }
                 self.applied.record(event.id, closed);
                 // Its id may show an event this node never received (a publish lost
                 // between another node's commit and Redis): read the log before

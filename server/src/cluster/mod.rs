@@ -232,7 +232,9 @@ impl Cluster {
 
     /// This node as it announces itself.
     fn info(&self) -> NodeInfo {
-        let current = self.auth.upgrade().is_some_and(|auth| {
+        let now = ids::now_ms();
+        let auth = self.auth.upgrade();
+        let current = auth.as_ref().is_some_and(|auth| {
             // Without a stale time: current if its regular log reads are keeping up.
             let window = if self.config.stale_after_ms > 0 {
                 self.config.stale_after_ms
@@ -244,9 +246,10 @@ impl Cluster {
         NodeInfo {
             id: self.config.node_id.clone(),
             started_at: self.started_at,
-            last_seen_at: ids::now_ms(),
+            last_seen_at: now,
             sockets: self.registry.live() as u64,
             current,
+            activity: auth.map_or_else(Vec::new, |auth| auth.activity.recent(now)),
         }
     }
 

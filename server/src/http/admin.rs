@@ -1,25 +1,28 @@
-//! `/admin/*`: live connections, the cluster's nodes, users, bans, the audit log, kick,
-//! ban, unban, role. Every route needs the admin role; every kick, ban, unban and role
-//! change is written to the audit log with the action itself.
+//! `/admin/*`: the overview, live connections, the cluster's nodes, users (found, or one
+//! in full), bans, the audit log, kick, ban, unban, role, ending one session. Every route
+//! needs the admin role; every action is written to the audit log with the action itself.
+//! A user in a path is their id or `@username`.
 
 use std::collections::HashMap;
 
 use arena_protocol::http::{
-    AuditEntry, AuditResponse, BanInfo, BanRequest, BanResponse, BansResponse, ConnectionsResponse,
-    KickRequest, KickResponse, NodeInfo, NodesResponse, RoleRequest, RoleResponse, UserRef,
-    UserSummary, UsersResponse,
+    AuditEntry, AuditResponse, BanInfo, BanRequest, BanResponse, BansResponse, Connection,
+    ConnectionsResponse, KickRequest, KickResponse, NodeInfo, NodesResponse, OverviewResponse,
+    RoleRequest, RoleResponse, UserDetail, UserRef, UserSummary, UsersResponse,
 };
 use arena_protocol::CloseCode;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::JsonBody;
+use crate::auth::activity;
 use crate::auth::extract::AdminUser;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::state::AppState;
-use crate::store::{Actor, AdminAction, Audit, AuditRow, ListedBan};
+use crate::store::{Actor, AdminAction, Audit, AuditRow, ListedBan, UserListing};
 
 /// Longest timed ban: ten years. Anything longer is what `duration_secs` omitted means.
 const MAX_BAN_SECS: u64 = 10 * 365 * 86_400;
@@ -28,7 +31,14 @@ pub async fn connections(
     State(state): State<AppState>,
     _admin: AdminUser,
 ) -> Json<ConnectionsResponse> {
-    let mut connections: Vec<_> = match &state.cluster {
+    let mut connections = named_rooms(&state, all_connections(&state).await).await;
+    connections.sort_by_key(|c| c.connected_at);
+    Json(ConnectionsResponse { connections })
+}
+
+/// Every open socket: this node's, and in a cluster every live node's.
+async fn all_connections(state: &AppState) -> Vec<Connection> {
+    match &state.cluster {
         Some(cluster) => cluster.connections().await,
         None => state
             .auth
@@ -37,9 +47,57 @@ pub async fn connections(
             .iter()
             .map(|h| h.to_wire())
             .collect(),
+    }
+}
+
+/// `connections` with their rooms' names filled in (left out if the lobby cannot be
+/// read: the ids still say where everyone is).
+async fn named_rooms(state: &AppState, mut connections: Vec<Connection>) -> Vec<Connection> {
+    if connections.iter().all(|c| c.room.is_none()) {
+        return connections;
+    }
+    let names: HashMap<String, String> = match state.rooms.list().await {
+        Ok(rooms) => rooms.into_iter().map(|r| (r.id, r.name)).collect(),
+        Err(_) => return connections,
     };
-    connections.sort_by_key(|c| c.connected_at);
-    Json(ConnectionsResponse { connections })
+    for c in &mut connections {
+        c.room_name = c.room.as_ref().and_then(|id| names.get(id)).cloned();
+    }
+    connections
+}
+
+/// `GET /admin/overview`: sockets, rooms, players and nodes now, and the logins and
+/// revocations of the last half hour, a minute at a time, over every live node.
+pub async fn overview(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+) -> Result<Json<OverviewResponse>> {
+    let rooms = state.rooms.list().await?;
+    let now = ids::now_ms();
+    let (sockets, nodes, minutes) = match &state.cluster {
+        Some(cluster) => {
+            let nodes = cluster.nodes().await;
+            let series: Vec<_> = nodes.iter().map(|n| n.activity.clone()).collect();
+            (
+                nodes.iter().map(|n| n.sockets).sum(),
+                nodes.len() as u64,
+                activity::sum(&series, now),
+            )
+        }
+        None => (
+            state.auth.registry.live() as u64,
+            1,
+            state.auth.activity.recent(now),
+        ),
+    };
+    Ok(Json(OverviewResponse {
+        at: now,
+        sockets,
+        rooms: rooms.len() as u64,
+        players_in_rooms: rooms.iter().map(|r| u64::from(r.players)).sum(),
+        nodes,
+        minutes,
+    }))
 }
 
 /// The live nodes of the deployment (without a backplane: this one).
@@ -52,6 +110,7 @@ pub async fn nodes(State(state): State<AppState>, _admin: AdminUser) -> Json<Nod
             last_seen_at: ids::now_ms(),
             sockets: state.auth.registry.live() as u64,
             current: true,
+            activity: state.auth.activity.recent(ids::now_ms()),
         }],
     };
     Json(NodesResponse { nodes })
@@ -60,9 +119,10 @@ pub async fn nodes(State(state): State<AppState>, _admin: AdminUser) -> Json<Nod
 pub async fn kick(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
-    Path(user_id): Path<String>,
+    Path(user): Path<String>,
     JsonBody(body): JsonBody<KickRequest>,
 ) -> Result<Json<KickResponse>> {
+    let user_id = target(&state, &user).await?;
     let reason = reason_or(body.reason, "kicked by an admin")?;
     let audit = audit(&admin, AdminAction::Kick, Some(&reason));
     let revoked = state
@@ -80,9 +140,10 @@ pub async fn kick(
 pub async fn ban(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
-    Path(user_id): Path<String>,
+    Path(user): Path<String>,
     JsonBody(body): JsonBody<BanRequest>,
 ) -> Result<Json<BanResponse>> {
+    let user_id = target(&state, &user).await?;
     let reason = reason_or(body.reason, "banned by an admin")?;
     let banned_until = match body.duration_secs {
         None | Some(serde_json::Value::Null) => None,
@@ -123,9 +184,10 @@ pub async fn ban(
 pub async fn set_role(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
-    Path(user_id): Path<String>,
+    Path(user): Path<String>,
     JsonBody(body): JsonBody<RoleRequest>,
 ) -> Result<Json<RoleResponse>> {
+    let user_id = target(&state, &user).await?;
     let role = body
         .role
         .ok_or_else(|| Error::invalid("field `role` is required"))?;
@@ -141,8 +203,9 @@ pub async fn set_role(
 pub async fn unban(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
-    Path(user_id): Path<String>,
+    Path(user): Path<String>,
 ) -> Result<StatusCode> {
+    let user_id = target(&state, &user).await?;
     let audit = audit(&admin, AdminAction::Unban, None);
     state.auth.unban(&user_id, Some(audit)).await?;
     tracing::info!(admin = %admin.claims.sub, user_id = %user_id, "user unbanned");
@@ -178,6 +241,90 @@ fn audit(
         reason: reason.map(str::to_string),
         banned_until: None,
         role: None,
+        session_id: None,
+    }
+}
+
+/// The user an admin path names: their id, or `@username` (no username holds an `@`).
+/// `not_found` for a name nobody has; an id is checked by the action itself.
+async fn target(state: &AppState, named: &str) -> Result<String> {
+    let Some(name) = named.strip_prefix('@') else {
+        return Ok(named.to_string());
+    };
+    if !arena_protocol::http::valid_username(name) {
+        return Err(Error::not_found("user"));
+    }
+    match state.auth.store.user_by_name(name).await? {
+        Some((user, _)) => Ok(user.id),
+        None => Err(Error::not_found("user")),
+    }
+}
+
+/// `DELETE /admin/users/{user}/sessions/{id}`: end one session of the user (a lost or
+/// stolen device); its sockets close with 4001, their other sessions go on.
+pub async fn end_session(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    Path((user, session_id)): Path<(String, String)>,
+) -> Result<Response> {
+    let user_id = target(&state, &user).await?;
+    let audit = Audit {
+        session_id: Some(session_id.clone()),
+        ..audit(&admin, AdminAction::EndSession, None)
+    };
+    let revoked = state
+        .auth
+        .revoke_session(
+            &user_id,
+            &session_id,
+            CloseCode::SessionRevoked,
+            Some(audit),
+        )
+        .await?;
+    tracing::info!(admin = %admin.claims.sub, user_id = %user_id, session_id = %session_id, closed = revoked.closed, "session ended by an admin");
+    crate::telemetry::admin_action("end_session");
+    Ok((StatusCode::NO_CONTENT, super::auth::nodes_acked(&revoked)).into_response())
+}
+
+/// `GET /admin/users/{user}`: one user in full, for the admin's user page.
+pub async fn user(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    Path(user): Path<String>,
+) -> Result<Json<UserDetail>> {
+    let user_id = target(&state, &user).await?;
+    let listed = state
+        .auth
+        .store
+        .user_listing(&user_id, ids::now_ms())
+        .await?
+        .ok_or_else(|| Error::not_found("user"))?;
+    let (sessions, connections, history) = tokio::join!(
+        state.auth.sessions_of(&user_id, None),
+        all_connections(&state),
+        state.auth.store.audit_log(Some(&user_id), 50, 0),
+    );
+    let mut connections: Vec<Connection> = connections
+        .into_iter()
+        .filter(|c| c.user_id == user_id)
+        .collect();
+    connections.sort_by_key(|c| c.connected_at);
+    let connections = named_rooms(&state, connections).await;
+    Ok(Json(UserDetail {
+        summary: summary(listed, connections.len() as u64),
+        sessions: sessions?,
+        connections,
+        history: history?.into_iter().map(audit_entry).collect(),
+    }))
+}
+
+fn summary(l: UserListing, sockets: u64) -> UserSummary {
+    UserSummary {
+        sockets,
+        created_at: l.user.created_at,
+        ban: l.ban.map(ban_info),
+        sessions: l.live_sessions,
+        user: l.user.to_wire(),
     }
 }
 
@@ -241,12 +388,9 @@ pub async fn users(
     let sockets = sockets_by_user(&state).await;
     let users: Vec<UserSummary> = listed
         .into_iter()
-        .map(|l| UserSummary {
-            sockets: sockets.get(&l.user.id).copied().unwrap_or(0),
-            created_at: l.user.created_at,
-            ban: l.ban.map(ban_info),
-            sessions: l.live_sessions,
-            user: l.user.to_wire(),
+        .map(|l| {
+            let n = sockets.get(&l.user.id).copied().unwrap_or(0);
+            summary(l, n)
         })
         .collect();
     Ok(Json(UsersResponse {
@@ -328,6 +472,7 @@ fn audit_entry(r: AuditRow) -> AuditEntry {
         reason: r.reason,
         banned_until: r.banned_until,
         role: r.role,
+        session_id: r.session_id,
     }
 }
 

@@ -122,13 +122,13 @@ pub async fn end_session(
 ) -> Result<Response> {
     let revoked = state
         .auth
-        .revoke_session(&user.claims.sub, &session_id, CloseCode::SessionRevoked)
+        .revoke_session(&user.claims.sub, &session_id, CloseCode::SessionRevoked, None)
         .await?;
     Ok((StatusCode::NO_CONTENT, nodes_acked(&revoked)).into_response())
 }
 
 /// In a cluster, `Arena-Nodes-Acked: k/n` on a revocation's 204.
-fn nodes_acked(revoked: &Revoked) -> HeaderMap {
+pub(super) fn nodes_acked(revoked: &Revoked) -> HeaderMap {
     let mut headers = HeaderMap::new();
     if let Some(nodes) = revoked.nodes {
         if let Ok(value) = nodes.header_value().parse() {

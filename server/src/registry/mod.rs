@@ -183,6 +183,7 @@ impl ConnHandle {
             connected_at: self.connected_at,
             remote_addr: self.remote_addr.to_string(),
             node: None,
+            room_name: None,
         }
     }
 }

@@ -21,6 +21,8 @@ pub enum AdminAction {
     Ban,
     Unban,
     Role,
+    /// One session ended (its sockets closed with 4001); the user stays logged in elsewhere.
+    EndSession,
 }
 
 impl AdminAction {
@@ -30,6 +32,7 @@ impl AdminAction {
             AdminAction::Ban => "ban",
             AdminAction::Unban => "unban",
             AdminAction::Role => "role",
+            AdminAction::EndSession => "end_session",
         }
     }
 }
@@ -51,6 +54,8 @@ pub struct Audit {
     pub banned_until: Option<i64>,
     /// A role change's new role.
     pub role: Option<Role>,
+    /// The session an `EndSession` ended.
+    pub session_id: Option<String>,
 }
 
 /// One entry of the log, as read back.
@@ -66,11 +71,12 @@ pub struct AuditRow {
     pub reason: Option<String>,
     pub banned_until: Option<i64>,
     pub role: Option<Role>,
+    pub session_id: Option<String>,
 }
 
 impl AuditRow {
     const COLUMNS: &'static str = "id, at, admin_id, admin_name, action, target_id, target_name, \
-         reason, banned_until, role";
+         reason, banned_until, role, session_id";
 
     fn from_row(r: &AnyRow) -> sqlx::Result<AuditRow> {
         Ok(AuditRow {
@@ -86,6 +92,7 @@ impl AuditRow {
             role: r
                 .try_get::<Option<String>, _>("role")?
                 .and_then(|role| Role::parse(&role)),
+            session_id: r.try_get("session_id")?,
         })
     }
 }
@@ -100,8 +107,9 @@ pub(super) async fn record(
 ) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO admin_audit
-             (id, at, admin_id, admin_name, action, target_id, target_name, reason, banned_until, role)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             (id, at, admin_id, admin_name, action, target_id, target_name, reason, banned_until,
+              role, session_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(crate::ids::new_id("a"))
     .bind(now)
@@ -113,6 +121,7 @@ pub(super) async fn record(
     .bind(audit.reason.as_deref())
     .bind(audit.banned_until)
     .bind(audit.role.map(Role::as_str))
+    .bind(audit.session_id.as_deref())
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -125,6 +134,45 @@ pub struct UserListing {
     pub ban: Option<ListedBan>,
     /// Sessions neither revoked nor past their refresh expiry.
     pub live_sessions: u64,
+}
+
+impl UserListing {
+    fn from_row(r: &AnyRow) -> Result<UserListing> {
+        let user = UserRow::from_row(r)?;
+        let banned: Option<String> = r.try_get("ban_user_id")?;
+        let ban = match banned {
+            None => None,
+            Some(user_id) => Some(ListedBan::from_columns(r, user_id, user.username.clone())?),
+        };
+        let live: i64 = r.try_get("live_sessions")?;
+        Ok(UserListing {
+            user,
+            ban,
+            live_sessions: u64::try_from(live).unwrap_or(0),
+        })
+    }
+}
+
+/// The query behind [`UserListing`]: a user, their ban in force and their live sessions
+/// at `$1`, for the users `filter` (a `WHERE` condition, then any order and paging) keeps.
+fn listing_query(filter: &str) -> String {
+    let columns = UserRow::COLUMNS
+        .split(", ")
+        .map(|c| format!("u.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {columns}, b.user_id AS ban_user_id, b.reason, b.banned_at, b.banned_until,
+                b.banned_by, a.username AS banned_by_name,
+                (SELECT COUNT(*) FROM sessions s
+                 WHERE s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > $1)
+                AS live_sessions
+         FROM users u
+         LEFT JOIN bans b ON b.user_id = u.id
+              AND (b.banned_until IS NULL OR b.banned_until > $1)
+         LEFT JOIN users a ON a.id = b.banned_by
+         WHERE {filter}"
+    )
 }
 
 /// An active ban, with who made it.
@@ -190,49 +238,29 @@ impl Store {
         offset: u64,
         now: i64,
     ) -> Result<Vec<UserListing>> {
-        let columns = UserRow::COLUMNS
-            .split(", ")
-            .map(|c| format!("u.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let rows = sqlx::query(&format!(
-            "SELECT {columns}, {ban},
-                    (SELECT COUNT(*) FROM sessions s
-                     WHERE s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > $4)
-                    AS live_sessions
-             FROM users u
-             LEFT JOIN bans b ON b.user_id = u.id
-                  AND (b.banned_until IS NULL OR b.banned_until > $4)
-             LEFT JOIN users a ON a.id = b.banned_by
-             WHERE u.username_key LIKE $1 ESCAPE '\\' OR u.id = $5
+        let rows = sqlx::query(&listing_query(
+            "u.username_key LIKE $2 ESCAPE '\\' OR u.id = $3
              ORDER BY u.username_key
-             LIMIT $2 OFFSET $3",
-            ban = "b.user_id AS ban_user_id, b.reason, b.banned_at, b.banned_until, \
-                   b.banned_by, a.username AS banned_by_name",
+             LIMIT $4 OFFSET $5",
         ))
+        .bind(now)
         .bind(like_prefix(&query.to_lowercase()))
+        .bind(query)
         .bind(i64::from(limit))
         .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-        .bind(now)
-        .bind(query)
         .fetch_all(&self.pool)
         .await?;
-        let mut listed = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let user = UserRow::from_row(r)?;
-            let banned: Option<String> = r.try_get("ban_user_id")?;
-            let ban = match banned {
-                None => None,
-                Some(user_id) => Some(ListedBan::from_columns(r, user_id, user.username.clone())?),
-            };
-            let live: i64 = r.try_get("live_sessions")?;
-            listed.push(UserListing {
-                user,
-                ban,
-                live_sessions: u64::try_from(live).unwrap_or(0),
-            });
-        }
-        Ok(listed)
+        rows.iter().map(UserListing::from_row).collect()
+    }
+
+    /// The user with id `user_id`, as the search lists them.
+    pub async fn user_listing(&self, user_id: &str, now: i64) -> Result<Option<UserListing>> {
+        let row = sqlx::query(&listing_query("u.id = $2"))
+            .bind(now)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(UserListing::from_row).transpose()
     }
 
     /// The bans in force at `now`, the newest first.

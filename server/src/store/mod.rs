@@ -555,7 +555,8 @@ impl Store {
 
     /// Revoke one session of `user_id` (its sockets to be closed with `close`), logged.
     /// `None` when it does not exist or is not theirs; an already revoked session is
-    /// returned again, unlogged (id 0), so the caller can re-apply it.
+    /// returned again, unlogged (id 0), so the caller can re-apply it. With `audit` (an
+    /// admin ended it) the user row is locked and the action recorded, if it revoked.
     pub async fn revoke_session(
         &self,
         user_id: &str,
@@ -563,8 +564,16 @@ impl Store {
         reason: &str,
         close: CloseCode,
         now: i64,
+        audit: Option<&Audit>,
     ) -> Result<Write<Option<LoggedEvent>>> {
         let mut tx = self.pool.begin().await?;
+        let target = match audit {
+            None => None,
+            Some(_) => match lock_user(&mut tx, user_id).await? {
+                Some(user) => Some(user),
+                None => return Ok(Write::commit(tx, None).await),
+            },
+        };
         let mut revoked = revoke_sessions_where(
             &mut tx,
             "id = $3 AND user_id = $4",
@@ -595,6 +604,9 @@ impl Store {
                 LoggedEvent::unlogged(event, &self.origin)
             });
             return Ok(Write::commit(tx, repeat).await);
+        }
+        if let (Some(audit), Some(target)) = (audit, &target) {
+            audit::record(&mut tx, audit, target, now).await?;
         }
         let event = RevocationEvent::Sessions {
             sessions: revoked,
