@@ -1,7 +1,8 @@
 // Arena in a real browser: headless Chromium (Debian's package) driven by playwright-core,
-// against a real arena-server. Two players see each other move and chat; a logout on one
-// page closes the other page of the same session; an admin kicks a player from the
-// console. Screenshots land in artifacts/ at the repository root, the server's log in
+// against a real arena-server. Two players see each other move, chat and play a round; a
+// logout on one page closes the other page of the same session; an admin kicks a player
+// from the console, bans and unbans one from their user page, ends one session of a
+// player, and reads the overview. Screenshots land in artifacts/ at the repository root, the server's log in
 // artifacts/logs/.
 //
 // Run: npm test (from this directory), after `cargo build -p arena-server`.
@@ -131,8 +132,8 @@ test("an admin kicks a player from the console and the player is told why", asyn
   assert.equal((await snapshot(alicePage)).connected, true);
 });
 
-test("an admin finds an offline player, bans them, sees it in the bans and the audit log, and unbans", async () => {
-  await server.register("dave");
+/** An admin console page, logged in, on a tall screen. */
+async function adminConsole() {
   const adminPage = await newPage(await browser.newContext());
   await adminPage.setViewportSize({ width: 1280, height: 1400 });
   await adminPage.goto(base + "/admin/");
@@ -140,6 +141,12 @@ test("an admin finds an offline player, bans them, sees it in the bans and the a
   await adminPage.fill("#password", ADMIN[1]);
   await adminPage.click("#login-form button[type=submit]");
   await adminPage.waitForSelector("#players-view:not([hidden])", { timeout: DEADLINE });
+  return adminPage;
+}
+
+test("an admin finds an offline player, bans them from the user page, sees it in the bans and the audit log, and unbans", async () => {
+  await server.register("dave");
+  const adminPage = await adminConsole();
 
   // Dave never connected: only the search finds him.
   await adminPage.fill("#user-query", "DA");
@@ -149,13 +156,24 @@ test("an admin finds an offline player, bans them, sees it in the bans and the a
   assert.equal(await adminPage.textContent(row + " .status"), "offline");
   assert.equal(await adminPage.textContent(row + " .ban-state"), "—");
 
+  // His page: no session, no socket, no history yet.
+  await adminPage.click(row + " a.user-link");
+  const userPage = "#user-view[data-username='dave']";
+  await adminPage.waitForSelector(userPage + ":not([hidden])", { timeout: DEADLINE });
+  assert.match(await adminPage.textContent("#u-facts"), /player · joined .* · offline$/);
+  assert.equal(await adminPage.isVisible("#u-sessions-empty"), true);
+  assert.equal(await adminPage.isVisible("#u-history-empty"), true);
+
   await adminPage.fill("#reason", "cheating");
   await adminPage.fill("#duration", "3600");
-  await adminPage.click(row + " button.ban");
-  await adminPage.waitForSelector(row + " button.unban", { timeout: DEADLINE });
-  const state = await adminPage.textContent(row + " .ban-state");
-  assert.match(state, /^banned, until /);
+  await adminPage.click("#u-ban-button");
+  await adminPage.waitForSelector("#u-unban:not([hidden])", { timeout: DEADLINE });
+  const state = await adminPage.textContent("#u-ban");
+  assert.match(state, /^banned until .+ \((59 min|1 h) left\), by admin: cheating$/);
   assert.doesNotMatch(state, /\d{13}/, "a date, not epoch milliseconds");
+  await adminPage.waitForSelector("#u-history tr[data-action='ban']", { timeout: DEADLINE });
+  assert.match(await adminPage.textContent("#u-history tr[data-action='ban']"), /admin.*banned, until .*cheating/);
+  assert.match(await adminPage.textContent(row + " .ban-state"), /^banned until /);
   // The bans list and the audit log show it, with who, why and until when.
   const banRow = "#bans tr[data-username='dave']";
   await adminPage.waitForSelector(banRow, { timeout: DEADLINE });
@@ -166,6 +184,7 @@ test("an admin finds an offline player, bans them, sees it in the bans and the a
   const auditBan = "#audit tr[data-action='ban'][data-target='dave']";
   await adminPage.waitForSelector(auditBan, { timeout: DEADLINE });
   assert.match(await adminPage.textContent(auditBan), /banned, until .*cheating/);
+  await adminPage.locator("#user-view").screenshot({ path: join(artifacts, "admin-user-page.png") });
   await adminPage.screenshot({ path: join(artifacts, "admin-bans-and-audit.png"), fullPage: true });
 
   // Dave cannot log in, and the page says it is a ban and until when.
@@ -183,12 +202,67 @@ test("an admin finds an offline player, bans them, sees it in the bans and the a
   assert.equal(await davePage.isVisible("#who"), false, "the header's Log out shows on the login screen");
   await davePage.screenshot({ path: join(artifacts, "banned-login.png") });
 
-  // Lifted from the bans list.
+  // Lifted from the bans list; his page follows.
   await adminPage.click(banRow + " button.unban");
   await adminPage.waitForSelector("#notice:has-text('Lifted the ban on dave')", { timeout: DEADLINE });
   await adminPage.waitForSelector(banRow, { state: "detached", timeout: DEADLINE });
   await adminPage.waitForSelector("#audit tr[data-action='unban'][data-target='dave']", { timeout: DEADLINE });
   await adminPage.waitForSelector(row + " button.ban", { timeout: DEADLINE });
+  await adminPage.waitForSelector("#u-history tr[data-action='unban']", { timeout: DEADLINE });
+  assert.equal(await adminPage.isVisible("#u-ban-button"), true);
+  // And he can play again.
+  await logIn(davePage, "dave");
+});
+
+test("an admin ends one of a player's sessions from the user page: that page is logged out, the other plays on", async () => {
+  await server.register("erin");
+  const phone = await newPage(await browser.newContext());
+  const laptop = await newPage(await browser.newContext());
+  await logIn(phone, "erin");
+  await logIn(laptop, "erin");
+  await joinMainHall(laptop);
+  const adminPage = await adminConsole();
+  // Erin's sockets are live connections: her name opens her page.
+  await adminPage.click("#connections tr[data-username='erin'] a.user-link", { timeout: DEADLINE });
+  await adminPage.waitForFunction(() => document.querySelectorAll("#u-sessions tr").length === 2, null, { timeout: DEADLINE });
+  await adminPage.waitForSelector("#u-sockets td.room:has-text('Main Hall')", { timeout: DEADLINE });
+  assert.doesNotMatch(await adminPage.textContent("#u-sockets"), /\d{13}/);
+  await adminPage.locator("#user-view").screenshot({ path: join(artifacts, "admin-user-sessions.png") });
+
+  // The phone's session is the older one (logged in first): the first row.
+  await adminPage.click("#u-sessions tr:first-child button.end-session");
+  await phone.waitForSelector("#login-view:not([hidden])", { timeout: DEADLINE });
+  assert.equal(await phone.textContent("#notice"), "You were logged out.");
+  await adminPage.waitForFunction(() => document.querySelectorAll("#u-sessions tr").length === 1, null, { timeout: DEADLINE });
+  await adminPage.waitForSelector("#u-history tr[data-action='end_session']", { timeout: DEADLINE });
+  assert.equal((await snapshot(laptop)).connected, true, "the other session plays on");
+  assert.equal((await snapshot(laptop)).view, "game");
+});
+
+test("the overview counts sockets, rooms, players and nodes, and charts logins and revocations", async () => {
+  const adminPage = await adminConsole();
+  await adminPage.waitForFunction(() => Number(document.getElementById("ov-nodes").textContent) === 1, null, { timeout: DEADLINE });
+  // Earlier tests logged in, kicked, banned and ended sessions: the charts have bars.
+  assert.ok(Number(await adminPage.textContent("#ov-sockets")) >= 1);
+  assert.ok(Number(await adminPage.textContent("#ov-players")) >= 1, "a page is still in Main Hall");
+  assert.match(await adminPage.textContent("#ov-logins"), /^[1-9]\d* in all$/);
+  assert.match(await adminPage.textContent("#ov-revocations"), /^[1-9]\d* in all$/);
+  for (const id of ["chart-sockets", "chart-logins", "chart-revocations"]) {
+    const painted = await adminPage.evaluate((id) => {
+      const c = document.getElementById(id);
+      const pixels = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      for (let i = 3; i < pixels.length; i += 4) if (pixels[i] > 0) n++;
+      return n;
+    }, id);
+    assert.ok(painted > 50, `${id} is drawn (${painted} pixels)`);
+  }
+  assert.equal(await adminPage.locator("#nodes tr").count(), 1);
+  assert.match(await adminPage.textContent("#nodes tr"), /up to date/);
+  // A few polls, so the sockets line has points.
+  await adminPage.waitForFunction(() => /\(\d+ s\)/.test(document.getElementById("ov-sockets-range").textContent)
+    && !/\(0 s\)/.test(document.getElementById("ov-sockets-range").textContent), null, { timeout: DEADLINE });
+  await adminPage.locator("#overview-view").screenshot({ path: join(artifacts, "admin-overview.png") });
 });
 
 test("a player is refused by the admin console", async () => {
