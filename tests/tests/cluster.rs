@@ -297,3 +297,73 @@ async fn upgrades_on_two_nodes_racing_a_logout_on_a_third_never_survive() {
     eprintln!("cross-node race: {closed} sockets closed with 4001, {refused} refused");
     assert!(closed > 0, "no upgrade won the race: the test did not race");
 }
+
+/// The admin's user page and overview read the whole deployment: from node c, a user's
+/// sockets on a and b, ending the session whose socket is on a (closed with 4001 before
+/// the 204, confirmed by all three nodes) while the one on b plays on, and the overview's
+/// sums of the logins made on a and b and the revocation made on c.
+#[tokio::test]
+async fn the_user_page_and_the_overview_see_every_node() {
+    let t = three(&[]).await;
+    let p = t.a.new_player("cu").await; // one login on a
+    let on_b = t.b.login(&p.username, &p.password).await; // one on b
+    let mut ws_a = t.a.ws_ok(p.token()).await;
+    let mut ws_b = t.b.ws_ok(&on_b.access_token).await;
+
+    let page = || async {
+        t.c.get(&format!("/admin/users/@{}", p.username), Some(&t.admin))
+            .await
+    };
+    let (status, detail) = page().await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["summary"]["sockets"], 2, "{detail}");
+    let mut nodes: Vec<&str> = detail["connections"]
+        .as_array()
+        .expect("connections")
+        .iter()
+        .filter_map(|c| c["node"].as_str())
+        .collect();
+    nodes.sort_unstable();
+    assert_eq!(nodes, ["node-a", "node-b"], "{detail}");
+    let sessions = detail["sessions"].as_array().expect("sessions");
+    assert!(sessions.iter().all(|s| s["sockets"] == 1), "{detail}");
+
+    let resp =
+        t.c.http
+            .delete(format!(
+                "{}/admin/users/@{}/sessions/{}",
+                t.c.base, p.username, p.session.session_id
+            ))
+            .bearer_auth(&t.admin)
+            .send()
+            .await
+            .expect("end session");
+    assert_eq!(resp.status().as_u16(), 204);
+    assert_eq!(arena_tests::cluster::acked_header(&resp), "3/3");
+    closed_with(&mut ws_a, 4001).await;
+    ws_b.assert_alive().await;
+    refused_now(&t.a, p.token(), "token_revoked").await;
+    assert_eq!(t.b.get("/auth/me", Some(&on_b.access_token)).await.0, 200);
+
+    // Logins: the admin's and the player's on a, the player's on b; each node publishes
+    // its own counts with its heartbeat, so c's sum catches up within one.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let (status, o) = t.c.get("/admin/overview", Some(&t.admin)).await;
+        assert_eq!(status, 200, "{o}");
+        let total = |f: &str| {
+            o["minutes"]
+                .as_array()
+                .map_or(0, |m| m.iter().filter_map(|m| m[f].as_u64()).sum::<u64>())
+        };
+        if total("logins") == 3 && total("revocations") == 1 && o["sockets"] == 1 {
+            assert_eq!(o["nodes"], 3, "{o}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the overview on c should sum every node's logins (3), the one revocation and the one socket left: {o}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
