@@ -104,7 +104,13 @@ export class ArenaServer {
     });
     children.add(child);
     this.child = child;
-    child.stderr.on("data", (chunk) => this.log.write(chunk));
+    // The end of stderr, for the error when it exits before listening: the real cause
+    // (a taken port, a bad flag, an unreachable database) belongs in the test's output.
+    let stderrTail = "";
+    child.stderr.on("data", (chunk) => {
+      this.log.write(chunk);
+      stderrTail = (stderrTail + chunk).slice(-2000);
+    });
     child.once("exit", (code, signal) => {
       children.delete(child);
       this.log.write(`--- exited ${new Date().toISOString()}: ${signal || code}\n`);
@@ -120,7 +126,7 @@ export class ArenaServer {
       });
       child.once("exit", (code, signal) => {
         clearTimeout(timer);
-        fail(new Error(`${this.name} exited with ${signal || code} before listening (see ${logs})`));
+        fail(new Error(`${this.name} exited with ${signal || code} before listening (log in ${logs}):\n${stderrTail.trim()}`));
       });
     });
     this.port = Number(new URL(this.base).port);
