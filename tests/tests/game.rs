@@ -141,32 +141,7 @@ async fn orbs_score_and_rounds_end_with_the_same_winner_for_everyone() {
         ws.recv_type("joined").await;
     }
 
-    // Steer alice to the nearest orb until she has scored, within the round.
-    let mut seq = 0;
-    let round_number = loop {
-        let s = a.recv_type("state").await;
-        let round = &s["round"];
-        assert!(round["ends_at"].is_i64(), "{s}");
-        if round["phase"] != "playing" {
-            continue;
-        }
-        let orbs = s["orbs"].as_array().expect("orbs");
-        assert!(!orbs.is_empty(), "{s}");
-        let p = me(&s, alice.id());
-        if p["score"].as_u64().unwrap() > 0 {
-            break round["number"].as_u64().unwrap();
-        }
-        let (x, y) = (p["x"].as_f64().unwrap(), p["y"].as_f64().unwrap());
-        let orb = orbs
-            .iter()
-            .map(|o| (o["x"].as_f64().unwrap() - x, o["y"].as_f64().unwrap() - y))
-            .min_by(|a, b| a.0.hypot(a.1).total_cmp(&b.0.hypot(b.1)))
-            .unwrap();
-        let len = orb.0.hypot(orb.1).max(1e-9);
-        seq += 1;
-        a.send_json(json!({"type": "input", "seq": seq, "dx": orb.0 / len, "dy": orb.1 / len}))
-            .await;
-    };
+    let round_number = score_an_orb(&mut a, alice.id()).await;
 
     // Both sockets get the same end of that round, alice the winner (bob never moved).
     let mut ends = Vec::new();
@@ -183,11 +158,9 @@ async fn orbs_score_and_rounds_end_with_the_same_winner_for_everyone() {
     }
     assert_eq!(ends[0]["winners"], ends[1]["winners"]);
     assert_eq!(ends[0]["scores"], ends[1]["scores"]);
-    let winners = ends[0]["winners"].as_array().unwrap();
-    assert_eq!(winners.len(), 1, "{}", ends[0]);
-    assert_eq!(winners[0]["id"], alice.id());
-    assert_eq!(winners[0]["username"], alice.username.as_str());
-    assert!(winners[0]["score"].as_u64().unwrap() >= 1);
+    // Alice scored; bob did not move, though an orb may appear on him. The winners
+    // are exactly the top scorers, each named.
+    assert_named_winners(&ends[0], alice.id(), &alice.username);
 
     // The next round starts, and from zero.
     let started = loop {
@@ -204,4 +177,99 @@ async fn orbs_score_and_rounds_end_with_the_same_winner_for_everyone() {
         }
     };
     assert_eq!(me(&s, alice.id())["score"], 0, "{s}");
+}
+
+/// Steer `ws`'s player to the nearest orb until they have scored; the round it was in.
+async fn score_an_orb(ws: &mut Ws, id: &str) -> u64 {
+    let mut seq = 0;
+    loop {
+        let s = ws.recv_type("state").await;
+        let round = &s["round"];
+        assert!(round["ends_at"].is_i64(), "{s}");
+        if round["phase"] != "playing" {
+            continue;
+        }
+        let orbs = s["orbs"].as_array().expect("orbs");
+        assert!(!orbs.is_empty(), "{s}");
+        let p = me(&s, id);
+        if p["score"].as_u64().unwrap() > 0 {
+            return round["number"].as_u64().unwrap();
+        }
+        let (x, y) = (p["x"].as_f64().unwrap(), p["y"].as_f64().unwrap());
+        let orb = orbs
+            .iter()
+            .map(|o| (o["x"].as_f64().unwrap() - x, o["y"].as_f64().unwrap() - y))
+            .min_by(|a, b| a.0.hypot(a.1).total_cmp(&b.0.hypot(b.1)))
+            .unwrap();
+        let len = orb.0.hypot(orb.1).max(1e-9);
+        seq += 1;
+        ws.send_json(json!({"type": "input", "seq": seq, "dx": orb.0 / len, "dy": orb.1 / len}))
+            .await;
+    }
+}
+
+/// A player who scored and left before the round's end is still named in it: the
+/// winner's line carries their name, not an empty one.
+#[tokio::test]
+async fn a_scorer_who_left_is_named_at_the_round_end() {
+    let data = DataDir::new();
+    let server = TestServer::start(&data, &["--round-secs", "4", "--round-pause-secs", "1"]).await;
+    let alice = server.new_player("rl").await;
+    let bob = server.new_player("rl").await;
+    let (_, room) = server
+        .post(
+            "/lobby/rooms",
+            Some(alice.token()),
+            json!({"name": "Leavers"}),
+        )
+        .await;
+    let mut a = server.ws_ok(alice.token()).await;
+    let mut b = server.ws_ok(bob.token()).await;
+    for ws in [&mut a, &mut b] {
+        ws.send_json(json!({"type": "join", "room": room["id"]}))
+            .await;
+        ws.recv_type("joined").await;
+    }
+    let round_number = score_an_orb(&mut a, alice.id()).await;
+    a.send_json(json!({"type": "leave"})).await;
+    a.recv_type("left").await;
+    let ended = loop {
+        let r = b.recv_type("round").await;
+        if r["phase"] == "pause" {
+            break r;
+        }
+    };
+    assert_eq!(ended["round"], round_number, "{ended}");
+    assert_named_winners(&ended, alice.id(), &alice.username);
+}
+
+/// `ended` (a `round` message, `pause`) lists `scorer` by name with at least one point,
+/// and its winners are exactly the top scorers, every line with a name.
+fn assert_named_winners(ended: &Value, scorer: &str, name: &str) {
+    let scores = ended["scores"].as_array().expect("scores");
+    let line = scores
+        .iter()
+        .find(|l| l["id"] == scorer)
+        .unwrap_or_else(|| panic!("{scorer} scored: {ended}"));
+    assert_eq!(line["username"], name, "{ended}");
+    assert!(line["score"].as_u64() >= Some(1), "{ended}");
+    let top = scores.iter().filter_map(|l| l["score"].as_u64()).max();
+    let mut best: Vec<&Value> = scores
+        .iter()
+        .filter(|l| l["score"].as_u64() == top)
+        .collect();
+    let mut winners: Vec<&Value> = ended["winners"]
+        .as_array()
+        .expect("winners")
+        .iter()
+        .collect();
+    best.sort_by_key(|l| l["id"].to_string());
+    winners.sort_by_key(|l| l["id"].to_string());
+    assert_eq!(winners, best, "{ended}");
+    for l in scores {
+        assert!(
+            !l["username"].as_str().unwrap_or_default().is_empty(),
+            "{ended}"
+        );
+    }
 }

@@ -15,6 +15,7 @@
 //! leaves or when its lease could not be kept; a join that finds it closed is told to ask
 //! the lease again.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -89,6 +90,9 @@ pub struct RunState {
     chat_backlog: Vec<TextFrame>,
     /// The rounds, orbs and scores; made at the first tick.
     game: Option<Match>,
+    /// Names of the players who scored in this round and left (id → name): the round's
+    /// end still names them. Emptied when a round ends.
+    departed_scorers: HashMap<String, String>,
     /// No more joins: the room emptied or its lease was lost.
     pub closed: bool,
     /// Closed by [`RoomRun::close`] (the lease was lost, or the node stops), not because
@@ -178,6 +182,7 @@ impl RoomRun {
                 tick: 0,
                 chat_backlog: Vec::new(),
                 game: None,
+                departed_scorers: HashMap::new(),
                 closed: false,
                 stopped: false,
                 valid_until,
@@ -339,6 +344,7 @@ impl RoomRun {
         if let Occupant::Local(c) = &seat.who {
             c.set_room(None);
         }
+        remember_scorer(&mut state, &seat.who);
         self.announce_left(&mut state, &seat.who);
         let empty = state.seats.is_empty();
         if empty {
@@ -431,6 +437,7 @@ impl RoomRun {
             if let Some(i) = state.seats.iter().position(|s| s.who.conn_id() == conn) {
                 let seat = state.seats.remove(i);
                 tracing::debug!(room = %self.record.id, conn, "a member of another node is gone");
+                remember_scorer(state, &seat.who);
                 self.announce_left(state, &seat.who);
                 // If its node is still there after all, its socket must learn it left.
                 if let Occupant::Remote { .. } = &seat.who {
@@ -553,6 +560,7 @@ impl RoomRun {
         }
         if let Some(event) = self.play(&mut state) {
             queued.push(TextFrame::encode(&self.round_message(&state, event)));
+            state.departed_scorers.clear();
         }
         let message = self.state_message(&state);
         // Encoded once; every member gets the same bytes. Member by member, the tick's
@@ -650,6 +658,7 @@ impl RoomRun {
                 .iter()
                 .find(|s| s.who.user_id() == id)
                 .map(|s| s.who.username().to_string())
+                .or_else(|| state.departed_scorers.get(id).cloned())
         };
         let line = |id: String, score: u32| ScoreLine {
             username: name_of(&id).unwrap_or_default(),
@@ -685,6 +694,19 @@ impl RoomRun {
                 }
             }
         }
+    }
+}
+
+/// Keep the name of a player leaving with points in this round, for its end.
+fn remember_scorer(state: &mut RunState, who: &Occupant) {
+    let scored = state
+        .game
+        .as_ref()
+        .is_some_and(|g| g.score(who.user_id()) > 0);
+    if scored {
+        state
+            .departed_scorers
+            .insert(who.user_id().to_string(), who.username().to_string());
     }
 }
 
