@@ -99,25 +99,6 @@ impl Api {
         Ok(rooms.rooms)
     }
 
-    /// A user id from an id or the username of a connected user.
-    pub async fn resolve_user(&self, token: &str, user: &str) -> Result<String, String> {
-        if user.starts_with("u_") {
-            return Ok(user.to_string());
-        }
-        let list = self.call("GET", "/admin/connections", token, None).await?;
-        list["connections"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| {
-                c["username"]
-                    .as_str()
-                    .is_some_and(|n| n.eq_ignore_ascii_case(user))
-            })
-            .and_then(|c| c["user_id"].as_str().map(String::from))
-            .ok_or_else(|| format!("{user} is not connected; pass the user id (u_…) instead"))
-    }
-
     /// Open the game socket with the token in the Authorization header.
     pub async fn connect(&self, token: &str) -> Result<Socket, String> {
         let url = format!("{}/ws", self.base.replacen("http", "ws", 1));

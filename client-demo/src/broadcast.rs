@@ -262,26 +262,26 @@ async fn measure(
     let chats_expected = chats_sent * players as u64;
 
     eprintln!(
-        "  {joined} of {sockets} sockets played (joining took {join_secs:.1} s); in {window:.1} s: {delivered} frames delivered ({states} state, {chats} chat) = {:.0}/s",
-        delivered as f64 / window
+        "  {joined} of {sockets} sockets played (joining took {join_secs:.1} s); in {window:.1} s: {delivered} frames delivered ({states} state, {chats} chat) = {} frames/s",
+        crate::human::number(delivered as f64 / window)
     );
     eprintln!(
         "  state frames per socket per second: mean {:.2}, p50 {:.2}, 1st percentile {:.2}, min {:.2} (ticks at {tick_hz} Hz)",
         state_rate.mean, state_rate.p50, state_rate.p01, state_rate.min
     );
     eprintln!(
-        "  sent {:.0} inputs/s and {:.0} chats/s; chats received {chats} of {chats_expected} sent × players; chat latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
-        inputs_sent as f64 / window,
-        chats_sent as f64 / window,
+        "  sent {} inputs/s and {} chats/s; chats received {chats} of {chats_expected} sent × players; chat latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
+        crate::human::number(inputs_sent as f64 / window),
+        crate::human::number(chats_sent as f64 / window),
         latency.p50,
         latency.p99,
         latency.max
     );
     if let Some((u, s)) = server {
         eprintln!(
-            "  server CPU {u:.2} s user + {s:.2} s system = {:.2} cores; {:.0} frames per CPU second; {:.2} µs user + {:.2} µs system per frame",
+            "  server CPU {u:.2} s user + {s:.2} s system = {:.2} cores; {} frames per CPU second; {:.2} µs user + {:.2} µs system per frame",
             (u + s) / window,
-            frames_per_cpu_sec.unwrap_or(0.0),
+            crate::human::number(frames_per_cpu_sec.unwrap_or(0.0)),
             per_frame(u).unwrap_or(0.0),
             per_frame(s).unwrap_or(0.0)
         );

@@ -8,7 +8,8 @@
 //!   until every socket saw its close code.
 //! - `kick`: an admin kicks users with sockets open, one by one; time to the answer and
 //!   until every socket saw 4003, and `closed` against the sockets the user had.
-//! - `expiry`: sockets whose tokens expire over a few seconds; each must close with 4002.
+//! - `expiry`: sockets whose tokens expire over a few seconds; each must close with 4002
+//!   (a server whose tokens outlive `--max-wait` is refused at once, naming `--access-ttl`).
 //! - `broadcast`: rooms × players moving (20 inputs/s) and chatting; frames delivered,
 //!   state frames per socket per second, chat latency, and with `--server-pid` frames
 //!   per second of server CPU; several room counts in one run give a capacity curve
@@ -67,8 +68,10 @@ pub struct Common {
     pub(crate) label: Option<String>,
 }
 
-/// Print a scenario's JSON line on stdout, with the run's `--label`.
+/// Print a scenario's JSON line on stdout, with the run's `--label`; floats rounded to
+/// three decimals (µs on milliseconds).
 pub(crate) fn emit(common: &Common, mut line: Value) {
+    crate::human::round_json(&mut line);
     if let (Some(label), Some(map)) = (&common.label, line.as_object_mut()) {
         map.insert("label".into(), json!(label));
     }
@@ -89,8 +92,10 @@ fn no_accounts(common: &Common, scenario: &str) -> Result<(), String> {
 pub enum Scenario {
     /// Open users × sockets idle authenticated sockets and hold them.
     Connect {
+        /// Users to log in.
         #[arg(long, default_value_t = 100)]
         users: usize,
+        /// Sockets per user (the server allows --max-sockets-per-user, default 16).
         #[arg(long, default_value_t = 10)]
         sockets: usize,
         /// Seconds to hold the sockets open, sampling server memory every 10 s. SIGINT
@@ -103,8 +108,10 @@ pub enum Scenario {
     },
     /// Log out users that have sockets open and time how fast every socket is closed.
     Revoke {
+        /// Users to log out, one after another.
         #[arg(long, default_value_t = 50)]
         users: usize,
+        /// Sockets each user holds open when logged out.
         #[arg(long, default_value_t = 10)]
         sockets: usize,
         #[command(flatten)]
@@ -113,29 +120,46 @@ pub enum Scenario {
     /// Open users × sockets, then an admin kicks users one at a time: time to the answer
     /// and until every socket of the user saw 4003; `closed` against what it had.
     Kick {
+        /// Users with sockets open.
         #[arg(long, default_value_t = 100)]
         users: usize,
+        /// Sockets per user.
         #[arg(long, default_value_t = 10)]
         sockets: usize,
         /// How many of the users to kick (default: all); the others stay connected, as
         /// bystanders whose sockets must not close.
         #[arg(long)]
         kick: Option<usize>,
-        /// An admin account (the server's --admin-username).
-        #[arg(long, env = "ARENA_LOAD_ADMIN")]
+        /// The admin account that kicks (the server's --admin-username).
+        #[arg(long, env = "ARENA_LOAD_ADMIN", value_name = "NAME")]
         admin: String,
-        #[arg(long, env = "ARENA_LOAD_ADMIN_PASSWORD", hide_env_values = true)]
+        /// That admin account's password.
+        #[arg(
+            long,
+            env = "ARENA_LOAD_ADMIN_PASSWORD",
+            hide_env_values = true,
+            value_name = "PASSWORD"
+        )]
         admin_password: String,
         #[command(flatten)]
         common: Common,
     },
-    /// Sockets whose tokens expire over a few seconds (run the server with a short
-    /// access TTL, say 20 s): each must be closed with 4002 on time.
+    /// Sockets whose tokens expire over a few seconds: each must be closed with 4002 on
+    /// time. The wait is the server's access-token lifetime: run it with a short one
+    /// (`--access-ttl 20`), or raise --max-wait. The defaults fit a default server's
+    /// limits (16 sockets per user, 30 logins a minute per address).
     Expiry {
-        #[arg(long, default_value_t = 400)]
+        /// Users to log in, one after another (each login counts against the server's
+        /// --auth-rate-limit, default 30 a minute: more need --auth-rate-limit 0).
+        #[arg(long, default_value_t = 10)]
         users: usize,
-        #[arg(long, default_value_t = 25)]
+        /// Sockets per user (at most the server's --max-sockets-per-user, default 16).
+        #[arg(long, default_value_t = 10)]
         sockets: usize,
+        /// Longest token lifetime to wait out, in seconds: a server whose access tokens
+        /// live longer is refused at once, naming its --access-ttl flag.
+        #[arg(long, default_value_t = 120, value_name = "SECS")]
+        max_wait: u64,
         #[command(flatten)]
         common: Common,
     },
@@ -146,6 +170,7 @@ pub enum Scenario {
         /// Rooms to fill; a list runs one measurement per value, in order.
         #[arg(long, value_delimiter = ',', default_value = "20")]
         rooms: Vec<usize>,
+        /// Players (sockets) per room.
         #[arg(long, default_value_t = 16)]
         players: usize,
         /// Users to play with (default: one per socket of the largest run). Fewer are
@@ -208,8 +233,10 @@ pub enum Scenario {
     },
     /// Sockets connecting, playing briefly and leaving, continuously.
     Churn {
+        /// Users, each reconnecting in a loop (one socket at a time).
         #[arg(long, default_value_t = 50)]
         users: usize,
+        /// Seconds to keep churning.
         #[arg(long, default_value_t = 30)]
         seconds: u64,
         #[command(flatten)]
@@ -265,10 +292,16 @@ pub async fn run(servers: &[String], scenario: Scenario) -> Result<(), String> {
         Scenario::Expiry {
             users,
             sockets,
+            max_wait,
             common,
         } => {
             no_accounts(&common, "expiry")?;
-            expiry(Arc::new(nodes(&common)?), users, sockets, &common).await
+            let plan = ExpiryPlan {
+                users,
+                per_user: sockets,
+                max_wait: Duration::from_secs(max_wait),
+            };
+            expiry(Arc::new(nodes(&common)?), &plan, &common).await
         }
         Scenario::Broadcast {
             rooms,
@@ -329,7 +362,7 @@ pub async fn run(servers: &[String], scenario: Scenario) -> Result<(), String> {
 pub(crate) fn bar(len: usize, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);
     let style = ProgressStyle::with_template(&format!(
-        "  {what:<10} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} {{msg}}"
+        "  {what:<10} [{{bar:30}}] {{pos}}/{{len}} {{per_sec:1}} {{msg}}"
     ))
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("=> ");
@@ -344,7 +377,11 @@ pub(crate) async fn register_users(nodes: &Nodes, n: usize) -> Result<Vec<String
     let mut names = Vec::with_capacity(n);
     for i in 0..n {
         let name = format!("ld{run_id}_{i}");
-        nodes.any().register(&name, PASSWORD).await?;
+        nodes
+            .any()
+            .register(&name, PASSWORD)
+            .await
+            .map_err(limit_hint)?;
         names.push(name);
         progress.inc(1);
     }
@@ -382,7 +419,11 @@ async fn make_sessions(nodes: &Nodes, n: usize) -> Result<Vec<LoadUser>, String>
     let progress = bar(n, "logins");
     let mut users = Vec::with_capacity(n);
     for name in &names {
-        let session = nodes.any().login(name, PASSWORD).await?;
+        let session = nodes
+            .any()
+            .login(name, PASSWORD)
+            .await
+            .map_err(limit_hint)?;
         users.push(LoadUser {
             token: session.access_token,
             id: session.user.id,
@@ -400,7 +441,7 @@ pub(crate) async fn open(
     token: &str,
 ) -> Result<(Socket, Value, Duration), String> {
     let started = Instant::now();
-    let mut socket = nodes.connect(node, token).await?;
+    let mut socket = nodes.connect(node, token).await.map_err(limit_hint)?;
     match socket.next().await {
         Some(Ok(Message::Text(t))) => {
             let welcome: Value = serde_json::from_str(t.as_str()).map_err(|e| e.to_string())?;
@@ -493,8 +534,8 @@ async fn connect(
         eprintln!("  first error: {e}");
     }
     eprintln!(
-        "  {open_count} open, {errors} errors, {:.0} handshakes/s; latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
-        open_count as f64 / elapsed.as_secs_f64(),
+        "  {open_count} open, {errors} errors, {} handshakes/s; latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
+        crate::human::number(open_count as f64 / elapsed.as_secs_f64()),
         p.p50,
         p.p99,
         p.max
@@ -755,8 +796,8 @@ async fn kick(nodes: &Nodes, plan: &KickPlan, common: &Common) -> Result<(), Str
     progress.finish();
     let open_count: usize = watchers.iter().map(Vec::len).sum();
     eprintln!(
-        "  {open_count} open, {errors} errors, {:.0} handshakes/s",
-        open_count as f64 / started.elapsed().as_secs_f64()
+        "  {open_count} open, {errors} errors, {} handshakes/s",
+        crate::human::number(open_count as f64 / started.elapsed().as_secs_f64())
     );
     if let Some(e) = &first_error {
         eprintln!("  first error: {e}");
@@ -971,26 +1012,76 @@ impl Tally {
     }
 }
 
-async fn expiry(
-    nodes: Arc<Nodes>,
+/// What the `expiry` scenario does.
+struct ExpiryPlan {
     users: usize,
     per_user: usize,
-    common: &Common,
-) -> Result<(), String> {
+    /// The longest token lifetime worth waiting out.
+    max_wait: Duration,
+}
+
+/// A server's refusal, with the server flag that lifts the limit behind it.
+pub(crate) fn limit_hint(e: String) -> String {
+    if e.contains("/auth/") && e.contains("(rate_limited)") {
+        format!("{e}; the server limits logins per address and per minute: start it with --auth-rate-limit 0")
+    } else if e.contains("upgrade refused: HTTP 429") {
+        format!("{e}; a user may hold the server's --max-sockets-per-user sockets (default 16): use fewer --sockets, or raise it")
+    } else {
+        e
+    }
+}
+
+/// The wait a token of `ttl_secs` means, refused when longer than `max_wait`.
+fn check_ttl(ttl_secs: u64, max_wait: Duration) -> Result<(), String> {
+    if ttl_secs > max_wait.as_secs() {
+        return Err(format!(
+            "this server's access tokens live {ttl_secs} s, longer than --max-wait {} s: start the \
+             server with a short lifetime (arena-server --access-ttl 20, or ARENA_ACCESS_TTL=20), \
+             or wait it out with --max-wait {}",
+            max_wait.as_secs(),
+            ttl_secs + 30
+        ));
+    }
+    Ok(())
+}
+
+async fn expiry(nodes: Arc<Nodes>, plan: &ExpiryPlan, common: &Common) -> Result<(), String> {
+    let (users, per_user) = (plan.users, plan.per_user);
     eprintln!("expiry: {users} users × {per_user} sockets; tokens expire as the logins went");
+    if users == 0 || per_user == 0 {
+        return Err("expiry needs at least one user and one socket".into());
+    }
     let names = register_users(&nodes, users).await?;
     let pid = common.server_pid;
     let rss_before = pid.and_then(rss_bytes);
     // Log in one user after another and open their sockets at once: the tokens' expiry
     // times spread over as long as the logins take.
     let mut watchers = Vec::with_capacity(users * per_user);
+    let done = Arc::new(AtomicU64::new(0));
     let progress = bar(users, "logins");
-    for name in &names {
-        let token = nodes.any().login(name, PASSWORD).await?.access_token;
+    let mut last_expiry_ms = 0i64;
+    for (i, name) in names.iter().enumerate() {
+        let session = nodes
+            .any()
+            .login(name, PASSWORD)
+            .await
+            .map_err(limit_hint)?;
+        if i == 0 {
+            check_ttl(session.expires_in, plan.max_wait)?;
+            eprintln!(
+                "  access tokens live {} s: the last closes are due about {} s from now",
+                session.expires_in, session.expires_in
+            );
+        }
+        last_expiry_ms = now_ms() + session.expires_in as i64 * 1000;
+        let token = session.access_token;
         for _ in 0..per_user {
-            let (nodes, token, node) = (nodes.clone(), token.clone(), watchers.len());
+            let (nodes, token, node, done) =
+                (nodes.clone(), token.clone(), watchers.len(), done.clone());
             watchers.push(tokio::spawn(async move {
-                watch_expiry(&nodes, node, &token).await
+                let o = watch_expiry(&nodes, node, &token).await;
+                done.fetch_add(1, Ordering::Relaxed);
+                o
             }));
         }
         progress.inc(1);
@@ -998,13 +1089,31 @@ async fn expiry(
     progress.finish();
     let cpu_open = pid.and_then(cpu_seconds);
     let rss_open = pid.and_then(rss_bytes);
-    let mut late_ms = Vec::with_capacity(watchers.len());
+    // Progress while waiting for the expiries: a line every 5 s (stderr may not be a
+    // terminal, where a bar would not show).
+    let total = watchers.len();
+    let all = futures_util::future::join_all(watchers);
+    tokio::pin!(all);
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    every.tick().await;
+    let results = loop {
+        tokio::select! {
+            results = &mut all => break results,
+            _ = every.tick() => {
+                let left = (last_expiry_ms - now_ms()).max(0) / 1000;
+                eprintln!(
+                    "  waiting: {} of {total} sockets done; the last token expires in {left} s",
+                    done.load(Ordering::Relaxed)
+                );
+            }
+        }
+    };
+    let mut late_ms = Vec::with_capacity(total);
     let (mut on_time, mut wrong, mut open_left, mut warned, mut failed) =
         (0usize, 0usize, 0usize, 0usize, 0usize);
     let (mut first_exp, mut last_exp) = (i64::MAX, i64::MIN);
-    let progress = bar(watchers.len(), "expired");
-    for w in watchers {
-        match w.await.map_err(|e| e.to_string())? {
+    for r in results {
+        match r.map_err(|e| e.to_string())? {
             Ok(o) => {
                 warned += o.warned as usize;
                 first_exp = first_exp.min(o.expires_at);
@@ -1027,15 +1136,18 @@ async fn expiry(
                 }
             }
         }
-        progress.inc(1);
     }
-    progress.finish();
+    let spread_ms = if on_time + wrong + open_left > 0 {
+        last_exp - first_exp
+    } else {
+        0
+    };
     let cpu = cpu_open.zip(pid.and_then(cpu_seconds)).map(|(a, b)| b - a);
     let late = Percentiles::of(&mut late_ms);
     eprintln!("  {on_time} closed with 4002, {wrong} other codes, {open_left} left open, {failed} failed; {warned} token_expiring");
     eprintln!(
         "  expiries spread over {:.1} s; close after exp p50 {:.1} ms p99 {:.1} ms max {:.1} ms",
-        (last_exp - first_exp) as f64 / 1000.0,
+        spread_ms as f64 / 1000.0,
         late.p50,
         late.p99,
         late.max
@@ -1052,7 +1164,7 @@ async fn expiry(
         json!({
             "scenario": "expiry", "users": users, "sockets_per_user": per_user,
             "closed_4002": on_time, "other_codes": wrong, "left_open": open_left, "failed": failed,
-            "token_expiring_seen": warned, "expiry_spread_ms": last_exp - first_exp,
+            "token_expiring_seen": warned, "expiry_spread_ms": spread_ms,
             "close_after_exp_ms": late.to_json(), "server_cpu_secs_open_to_closed": cpu,
             "server_rss_before": rss_before, "server_rss_open": rss_open,
         }),
@@ -1168,8 +1280,8 @@ async fn churn(
     let rss_after = pid.and_then(rss_bytes);
     let visits = cycles.load(Ordering::Relaxed);
     eprintln!(
-        "  {visits} visits ({:.0}/s), {} errors",
-        visits as f64 / seconds as f64,
+        "  {visits} visits ({}), {} errors",
+        crate::human::rate(visits as f64 / seconds.max(1) as f64),
         errors.load(Ordering::Relaxed)
     );
     if let (Some(b), Some(a)) = (rss_before, rss_after) {
@@ -1282,5 +1394,29 @@ impl Percentiles {
 
     pub(crate) fn to_json(&self) -> Value {
         json!({"p50": self.p50, "p99": self.p99, "max": self.max})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_token_lifetime_is_refused_naming_the_server_flag() {
+        let e = check_ttl(900, Duration::from_secs(120)).expect_err("900 s is too long");
+        assert!(
+            e.contains("--access-ttl") && e.contains("--max-wait 930"),
+            "{e}"
+        );
+        assert!(check_ttl(20, Duration::from_secs(120)).is_ok());
+    }
+
+    #[test]
+    fn refusals_name_the_limit_behind_them() {
+        let login = limit_hint("/auth/login: too many attempts (rate_limited)".into());
+        assert!(login.contains("--auth-rate-limit 0"), "{login}");
+        let upgrade = limit_hint("upgrade refused: HTTP 429 Too Many Requests".into());
+        assert!(upgrade.contains("--max-sockets-per-user"), "{upgrade}");
+        assert_eq!(limit_hint("other".into()), "other");
     }
 }

@@ -229,8 +229,9 @@ pub async fn run(nodes: Arc<Nodes>, plan: &Plan, common: &Common) -> Result<(), 
     let remote = Percentiles::of_values(&mut report.remote_ms.clone());
     let spread = Percentiles::of_values(&mut report.local_spread_ms.clone());
     eprintln!(
-        "  state frames delivered in {secs:.1} s: {:.0}/s of {expected_per_sec:.0}/s at {tick_hz} Hz ({} dropped: gaps in the ticks a socket saw)",
-        delivered / secs,
+        "  state frames delivered in {secs:.1} s: {} of {} at {tick_hz} Hz ({} dropped: gaps in the ticks a socket saw)",
+        crate::human::rate(delivered / secs),
+        crate::human::rate(expected_per_sec),
         report.dropped
     );
     let ticked = Percentiles::of_values(&mut report.ticks_per_sec.clone());
