@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// Every error code the server can answer with. HTTP codes carry their status
 /// ([`ErrorCode::http_status`]); the WebSocket-only codes answer in an `error` frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     // 400
@@ -110,11 +111,13 @@ impl std::fmt::Display for ErrorCode {
 
 /// `{"error": {"code", "message"}}`, the body of every HTTP error.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ErrorDetail {
     pub code: ErrorCode,
     pub message: String,

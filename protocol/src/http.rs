@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::Role;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct User {
     pub id: String,
     pub username: String,
@@ -15,18 +16,21 @@ pub struct User {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Credentials {
     pub username: Option<String>,
     pub password: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct RegisterResponse {
     pub user: User,
 }
 
 /// The answer to login and refresh.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Session {
     pub access_token: String,
     pub token_type: String,
@@ -38,17 +42,20 @@ pub struct Session {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct RefreshRequest {
     pub refresh_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct LogoutRequest {
     #[serde(default)]
     pub all: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct MeResponse {
     pub user: User,
     pub session_id: String,
@@ -56,6 +63,7 @@ pub struct MeResponse {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SessionInfo {
     pub session_id: String,
     pub created_at: i64,
@@ -67,11 +75,13 @@ pub struct SessionInfo {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SessionsResponse {
     pub sessions: Vec<SessionInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Room {
     pub id: String,
     pub name: String,
@@ -93,12 +103,14 @@ pub struct Room {
 pub const MAIN_HALL_ID: &str = "main-hall";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Member {
     pub id: String,
     pub username: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct RoomDetail {
     #[serde(flatten)]
     pub room: Room,
@@ -106,17 +118,20 @@ pub struct RoomDetail {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct RoomsResponse {
     pub rooms: Vec<Room>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct CreateRoomRequest {
     pub name: Option<String>,
     pub capacity: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Connection {
     pub connection_id: String,
     pub user_id: String,
@@ -135,16 +150,19 @@ pub struct Connection {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ConnectionsResponse {
     pub connections: Vec<Connection>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct KickRequest {
     pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct KickResponse {
     pub closed: u64,
     /// In a cluster: how many nodes confirmed the kick, of those live.
@@ -155,6 +173,7 @@ pub struct KickResponse {
 /// How many nodes of a cluster confirmed a revocation (`acked`) of those live (`live`),
 /// the answering node included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct NodeAcks {
     pub acked: u64,
     pub live: u64,
@@ -171,12 +190,14 @@ impl NodeAcks {
 pub const NODES_ACKED_HEADER: &str = "arena-nodes-acked";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct BanRequest {
     pub reason: Option<String>,
     pub duration_secs: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct BanResponse {
     pub closed: u64,
     pub banned_until: Option<i64>,
@@ -187,6 +208,7 @@ pub struct BanResponse {
 
 /// One node of a cluster, as `GET /admin/nodes` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct NodeInfo {
     pub id: String,
     pub started_at: i64,
@@ -205,6 +227,7 @@ pub const ACTIVITY_MINUTES: usize = 30;
 
 /// One minute of a node's (or, summed, the deployment's) activity.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct MinuteActivity {
     /// The minute's start (Unix ms, a multiple of 60,000).
     pub at: i64,
@@ -215,6 +238,7 @@ pub struct MinuteActivity {
 
 /// `GET /admin/overview` (an extension): the deployment at a glance.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct OverviewResponse {
     /// Unix ms of this reading.
     pub at: i64,
@@ -231,6 +255,7 @@ pub struct OverviewResponse {
 
 /// `GET /admin/users/{user}` (an extension): one user, for the admin's user page.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct UserDetail {
     /// What `GET /admin/users` says of them.
     pub summary: UserSummary,
@@ -243,23 +268,27 @@ pub struct UserDetail {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct NodesResponse {
     pub nodes: Vec<NodeInfo>,
 }
 
 /// `PUT /admin/users/{id}/role` (an extension of PROTOCOL.md).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct RoleRequest {
     pub role: Option<crate::Role>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct RoleResponse {
     pub user: User,
     pub changed: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Health {
     pub status: String,
     /// In a cluster: this node's id.
@@ -335,6 +364,7 @@ mod tests {
 
 /// A user named in an admin listing: who acted, whom it concerned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct UserRef {
     pub id: String,
     pub username: String,
@@ -342,6 +372,7 @@ pub struct UserRef {
 
 /// A ban in force (`GET /admin/bans`, and a user's entry in `GET /admin/users`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct BanInfo {
     pub user: UserRef,
     pub reason: Option<String>,
@@ -354,12 +385,14 @@ pub struct BanInfo {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct BansResponse {
     pub bans: Vec<BanInfo>,
 }
 
 /// One user in `GET /admin/users`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct UserSummary {
     pub user: User,
     pub created_at: i64,
@@ -371,6 +404,7 @@ pub struct UserSummary {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct UsersResponse {
     pub users: Vec<UserSummary>,
     /// The `offset` of the next page; `null` on the last one.
@@ -379,6 +413,7 @@ pub struct UsersResponse {
 
 /// One admin action in `GET /admin/audit`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct AuditEntry {
     pub id: String,
     /// Unix ms.
@@ -400,6 +435,7 @@ pub struct AuditEntry {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct AuditResponse {
     pub entries: Vec<AuditEntry>,
     /// The `offset` of the next (older) page; `null` on the last one.

@@ -9,6 +9,9 @@ pub mod error;
 pub mod http;
 pub mod ws;
 
+#[cfg(test)]
+mod typescript;
+
 pub use close::CloseCode;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 
@@ -26,6 +29,7 @@ pub const ACCESS_COOKIE: &str = "arena_access";
 
 /// A user's role, as carried in the token and in [`http::User`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Player,

@@ -13,6 +13,7 @@ use crate::http::{Member, Room, User};
 pub const CHAT_MAX_CHARS: usize = 280;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
     Ping { id: u64 },
@@ -106,6 +107,7 @@ fn truncate(s: &str, max_chars: usize) -> String {
 
 /// One player in a `state` frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct PlayerState {
     pub id: String,
     pub username: String,
@@ -119,6 +121,7 @@ pub struct PlayerState {
 
 /// An orb in a `state` frame: touching it scores.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct OrbState {
     pub id: u64,
     pub x: f64,
@@ -127,6 +130,7 @@ pub struct OrbState {
 
 /// Whether a round is being played or the room is between rounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum RoundPhase {
     Playing,
@@ -135,6 +139,7 @@ pub enum RoundPhase {
 
 /// The round in a `state` frame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct RoundState {
     pub number: u32,
     pub phase: RoundPhase,
@@ -145,6 +150,7 @@ pub struct RoundState {
 
 /// A player's score in a `round` message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ScoreLine {
     pub id: String,
     pub username: String,
@@ -153,6 +159,7 @@ pub struct ScoreLine {
 
 /// The arena a room's game runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct WorldInfo {
     pub width: f64,
     pub height: f64,
@@ -163,6 +170,7 @@ pub struct WorldInfo {
 
 /// Why a socket left a room it did not ask to leave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum LeftReason {
     /// The same user's newer socket joined the room and took the place.
@@ -175,12 +183,14 @@ pub enum LeftReason {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ChatFrom {
     pub id: String,
     pub username: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
     Welcome {
