@@ -1,33 +1,13 @@
 //! What people read: dates instead of epoch milliseconds, rates with thousands
-//! separators and one decimal. (Twenty lines of calendar arithmetic instead of a date
-//! crate: the client only ever prints UTC.)
+//! separators and one decimal.
 
-/// Unix milliseconds as `2026-12-02 15:54:24 UTC`.
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Unix milliseconds as an HTTP date, `Wed, 02 Dec 2026 15:54:24 GMT` (the form the
+/// server's own messages use; before 1970 reads as 1970).
 pub fn date(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m as u32, d as u32)
+    let since_epoch = Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    httpdate::fmt_http_date(UNIX_EPOCH + since_epoch)
 }
 
 /// `1234.5678` as `1,234.6` (one decimal, thousands separated).
@@ -80,12 +60,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dates_are_utc_calendar_dates() {
-        assert_eq!(date(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(date(1_795_458_340_215), "2026-11-23 18:25:40 UTC");
-        assert_eq!(date(951_782_400_000), "2000-02-29 00:00:00 UTC");
-        assert_eq!(date(1_709_251_199_999), "2024-02-29 23:59:59 UTC");
-        assert_eq!(date(-1), "1969-12-31 23:59:59 UTC");
+    fn dates_are_http_dates() {
+        assert_eq!(date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(date(1_795_458_340_215), "Mon, 23 Nov 2026 18:25:40 GMT");
+        assert_eq!(date(951_782_400_000), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(date(-1), "Thu, 01 Jan 1970 00:00:00 GMT");
     }
 
     #[test]

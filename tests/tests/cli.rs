@@ -272,7 +272,7 @@ async fn ban_and_unban_take_a_username() {
     assert_eq!(code, Some(0), "stdout: {out}\nstderr: {err}");
     let named = format!("banned {} ({})", carol.username, carol.id());
     assert!(out.contains(&named), "{out}");
-    assert!(out.contains(" UTC"), "the end of the ban is a date: {out}");
+    assert!(out.contains(" GMT"), "the end of the ban is a date: {out}");
     let (status, body) = server
         .post(
             "/auth/login",
