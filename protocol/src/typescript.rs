@@ -142,16 +142,26 @@ fn generate() -> BTreeMap<String, String> {
     files
 }
 
+/// Every `.ts` file under `dir`, by its path relative to `dir` (`serde_json/JsonValue.ts`).
 fn read_dir(dir: &Path) -> BTreeMap<String, String> {
     let mut files = BTreeMap::new();
-    let Ok(entries) = fs::read_dir(dir) else {
-        return files;
-    };
-    for entry in entries.flatten() {
-        let path: PathBuf = entry.path();
-        if path.extension().is_some_and(|e| e == "ts") {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            files.insert(name, fs::read_to_string(&path).expect("read a declaration"));
+    let mut pending: Vec<PathBuf> = vec![dir.to_path_buf()];
+    while let Some(at) = pending.pop() {
+        let Ok(entries) = fs::read_dir(&at) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "ts") {
+                let name = path
+                    .strip_prefix(dir)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .into_owned();
+                files.insert(name, fs::read_to_string(&path).expect("read a declaration"));
+            }
         }
     }
     files
@@ -165,7 +175,11 @@ fn typescript_declarations_match_the_rust_types() {
         let _ = fs::remove_dir_all(dir);
         fs::create_dir_all(dir).expect("create the types dir");
         for (name, text) in &generated {
-            fs::write(dir.join(name), text).expect("write a declaration");
+            let path = dir.join(name);
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).expect("create a types subdir");
+            }
+            fs::write(path, text).expect("write a declaration");
         }
     }
     let checked_in = read_dir(dir);
