@@ -9,6 +9,7 @@ use crate::Role;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
     pub id: String,
     pub username: String,
@@ -17,13 +18,26 @@ pub struct User {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Credentials {
+    /// 3 to 32 of `[A-Za-z0-9_-]` (register checks it; login answers a name that cannot
+    /// exist with `invalid_credentials`).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(required, value_type = String, pattern = "^[A-Za-z0-9_-]{3,32}$")
+    )]
     pub username: Option<String>,
+    /// 8 to 128 characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(required, value_type = String, min_length = 8, max_length = 128)
+    )]
     pub password: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterResponse {
     pub user: User,
 }
@@ -31,6 +45,7 @@ pub struct RegisterResponse {
 /// The answer to login and refresh.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Session {
     pub access_token: String,
     pub token_type: String,
@@ -43,19 +58,26 @@ pub struct Session {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefreshRequest {
+    /// The opaque refresh token of the last login or refresh (43 base64url characters; any
+    /// other string is 401 `refresh_invalid`).
+    #[cfg_attr(feature = "openapi", schema(required, value_type = String))]
     pub refresh_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogoutRequest {
+    /// `true`: end every session of the user, not only this one.
     #[serde(default)]
     pub all: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MeResponse {
     pub user: User,
     pub session_id: String,
@@ -64,6 +86,7 @@ pub struct MeResponse {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionInfo {
     pub session_id: String,
     pub created_at: i64,
@@ -76,12 +99,14 @@ pub struct SessionInfo {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionsResponse {
     pub sessions: Vec<SessionInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Room {
     pub id: String,
     pub name: String,
@@ -104,6 +129,7 @@ pub const MAIN_HALL_ID: &str = "main-hall";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Member {
     pub id: String,
     pub username: String,
@@ -111,6 +137,7 @@ pub struct Member {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoomDetail {
     #[serde(flatten)]
     pub room: Room,
@@ -119,19 +146,33 @@ pub struct RoomDetail {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoomsResponse {
     pub rooms: Vec<Room>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateRoomRequest {
+    /// 1 to 64 characters once trimmed (at least one that is not white space).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(required, value_type = String, min_length = 1, max_length = 64, pattern = "\\S")
+    )]
     pub name: Option<String>,
+    /// 2 to 64; absent or `null`: 16. Checked by the server (any JSON value decodes here),
+    /// so a wrong type is a 400 naming the field.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Option<u32>, minimum = 2, maximum = 64)
+    )]
     pub capacity: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Connection {
     pub connection_id: String,
     pub user_id: String,
@@ -151,18 +192,24 @@ pub struct Connection {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConnectionsResponse {
     pub connections: Vec<Connection>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KickRequest {
+    /// The close frame's reason: at most 200 characters once trimmed; absent, `null` or
+    /// blank: "kicked by an admin".
+    #[cfg_attr(feature = "openapi", schema(max_length = 200))]
     pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KickResponse {
     pub closed: u64,
     /// In a cluster: how many nodes confirmed the kick, of those live.
@@ -174,6 +221,7 @@ pub struct KickResponse {
 /// the answering node included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeAcks {
     pub acked: u64,
     pub live: u64,
@@ -191,13 +239,23 @@ pub const NODES_ACKED_HEADER: &str = "arena-nodes-acked";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BanRequest {
+    /// At most 200 characters once trimmed; absent, `null` or blank: "banned by an admin".
+    #[cfg_attr(feature = "openapi", schema(max_length = 200))]
     pub reason: Option<String>,
+    /// 1 s to 10 years; absent or `null`: a permanent ban. Checked by the server (any JSON
+    /// value decodes here), so a wrong type is a 400 naming the field.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Option<u64>, minimum = 1, maximum = 315_360_000)
+    )]
     pub duration_secs: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BanResponse {
     pub closed: u64,
     pub banned_until: Option<i64>,
@@ -209,6 +267,7 @@ pub struct BanResponse {
 /// One node of a cluster, as `GET /admin/nodes` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeInfo {
     pub id: String,
     pub started_at: i64,
@@ -228,6 +287,7 @@ pub const ACTIVITY_MINUTES: usize = 30;
 /// One minute of a node's (or, summed, the deployment's) activity.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MinuteActivity {
     /// The minute's start (Unix ms, a multiple of 60,000).
     pub at: i64,
@@ -239,6 +299,7 @@ pub struct MinuteActivity {
 /// `GET /admin/overview` (an extension): the deployment at a glance.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OverviewResponse {
     /// Unix ms of this reading.
     pub at: i64,
@@ -256,6 +317,7 @@ pub struct OverviewResponse {
 /// `GET /admin/users/{user}` (an extension): one user, for the admin's user page.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserDetail {
     /// What `GET /admin/users` says of them.
     pub summary: UserSummary,
@@ -269,6 +331,7 @@ pub struct UserDetail {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodesResponse {
     pub nodes: Vec<NodeInfo>,
 }
@@ -276,12 +339,15 @@ pub struct NodesResponse {
 /// `PUT /admin/users/{id}/role` (an extension of PROTOCOL.md).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoleRequest {
+    #[cfg_attr(feature = "openapi", schema(required, value_type = crate::Role))]
     pub role: Option<crate::Role>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoleResponse {
     pub user: User,
     pub changed: bool,
@@ -289,6 +355,7 @@ pub struct RoleResponse {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     pub status: String,
     /// In a cluster: this node's id.
@@ -365,6 +432,7 @@ mod tests {
 /// A user named in an admin listing: who acted, whom it concerned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserRef {
     pub id: String,
     pub username: String,
@@ -373,6 +441,7 @@ pub struct UserRef {
 /// A ban in force (`GET /admin/bans`, and a user's entry in `GET /admin/users`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BanInfo {
     pub user: UserRef,
     pub reason: Option<String>,
@@ -386,6 +455,7 @@ pub struct BanInfo {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BansResponse {
     pub bans: Vec<BanInfo>,
 }
@@ -393,6 +463,7 @@ pub struct BansResponse {
 /// One user in `GET /admin/users`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserSummary {
     pub user: User,
     pub created_at: i64,
@@ -405,6 +476,7 @@ pub struct UserSummary {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UsersResponse {
     pub users: Vec<UserSummary>,
     /// The `offset` of the next page; `null` on the last one.
@@ -414,6 +486,7 @@ pub struct UsersResponse {
 /// One admin action in `GET /admin/audit`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     pub id: String,
     /// Unix ms.
@@ -436,6 +509,7 @@ pub struct AuditEntry {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditResponse {
     pub entries: Vec<AuditEntry>,
     /// The `offset` of the next (older) page; `null` on the last one.

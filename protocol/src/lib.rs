@@ -30,6 +30,7 @@ pub const ACCESS_COOKIE: &str = "arena_access";
 /// A user's role, as carried in the token and in [`http::User`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Player,

@@ -16,6 +16,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use super::openapi::{
+    BadRequest, Forbidden, Internal, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized,
+    Unavailable, UnsupportedMediaType,
+};
 use super::JsonBody;
 use crate::auth::activity;
 use crate::auth::extract::AdminUser;
@@ -27,6 +31,20 @@ use crate::store::{Actor, AdminAction, Audit, AuditRow, ListedBan, UserListing};
 /// Longest timed ban: ten years. Anything longer is what `duration_secs` omitted means.
 const MAX_BAN_SECS: u64 = 10 * 365 * 86_400;
 
+/// Every open socket (in a cluster, on every live node), oldest first.
+#[utoipa::path(
+    get,
+    path = "/admin/connections",
+    tag = "admin",
+    operation_id = "connections",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The open sockets", body = ConnectionsResponse),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn connections(
     State(state): State<AppState>,
     _admin: AdminUser,
@@ -68,6 +86,20 @@ async fn named_rooms(state: &AppState, mut connections: Vec<Connection>) -> Vec<
 
 /// `GET /admin/overview`: sockets, rooms, players and nodes now, and the logins and
 /// revocations of the last half hour, a minute at a time, over every live node.
+#[utoipa::path(
+    get,
+    path = "/admin/overview",
+    tag = "admin",
+    operation_id = "overview",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The deployment now and its last 30 minutes", body = OverviewResponse),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn overview(
     State(state): State<AppState>,
     _admin: AdminUser,
@@ -101,6 +133,19 @@ pub async fn overview(
 }
 
 /// The live nodes of the deployment (without a backplane: this one).
+#[utoipa::path(
+    get,
+    path = "/admin/nodes",
+    tag = "admin",
+    operation_id = "nodes",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The live nodes", body = NodesResponse),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn nodes(State(state): State<AppState>, _admin: AdminUser) -> Json<NodesResponse> {
     let nodes = match &state.cluster {
         Some(cluster) => cluster.nodes().await,
@@ -116,6 +161,29 @@ pub async fn nodes(State(state): State<AppState>, _admin: AdminUser) -> Json<Nod
     Json(NodesResponse { nodes })
 }
 
+/// Revoke every session of the user and close their sockets with 4003; `reason` becomes
+/// the close frame's reason. The body is optional.
+#[utoipa::path(
+    post,
+    path = "/admin/users/{id}/kick",
+    tag = "admin",
+    operation_id = "kick",
+    params(("id" = String, Path, description = "A user id, or `@` and a username (`@alice`)")),
+    request_body = Option<KickRequest>,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "Kicked", body = KickResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 408, response = RequestTimeout),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn kick(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
@@ -137,6 +205,29 @@ pub async fn kick(
     }))
 }
 
+/// As kick, and login answers 403 `banned` until the ban ends; banning again replaces the
+/// ban. The body is optional.
+#[utoipa::path(
+    post,
+    path = "/admin/users/{id}/ban",
+    tag = "admin",
+    operation_id = "ban",
+    params(("id" = String, Path, description = "A user id, or `@` and a username (`@alice`)")),
+    request_body = Option<BanRequest>,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "Banned", body = BanResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 408, response = RequestTimeout),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn ban(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
@@ -181,6 +272,30 @@ pub async fn ban(
 }
 
 /// Promote or demote a user; a change revokes the user's sessions.
+///
+/// The role, the "tokens issued before now are invalid" mark and the revocations commit in
+/// one transaction; setting the role the user already has changes and revokes nothing.
+#[utoipa::path(
+    put,
+    path = "/admin/users/{id}/role",
+    tag = "admin",
+    operation_id = "set_role",
+    params(("id" = String, Path, description = "A user id, or `@` and a username (`@alice`)")),
+    request_body = RoleRequest,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The user with their role", body = RoleResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 408, response = RequestTimeout),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn set_role(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
@@ -200,6 +315,23 @@ pub async fn set_role(
     Ok(Json(RoleResponse { user, changed }))
 }
 
+/// Lift the user's ban; a user who is not banned gets 204 too.
+#[utoipa::path(
+    delete,
+    path = "/admin/users/{id}/ban",
+    tag = "admin",
+    operation_id = "unban",
+    params(("id" = String, Path, description = "A user id, or `@` and a username (`@alice`)")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Not banned"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn unban(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
@@ -262,6 +394,26 @@ async fn target(state: &AppState, named: &str) -> Result<String> {
 
 /// `DELETE /admin/users/{user}/sessions/{id}`: end one session of the user (a lost or
 /// stolen device); its sockets close with 4001, their other sessions go on.
+///
+/// A session that is not the user's is 404; ending an ended one again is 204 and is not
+/// recorded twice.
+#[utoipa::path(
+    delete,
+    path = "/admin/users/{id}/sessions/{session}",
+    tag = "admin",
+    operation_id = "end_user_session",
+    params(("id" = String, Path, description = "A user id, or `@` and a username (`@alice`)"),
+        ("session" = String, Path, description = "One of the user's session ids")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Ended. In a cluster `Arena-Nodes-Acked: k/n`"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn end_session(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
@@ -287,6 +439,22 @@ pub async fn end_session(
 }
 
 /// `GET /admin/users/{user}`: one user in full, for the admin's user page.
+#[utoipa::path(
+    get,
+    path = "/admin/users/{id}",
+    tag = "admin",
+    operation_id = "user",
+    params(("id" = String, Path, description = "A user id, or `@` and a username (`@alice`)")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The user, their sessions, sockets and the latest 50 admin actions on them", body = UserDetail),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn user(
     State(state): State<AppState>,
     _admin: AdminUser,
@@ -370,6 +538,27 @@ fn next_offset(shown: usize, limit: u32, offset: u64) -> Option<u64> {
 }
 
 /// `GET /admin/users?query=&limit=&offset=`: find anyone, online or not.
+///
+/// Users whose name starts with `query` (ignoring case; `%` and `_` are plain characters)
+/// or whose id is `query`, in name order; no `query` lists everyone.
+#[utoipa::path(
+    get,
+    path = "/admin/users",
+    tag = "admin",
+    operation_id = "users",
+    params(("query" = Option<String>, Query, max_length = 64, description = "A name prefix or a user id"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Entries per page (default 50)"),
+        ("offset" = Option<u64>, Query, description = "Entries to skip (default 0)")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "A page of users", body = UsersResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn users(
     State(state): State<AppState>,
     _admin: AdminUser,
@@ -400,6 +589,20 @@ pub async fn users(
 }
 
 /// `GET /admin/bans`: the bans in force, the newest first.
+#[utoipa::path(
+    get,
+    path = "/admin/bans",
+    tag = "admin",
+    operation_id = "bans",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The bans in force, newest first", body = BansResponse),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn bans(State(state): State<AppState>, _admin: AdminUser) -> Result<Json<BansResponse>> {
     let bans = state.auth.store.listed_bans(ids::now_ms()).await?;
     Ok(Json(BansResponse {
@@ -408,6 +611,27 @@ pub async fn bans(State(state): State<AppState>, _admin: AdminUser) -> Result<Js
 }
 
 /// `GET /admin/audit?user=&limit=&offset=`: admin actions, the newest first.
+///
+/// Every kick, ban, unban, role change and session ended by an admin, written in the
+/// action's own transaction.
+#[utoipa::path(
+    get,
+    path = "/admin/audit",
+    tag = "admin",
+    operation_id = "audit",
+    params(("user" = Option<String>, Query, description = "Only the actions on this user id"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Entries per page (default 50)"),
+        ("offset" = Option<u64>, Query, description = "Entries to skip (default 0)")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "A page of the audit log", body = AuditResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn audit_log(
     State(state): State<AppState>,
     _admin: AdminUser,

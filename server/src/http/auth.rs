@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use arena_protocol::http::{
-    Credentials, LogoutRequest, MeResponse, RefreshRequest, RegisterResponse, User,
+    Credentials, LogoutRequest, MeResponse, RefreshRequest, RegisterResponse, Session, User,
 };
 use arena_protocol::http::{SessionsResponse, NODES_ACKED_HEADER};
 use arena_protocol::CloseCode;
@@ -12,11 +12,38 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use super::openapi::{
+    BadRequest, Conflict, Forbidden, Internal, Jwks, NotFound, PayloadTooLarge, RequestTimeout,
+    TooManyRequests, Unauthorized, Unavailable, UnsupportedMediaType,
+};
 use super::{access_cookie, cleared_cookie, required, JsonBody};
 use crate::auth::{AuthUser, ClientInfo, IssuedSession, Revoked};
 use crate::error::Result;
 use crate::state::AppState;
 
+/// Create a player account.
+///
+/// The username is 3–32 of `[A-Za-z0-9_-]`, unique ignoring case and kept as typed; the
+/// password 8–128 characters, stored only as an Argon2id hash. Counts against
+/// `--auth-rate-limit` like login.
+#[utoipa::path(
+    post,
+    path = "/auth/register",
+    tag = "auth",
+    operation_id = "register",
+    request_body = Credentials,
+    responses(
+        (status = 201, description = "The account", body = RegisterResponse),
+        (status = 400, response = BadRequest),
+        (status = 408, response = RequestTimeout),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn register(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -32,6 +59,31 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(RegisterResponse { user })).into_response())
 }
 
+/// Start a session: an access token (JWT) and a refresh token, and the `arena_access`
+/// cookie.
+///
+/// A wrong user or a wrong password is the same 401 `invalid_credentials`; a banned user is
+/// 403 `banned` (with `banned_until` in the body for a timed ban). The username matches
+/// ignoring case. Counts against `--auth-rate-limit`.
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    tag = "auth",
+    operation_id = "login",
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "The new session; `Set-Cookie: arena_access=…`, `Cache-Control: no-store`", body = Session),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 408, response = RequestTimeout),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -63,6 +115,30 @@ pub async fn login(
     Ok(session_response(&state, issued?))
 }
 
+/// Rotate the refresh token: the same session, a new access and refresh token.
+///
+/// Every refresh token works once; a used one presented again revokes the whole session
+/// (theft detection) and answers 401 `refresh_invalid`, except the immediately previous
+/// token within `--refresh-grace-secs` of its rotation, which returns the same pair.
+/// Limited to `--refresh-rate-limit` a minute per client address.
+#[utoipa::path(
+    post,
+    path = "/auth/refresh",
+    tag = "auth",
+    operation_id = "refresh",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "The session's new tokens; `Set-Cookie: arena_access=…`, `Cache-Control: no-store`", body = Session),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 408, response = RequestTimeout),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn refresh(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -74,6 +150,27 @@ pub async fn refresh(
     Ok(session_response(&state, issued))
 }
 
+/// End this session (or, with `all`, every session of the user), close its sockets with
+/// 4001 and clear the cookie. The body is optional.
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    tag = "auth",
+    operation_id = "logout",
+    request_body = Option<LogoutRequest>,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Revoked; the cookie cleared. In a cluster `Arena-Nodes-Acked: k/n`"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 408, response = RequestTimeout),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn logout(
     State(state): State<AppState>,
     user: AuthUser,
@@ -92,6 +189,19 @@ pub async fn logout(
         .into_response())
 }
 
+/// The caller, their session and when the access token expires.
+#[utoipa::path(
+    get,
+    path = "/auth/me",
+    tag = "auth",
+    operation_id = "me",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The caller", body = MeResponse),
+        (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn me(user: AuthUser) -> Json<MeResponse> {
     let c = user.claims;
     Json(MeResponse {
@@ -105,6 +215,20 @@ pub async fn me(user: AuthUser) -> Json<MeResponse> {
     })
 }
 
+/// The caller's live sessions (not revoked, not past their refresh expiry), oldest first.
+#[utoipa::path(
+    get,
+    path = "/auth/sessions",
+    tag = "auth",
+    operation_id = "sessions",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The caller's sessions", body = SessionsResponse),
+        (status = 401, response = Unauthorized),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn sessions(
     State(state): State<AppState>,
     user: AuthUser,
@@ -115,6 +239,25 @@ pub async fn sessions(
 }
 
 /// End one of the caller's own sessions (another device); its sockets close with 4001.
+///
+/// Another user's session is 404; ending an already ended session of one's own is 204
+/// again; the current session may be ended too (the cookie is not cleared).
+#[utoipa::path(
+    delete,
+    path = "/auth/sessions/{id}",
+    tag = "auth",
+    operation_id = "end_own_session",
+    params(("id" = String, Path, description = "A session id of the caller's")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Ended. In a cluster `Arena-Nodes-Acked: k/n`"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn end_session(
     State(state): State<AppState>,
     user: AuthUser,
@@ -122,7 +265,12 @@ pub async fn end_session(
 ) -> Result<Response> {
     let revoked = state
         .auth
-        .revoke_session(&user.claims.sub, &session_id, CloseCode::SessionRevoked, None)
+        .revoke_session(
+            &user.claims.sub,
+            &session_id,
+            CloseCode::SessionRevoked,
+            None,
+        )
         .await?;
     Ok((StatusCode::NO_CONTENT, nodes_acked(&revoked)).into_response())
 }
@@ -139,6 +287,15 @@ pub(super) fn nodes_acked(revoked: &Revoked) -> HeaderMap {
 }
 
 /// `GET /.well-known/jwks.json`: the public keys that verify access tokens (EdDSA).
+///
+/// Empty `keys` when every key is HMAC (the default `HS256`).
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "auth",
+    operation_id = "jwks",
+    responses((status = 200, description = "The JWKS (RFC 7517)", body = Jwks))
+)]
 pub async fn jwks(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(state.auth.keys.jwks())
 }

@@ -9,6 +9,19 @@ use axum::Json;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
+/// The server is up and its database answers; in a cluster also the node's id and the
+/// backplane's state, and 503 while the node is not current, so a load balancer stops
+/// sending it players. No authentication.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    operation_id = "healthz",
+    responses(
+        (status = 200, description = "Healthy", body = Health),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub async fn healthz(State(state): State<AppState>) -> Result<Json<Health>> {
     state.auth.store.ping().await.map_err(|_| {
         Error::new(

@@ -9,17 +9,61 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 
+use super::openapi::{
+    BadRequest, Forbidden, Internal, NotFound, PayloadTooLarge, RequestTimeout, TooManyRequests,
+    Unauthorized, Unavailable, UnsupportedMediaType,
+};
 use super::{required, JsonBody};
 use crate::auth::AuthUser;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
+/// Every room, sorted by name, then id. "Main Hall" (`main-hall`) is always there.
+#[utoipa::path(
+    get,
+    path = "/lobby/rooms",
+    tag = "lobby",
+    operation_id = "list_rooms",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The rooms", body = RoomsResponse),
+        (status = 401, response = Unauthorized),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn list(State(state): State<AppState>, _user: AuthUser) -> Result<Json<RoomsResponse>> {
     Ok(Json(RoomsResponse {
         rooms: state.rooms.list().await?,
     }))
 }
 
+/// Create a room (the name is trimmed first).
+///
+/// A user may have `--max-rooms-per-user` rooms that still exist and create
+/// `--room-create-rate` a minute (429 `rate_limited`, naming the limit); a deployment
+/// holding `--max-rooms` rooms answers 503 `unavailable`. A room a player created is removed
+/// after `--room-idle-secs` empty.
+#[utoipa::path(
+    post,
+    path = "/lobby/rooms",
+    tag = "lobby",
+    operation_id = "create_room",
+    request_body = CreateRoomRequest,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 201, description = "The new room", body = Room),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 408, response = RequestTimeout),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     user: AuthUser,
@@ -43,6 +87,22 @@ pub async fn create(
     ))
 }
 
+/// One room with its members on every node.
+#[utoipa::path(
+    get,
+    path = "/lobby/rooms/{id}",
+    tag = "lobby",
+    operation_id = "room",
+    params(("id" = String, Path, description = "A room id")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The room and its members", body = RoomDetail),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn detail(
     State(state): State<AppState>,
     _user: AuthUser,

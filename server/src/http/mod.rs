@@ -10,6 +10,7 @@ mod admin;
 mod auth;
 mod health;
 mod lobby;
+pub mod openapi;
 
 use std::path::PathBuf;
 
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
     let not_found = axum::routing::any(|| async { Error::not_found("page") });
     Router::new()
         .route("/healthz", get(health::healthz))
+        .route("/openapi.json", get(openapi::openapi_json))
         .route("/auth/register", post(auth::register))
         .route("/auth/login", post(auth::login))
         .route("/auth/refresh", post(auth::refresh))
@@ -105,19 +107,26 @@ async fn security_headers(mut response: Response) -> Response {
 /// `GET /metrics`, on the main address or on `--metrics-listen`.
 pub fn metrics_router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
-        .route(
-            "/metrics",
-            get(|| async {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4",
-                    )],
-                    crate::telemetry::render(),
-                )
-            }),
-        )
+        .route("/metrics", get(metrics))
         .layer(axum::middleware::map_response(json_errors))
+}
+
+/// Prometheus metrics; every series name starts with `arena_`.
+///
+/// No authentication. Served on the main address unless `--metrics-listen` binds it to
+/// another one (and then only there).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    operation_id = "metrics",
+    responses((status = 200, description = "The metrics, in Prometheus' text format", content_type = "text/plain", body = String))
+)]
+async fn metrics() -> impl axum::response::IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::telemetry::render(),
+    )
 }
 
 /// The longest framework error text kept as the JSON message.
