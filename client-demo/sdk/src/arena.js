@@ -78,7 +78,7 @@ import { Http } from "./http.js";
  *   banned: { code: number, reason: string, bannedUntil: number | null },
  *   expired: { code: 4002, reason: string },
  *   replaced: { code: 4004, reason: string },
- *   rate_limited: { code: 1008, reason: string },
+ *   rate_limited: { source: "close" | "upgrade" | "message" | "http", code: 1008 | 429, reason: string, retryAfter?: number | null },
  *   unavailable: { source: "http" | "socket" | "join", attempt: number, delayMs: number, method?: string, path?: string, room?: string },
  *   rejoined: Extract<ServerMessage, { type: "joined" }>,
  *   join_failed: { room: string, code: string, message: string, rejoin: boolean },
@@ -198,6 +198,7 @@ export class Arena extends Emitter {
       unavailableRetries: options.unavailableRetries ?? 3,
       backoff: this.#opts.reconnect,
       onUnavailable: (info) => this.emit("unavailable", info),
+      onRateLimited: (error) => this.emit("rate_limited", { source: "http", code: 429, reason: error.message, retryAfter: error.retryAfter }),
     });
   }
 
@@ -549,7 +550,7 @@ export class Arena extends Emitter {
       this.#refreshThenOpen();
       return;
     }
-    if (policy.event === "rate_limited") this.emit("rate_limited", { code: 1008, reason });
+    if (policy.event === "rate_limited") this.emit("rate_limited", { source: "close", code: 1008, reason });
     if (policy.action === "stop") {
       // This client broke a rule (too many frames, a frame too big, invalid frames):
       // coming back would do it again. The session stays; connect() may be called again.
@@ -595,6 +596,7 @@ export class Arena extends Emitter {
       return;
     }
     if (status === 429) {
+      this.emit("rate_limited", { source: "upgrade", code: 429, reason: "the upgrade was refused: too many sockets for this user" });
       this.#scheduleReconnect(code);
       return;
     }
@@ -958,6 +960,7 @@ export class Arena extends Emitter {
 
   /** @param {Extract<ServerMessage, { type: "error" }>} m */
   #errorFrame(m) {
+    if (m.code === "rate_limited") this.emit("rate_limited", { source: "message", code: 429, reason: m.message });
     if (this.#reauthWaiter && REAUTH_ERRORS.has(m.code)) {
       const w = this.#reauthWaiter;
       this.#reauthWaiter = null;

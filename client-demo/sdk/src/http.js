@@ -13,6 +13,7 @@ import { backoffDelay } from "./backoff.js";
  * @property {number} unavailableRetries how many times a 503 is retried
  * @property {import("./backoff.js").BackoffOptions} backoff
  * @property {(info: { source: "http", method: string, path: string, attempt: number, delayMs: number }) => void} onUnavailable
+ * @property {(error: ArenaError) => void} [onRateLimited] a 429 answer (thrown after this)
  */
 
 /**
@@ -63,6 +64,7 @@ export class Http {
       const error = new ArenaError(response.status, detail.code || `http_${response.status}`,
         detail.message || response.statusText || `HTTP ${response.status}`,
         { bannedUntil: detail.banned_until, retryAfter });
+      if (response.status === 429) this.options.onRateLimited?.(error);
       if (response.status !== 503 || !retry || attempt > unavailableRetries) throw error;
       // Retry-After says when; backoff grows when it does not, and jitter spreads clients.
       const delayMs = retryAfter !== null

@@ -268,3 +268,27 @@ async function adminCall(server, method, path, body) {
   }
   return server.call(method, path, { token: adminToken, body });
 }
+
+describe("socket cap", () => {
+  let server;
+  before(async () => {
+    server = await new Server(["--max-sockets-per-user", "1"]).start();
+  });
+
+  test("an upgrade refused with 429 is rate_limited and retried with backoff, then gets in", async () => {
+    const { client: a, name } = await player(server);
+    await a.connect();
+    const b = arena(server);
+    const eb = record(b);
+    await b.login(name, name + "-password");
+    const welcomed = b.connect();
+    const limited = await eb.next("rate_limited", { since: 0 });
+    assert.equal(limited.source, "upgrade");
+    assert.equal(limited.code, 429);
+    await eb.next("reconnecting", { since: 0 });
+    assert.equal(eb.count("closed"), 0, "a 429 is not the end");
+    a.disconnect(); // the cap frees up: B's next attempt gets in
+    assert.equal((await welcomed).user.username, name);
+    b.disconnect();
+  });
+});
