@@ -468,6 +468,17 @@ export class Arena extends Emitter {
     }
   }
 
+  /**
+   * Done with this instance: disconnect and stop refreshing, without logging out (the
+   * session and the store's refresh token stay, for another instance or a later
+   * `resume()`). Nothing of it keeps a Node process alive afterwards.
+   */
+  close() {
+    this.disconnect();
+    if (this.#refreshTimer) clearTimeout(this.#refreshTimer);
+    this.#refreshTimer = null;
+  }
+
   /** Stop everything socket-related, quietly. */
   #stopConnection() {
     this.#want = false;

@@ -117,7 +117,7 @@ export class Server {
 export async function cleanUp() {
   // A test that failed half-way leaves its clients reconnecting: stop them, or their
   // timers keep the test process alive.
-  for (const client of clients) client.disconnect();
+  for (const client of clients) client.close();
   clients.clear();
   await Promise.all([...children].map((c) => { c.kill("SIGKILL"); return exited(c); }));
   cleanUpNow();

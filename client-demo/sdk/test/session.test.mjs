@@ -163,6 +163,12 @@ describe("one server", () => {
     }
     a.disconnect();
     b.disconnect();
+    // close(): no socket, no refresh timer, and the session still lives for a resume().
+    b.close();
+    assert.equal(b.state, "closed");
+    const c = arena(server, { tokenStore: store });
+    assert.equal((await c.resume()).session_id, a.sessionId);
+    c.close();
   });
 });
 
