@@ -3,13 +3,20 @@
 // for any player, online or not; and a page per player (their sessions, sockets and
 // history) to kick, ban, unban, change the role or end one session from. The token stays
 // in memory; closing the tab ends the console's session.
-"use strict";
+//
+// Every call goes through the SDK (/sdk/index.js, client-demo/sdk): the token refreshed
+// before it expires, a call answered `token_expired` refreshed and retried, 503s
+// retried with backoff; when the session ends (refused refresh), the console signs out.
+import { Arena } from "/sdk/index.js";
+
+/** The console's session: memory only (the SDK's default store), never localStorage. */
+const api = new Arena();
 
 const $ = (id) => document.getElementById(id);
 const POLL_MS = 2000;
 const SOCKET_SAMPLES = 150; // the sockets chart: the last five minutes of polls
 const admin = {
-  access: null, refreshToken: null, refreshTimer: null, pollTimer: null,
+  signedIn: false, pollTimer: null,
   query: null,      // the last search, run again after an action
   userId: null,     // the player whose page is open
   sockets: [],      // [{at, n}]: open sockets at each poll since the page opened
@@ -49,17 +56,14 @@ function notify(message) {
 async function login() {
   $("login-error").textContent = "";
   try {
-    const session = await request("POST", "/auth/login", null, {
-      username: $("username").value.trim(),
-      password: $("password").value,
-    });
+    const session = await api.login($("username").value.trim(), $("password").value);
     if (session.user.role !== "admin") {
-      await request("POST", "/auth/logout", session.access_token, {}).catch(() => {});
+      await api.logout().catch(() => {});
       $("login-error").textContent = "This console is for admins only.";
       return;
     }
     $("password").value = "";
-    adopt(session);
+    admin.signedIn = true;
     $("who-name").textContent = session.user.username;
     $("who").hidden = false;
     $("login-view").hidden = true;
@@ -70,20 +74,14 @@ async function login() {
   }
 }
 
-function adopt(session) {
-  admin.access = session.access_token;
-  admin.refreshToken = session.refresh_token;
-  clearTimeout(admin.refreshTimer);
-  admin.refreshTimer = setTimeout(async () => {
-    try { adopt(await request("POST", "/auth/refresh", null, { refresh_token: admin.refreshToken })); }
-    catch { signOut("Your admin session ended. Please log in again."); }
-  }, Math.max(1000, session.expires_in * 800));
-}
+// The SDK refreshes the token; a refresh refused (the session revoked, a ban) ends it.
+api.on("session_ended", ({ cause }) => {
+  if (admin.signedIn && cause !== "logout") signOut("Your admin session ended. Please log in again.");
+});
 
 function signOut(message) {
-  clearTimeout(admin.refreshTimer);
   clearTimeout(admin.pollTimer);
-  admin.access = null;
+  admin.signedIn = false;
   admin.userId = null;
   $("who").hidden = true;
   for (const v of [...VIEWS, "user-view"]) $(v).hidden = true;
@@ -93,14 +91,14 @@ function signOut(message) {
 
 async function poll() {
   clearTimeout(admin.pollTimer);
-  if (!admin.access) return;
+  if (!admin.signedIn) return;
   try {
     const [{ connections }, { bans }, { entries }, overview, { nodes }] = await Promise.all([
-      request("GET", "/admin/connections", admin.access),
-      request("GET", "/admin/bans", admin.access),
-      request("GET", "/admin/audit?limit=20", admin.access),
-      request("GET", "/admin/overview", admin.access),
-      request("GET", "/admin/nodes", admin.access),
+      api.request("GET", "/admin/connections"),
+      api.request("GET", "/admin/bans"),
+      api.request("GET", "/admin/audit?limit=20"),
+      api.request("GET", "/admin/overview"),
+      api.request("GET", "/admin/nodes"),
     ]);
     renderConnections(connections);
     renderBans(bans);
@@ -238,7 +236,7 @@ async function act(what, c) {
   const seconds = Number($("duration").value);
   if (what === "ban" && seconds > 0) body.duration_secs = seconds;
   try {
-    const r = await request("POST", `${userPath(c)}/${what}`, admin.access, body);
+    const r = await api.request("POST", `${userPath(c)}/${what}`, body);
     const until = what === "ban" ? (r.banned_until ? " until " + when(r.banned_until) : " permanently") : "";
     notify(`${what === "kick" ? "Kicked" : "Banned"} ${c.username}${until}: ${r.closed} socket(s) closed.`);
     refreshAll();
@@ -249,7 +247,7 @@ async function act(what, c) {
 
 async function unban(c) {
   try {
-    await request("DELETE", `${userPath(c)}/ban`, admin.access);
+    await api.request("DELETE", `${userPath(c)}/ban`);
     notify(`Lifted the ban on ${c.username}.`);
     refreshAll();
   } catch (e) {
@@ -259,10 +257,10 @@ async function unban(c) {
 
 /** Run the last search again (after an action), or the one typed. */
 async function search(query = admin.query) {
-  if (query === null || !admin.access) return;
+  if (query === null || !admin.signedIn) return;
   admin.query = query;
   try {
-    const { users } = await request("GET", "/admin/users?query=" + encodeURIComponent(query), admin.access);
+    const { users } = await api.request("GET", "/admin/users?query=" + encodeURIComponent(query));
     renderUsers(users);
   } catch (e) {
     notify("Could not search: " + e.message);
@@ -341,7 +339,7 @@ function closeUser() {
 async function loadUser() {
   const id = admin.userId;
   try {
-    const detail = await request("GET", "/admin/users/" + encodeURIComponent(id), admin.access);
+    const detail = await api.request("GET", "/admin/users/" + encodeURIComponent(id));
     if (admin.userId === id) renderUser(detail);
   } catch (e) {
     if (e.status === 404) { closeUser(); notify("That player no longer exists."); }
@@ -397,7 +395,7 @@ function renderUser({ summary, sessions, connections, history }) {
 
 async function endSession(c, s) {
   try {
-    await request("DELETE", `${userPath(c)}/sessions/${encodeURIComponent(s.session_id)}`, admin.access);
+    await api.request("DELETE", `${userPath(c)}/sessions/${encodeURIComponent(s.session_id)}`);
     notify(`Ended a session of ${c.username}: ${s.sockets} socket(s) closed.`);
     refreshAll();
   } catch (e) {
@@ -407,7 +405,7 @@ async function endSession(c, s) {
 
 async function setRole(c, role) {
   try {
-    const r = await request("PUT", `${userPath(c)}/role`, admin.access, { role });
+    const r = await api.request("PUT", `${userPath(c)}/role`, { role });
     notify(r.changed ? `${c.username} is now ${role}; their sessions were ended.` : `${c.username} already was ${role}.`);
     refreshAll();
   } catch (e) {
@@ -417,7 +415,7 @@ async function setRole(c, role) {
 
 $("login-form").addEventListener("submit", (e) => { e.preventDefault(); login(); });
 $("logout").addEventListener("click", async () => {
-  await request("POST", "/auth/logout", admin.access, {}).catch(() => {});
+  await api.logout().catch(() => {});
   signOut("Logged out.");
 });
 $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search($("user-query").value.trim()); });
