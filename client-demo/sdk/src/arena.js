@@ -264,7 +264,16 @@ export class Arena extends Emitter {
    */
   async login(username, password) {
     /** @type {Session} */
-    const session = await this.#http.request("POST", "/auth/login", { body: { username, password } });
+    let session;
+    try {
+      session = await this.#http.request("POST", "/auth/login", { body: { username, password } });
+    } catch (e) {
+      // A banned user hears it as an event too, with until when (as a refresh says it).
+      if (e instanceof ArenaError && e.code === "banned") {
+        this.emit("banned", { code: e.status, reason: e.message, bannedUntil: e.bannedUntil ?? null });
+      }
+      throw e;
+    }
     await this.#adopt(session);
     return session;
   }
@@ -305,7 +314,8 @@ export class Arena extends Emitter {
       // Another instance may have stored a newer token meanwhile (or logged in anew).
       const newer = await this.#store.get();
       if (!newer || newer === token) {
-        this.#endSession(e.code === "banned" ? "banned" : "refresh_invalid", e.message, e.bannedUntil ?? null);
+        if (e.code === "banned") this.#endSession("banned", e.message, e.bannedUntil ?? null, e.status);
+        else this.#endSession("refresh_invalid", e.message, null);
         throw e;
       }
       token = newer;
