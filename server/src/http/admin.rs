@@ -168,7 +168,7 @@ pub async fn nodes(State(state): State<AppState>, _admin: AdminUser) -> Json<Nod
     path = "/admin/users/{id}/kick",
     tag = "admin",
     operation_id = "kick",
-    params(("id" = String, Path, description = "A user id, or `@` and a username (`@alice`)")),
+    params(("id" = String, Path, example = "@alice", description = "A user id, or `@` and a username (`@alice`)")),
     request_body = Option<KickRequest>,
     security(("bearer" = []), ("cookie" = [])),
     responses(
@@ -212,7 +212,7 @@ pub async fn kick(
     path = "/admin/users/{id}/ban",
     tag = "admin",
     operation_id = "ban",
-    params(("id" = String, Path, description = "A user id, or `@` and a username (`@alice`)")),
+    params(("id" = String, Path, example = "@alice", description = "A user id, or `@` and a username (`@alice`)")),
     request_body = Option<BanRequest>,
     security(("bearer" = []), ("cookie" = [])),
     responses(
@@ -239,11 +239,12 @@ pub async fn ban(
     let banned_until = match body.duration_secs {
         None | Some(serde_json::Value::Null) => None,
         Some(v) => {
-            let secs = v
-                .as_u64()
+            let secs = super::whole_number(&v)
                 .filter(|s| (1..=MAX_BAN_SECS).contains(s))
                 .ok_or_else(|| {
-                    Error::invalid("field `duration_secs` must be a positive integer")
+                    Error::invalid(format!(
+                        "field `duration_secs` must be an integer from 1 to {MAX_BAN_SECS} (10 years)"
+                    ))
                 })?;
             Some(ids::now_ms() + secs as i64 * 1000)
         }
@@ -280,7 +281,7 @@ pub async fn ban(
     path = "/admin/users/{id}/role",
     tag = "admin",
     operation_id = "set_role",
-    params(("id" = String, Path, description = "A user id, or `@` and a username (`@alice`)")),
+    params(("id" = String, Path, example = "@alice", description = "A user id, or `@` and a username (`@alice`)")),
     request_body = RoleRequest,
     security(("bearer" = []), ("cookie" = [])),
     responses(
@@ -321,7 +322,7 @@ pub async fn set_role(
     path = "/admin/users/{id}/ban",
     tag = "admin",
     operation_id = "unban",
-    params(("id" = String, Path, description = "A user id, or `@` and a username (`@alice`)")),
+    params(("id" = String, Path, example = "@alice", description = "A user id, or `@` and a username (`@alice`)")),
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 204, description = "Not banned"),
@@ -402,7 +403,7 @@ async fn target(state: &AppState, named: &str) -> Result<String> {
     path = "/admin/users/{id}/sessions/{session}",
     tag = "admin",
     operation_id = "end_user_session",
-    params(("id" = String, Path, description = "A user id, or `@` and a username (`@alice`)"),
+    params(("id" = String, Path, example = "@alice", description = "A user id, or `@` and a username (`@alice`)"),
         ("session" = String, Path, description = "One of the user's session ids")),
     security(("bearer" = []), ("cookie" = [])),
     responses(
@@ -444,10 +445,11 @@ pub async fn end_session(
     path = "/admin/users/{id}",
     tag = "admin",
     operation_id = "user",
-    params(("id" = String, Path, description = "A user id, or `@` and a username (`@alice`)")),
+    params(("id" = String, Path, example = "@alice", description = "A user id, or `@` and a username (`@alice`)")),
     security(("bearer" = []), ("cookie" = [])),
     responses(
-        (status = 200, description = "The user, their sessions, sockets and the latest 50 admin actions on them", body = UserDetail),
+        (status = 200, description = "The user, their sessions, sockets and the latest 50 admin actions on them", body = UserDetail,
+            links(("EndSession" = (operation_id = "end_user_session", parameters(("id" = "$request.path.id"), ("session" = "$response.body#/sessions/0/session_id")))))),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
@@ -522,19 +524,29 @@ impl Page {
         }
     }
 
+    /// At most `i64::MAX`: what the database can skip (and what the description says).
     fn offset(&self) -> Result<u64> {
         match self.offset.as_deref() {
             None => Ok(0),
             Some(v) => v
                 .parse::<u64>()
-                .map_err(|_| Error::invalid("`offset` must be a non-negative integer")),
+                .ok()
+                .filter(|n| i64::try_from(*n).is_ok())
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "`offset` must be an integer from 0 to {}",
+                        i64::MAX
+                    ))
+                }),
         }
     }
 }
 
 /// The offset of the page after one of `shown` entries, if it was full.
 fn next_offset(shown: usize, limit: u32, offset: u64) -> Option<u64> {
-    (shown as u64 == u64::from(limit)).then_some(offset + u64::from(limit))
+    (shown as u64 == u64::from(limit))
+        .then(|| offset.checked_add(u64::from(limit)))
+        .flatten()
 }
 
 /// `GET /admin/users?query=&limit=&offset=`: find anyone, online or not.
@@ -548,7 +560,7 @@ fn next_offset(shown: usize, limit: u32, offset: u64) -> Option<u64> {
     operation_id = "users",
     params(("query" = Option<String>, Query, max_length = 64, description = "A name prefix or a user id"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Entries per page (default 50)"),
-        ("offset" = Option<u64>, Query, description = "Entries to skip (default 0)")),
+        ("offset" = Option<u64>, Query, maximum = 9_223_372_036_854_775_807_u64, description = "Entries to skip (default 0)")),
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "A page of users", body = UsersResponse),
@@ -621,7 +633,7 @@ pub async fn bans(State(state): State<AppState>, _admin: AdminUser) -> Result<Js
     operation_id = "audit",
     params(("user" = Option<String>, Query, description = "Only the actions on this user id"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Entries per page (default 50)"),
-        ("offset" = Option<u64>, Query, description = "Entries to skip (default 0)")),
+        ("offset" = Option<u64>, Query, maximum = 9_223_372_036_854_775_807_u64, description = "Entries to skip (default 0)")),
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "A page of the audit log", body = AuditResponse),
@@ -704,5 +716,42 @@ fn user_ref(a: Actor) -> UserRef {
     UserRef {
         id: a.id,
         username: a.username,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(limit: Option<&str>, offset: Option<&str>) -> Page {
+        Page {
+            limit: limit.map(String::from),
+            offset: offset.map(String::from),
+            ..Page::default()
+        }
+    }
+
+    #[test]
+    fn paging_bounds() {
+        assert_eq!(page(None, None).limit().unwrap(), 50);
+        assert_eq!(page(Some("100"), None).limit().unwrap(), 100);
+        for bad in ["0", "101", "-1", "x", ""] {
+            assert!(page(Some(bad), None).limit().is_err(), "{bad}");
+        }
+        assert_eq!(page(None, None).offset().unwrap(), 0);
+        let max = i64::MAX.to_string();
+        assert_eq!(page(None, Some(&max)).offset().unwrap(), i64::MAX as u64);
+        // Past what the database can skip: refused, as the description says (the fuzzer
+        // found it accepted).
+        for bad in ["9223372036854775808", "18446744073709551615", "-1", "1.5"] {
+            assert!(page(None, Some(bad)).offset().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn next_offset_of_a_full_page_only() {
+        assert_eq!(next_offset(50, 50, 0), Some(50));
+        assert_eq!(next_offset(49, 50, 0), None);
+        assert_eq!(next_offset(1, 1, u64::MAX), None);
     }
 }

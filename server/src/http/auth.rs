@@ -199,6 +199,7 @@ pub async fn logout(
     responses(
         (status = 200, description = "The caller", body = MeResponse),
         (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
         (status = 503, response = Unavailable),
     )
 )]
@@ -223,8 +224,10 @@ pub async fn me(user: AuthUser) -> Json<MeResponse> {
     operation_id = "sessions",
     security(("bearer" = []), ("cookie" = [])),
     responses(
-        (status = 200, description = "The caller's sessions", body = SessionsResponse),
+        (status = 200, description = "The caller's sessions", body = SessionsResponse,
+            links(("EndSession" = (operation_id = "end_own_session", parameters(("id" = "$response.body#/sessions/0/session_id")))))),
         (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
         (status = 500, response = Internal),
         (status = 503, response = Unavailable),
     )

@@ -13,7 +13,7 @@ use super::openapi::{
     BadRequest, Forbidden, Internal, NotFound, PayloadTooLarge, RequestTimeout, TooManyRequests,
     Unauthorized, Unavailable, UnsupportedMediaType,
 };
-use super::{required, JsonBody};
+use super::{required, whole_number, JsonBody};
 use crate::auth::AuthUser;
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -28,6 +28,7 @@ use crate::state::AppState;
     responses(
         (status = 200, description = "The rooms", body = RoomsResponse),
         (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
         (status = 500, response = Internal),
         (status = 503, response = Unavailable),
     )
@@ -75,8 +76,7 @@ pub async fn create(
     }
     let capacity = match &body.capacity {
         None | Some(serde_json::Value::Null) => ROOM_CAPACITY_DEFAULT,
-        Some(v) => v
-            .as_u64()
+        Some(v) => whole_number(v)
             .filter(|c| (ROOM_CAPACITY_MIN as u64..=ROOM_CAPACITY_MAX as u64).contains(c))
             .map(|c| c as u32)
             .ok_or_else(|| Error::invalid("field `capacity` must be an integer from 2 to 64"))?,
@@ -93,11 +93,12 @@ pub async fn create(
     path = "/lobby/rooms/{id}",
     tag = "lobby",
     operation_id = "room",
-    params(("id" = String, Path, description = "A room id")),
+    params(("id" = String, Path, example = "main-hall", description = "A room id")),
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "The room and its members", body = RoomDetail),
         (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 500, response = Internal),
         (status = 503, response = Unavailable),

@@ -217,7 +217,8 @@ fn web_dir(configured: Option<PathBuf>) -> PathBuf {
 }
 
 /// A JSON request body. An empty body reads as `T::default()`, so optional bodies (logout)
-/// and missing fields are handled alike; a malformed body is a 400 naming the field, an
+/// and missing fields are handled alike; a body that is not a JSON object, or a malformed
+/// one, is a 400 (naming the field where there is one), an
 /// oversized one a 413, and a non-empty body not sent as `application/json` a 415: a
 /// cross-site HTML form can post `text/plain` without a CORS preflight, but not JSON.
 pub struct JsonBody<T>(pub T);
@@ -247,6 +248,13 @@ where
                 "a request body must be sent with Content-Type: application/json",
             ));
         }
+        // serde's derived structs also decode from a JSON array (`[null, null]` would be a
+        // ban's reason and duration); every request body here is an object.
+        if bytes.trim_ascii_start().first() != Some(&b'{') {
+            return Err(Error::invalid(
+                "malformed JSON body: expected a JSON object",
+            ));
+        }
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         serde_path_to_error::deserialize(de)
             .map(JsonBody)
@@ -262,6 +270,18 @@ where
                 }
             })
     }
+}
+
+/// A JSON number that is a whole number, as JSON Schema's `integer` means it: `16`, and
+/// `16.0` too (the fuzzer sent a ban's `duration_secs` as `1739.0`). `None` for anything
+/// else (a fraction, a negative number, a string, `true`); floats only up to 2^53, where
+/// they are still exact.
+pub fn whole_number(value: &serde_json::Value) -> Option<u64> {
+    if let Some(n) = value.as_u64() {
+        return Some(n);
+    }
+    let f = value.as_f64()?;
+    (f.fract() == 0.0 && (0.0..=9_007_199_254_740_992.0).contains(&f)).then_some(f as u64)
 }
 
 /// Read a required string field.
@@ -319,6 +339,59 @@ mod tests {
             assert!(!is_json(&with_type(no)), "{no}");
         }
         assert!(!is_json(&HeaderMap::new()));
+    }
+
+    async fn ban_body(content_type: &str, body: &'static str) -> Result<BanBody, Error> {
+        let req = Request::builder()
+            .method("POST")
+            .uri("/")
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body))
+            .unwrap();
+        JsonBody::<BanBody>::from_request(req, &())
+            .await
+            .map(|b| b.0)
+    }
+
+    type BanBody = arena_protocol::http::BanRequest;
+
+    #[test]
+    fn whole_numbers() {
+        use serde_json::json;
+        assert_eq!(whole_number(&json!(16)), Some(16));
+        assert_eq!(whole_number(&json!(1739.0)), Some(1739));
+        assert_eq!(whole_number(&json!(0)), Some(0));
+        assert_eq!(whole_number(&json!(u64::MAX)), Some(u64::MAX));
+        for not_whole in [
+            json!(1.5),
+            json!(-1),
+            json!(-2.0),
+            json!(1e300),
+            json!("16"),
+            json!(true),
+            json!(null),
+            json!([16]),
+        ] {
+            assert_eq!(whole_number(&not_whole), None, "{not_whole}");
+        }
+    }
+
+    #[tokio::test]
+    async fn bodies_must_be_json_objects() {
+        let json = "application/json";
+        assert!(ban_body(json, "").await.is_ok());
+        assert!(ban_body(json, " \n").await.is_ok());
+        assert!(ban_body(json, r#"{"reason": "spam"}"#).await.is_ok());
+        assert!(ban_body(json, r#" {"duration_secs": null}"#).await.is_ok());
+        // serde would read these as the struct's fields in order; the fuzzer found a ban
+        // accepted from `[null, null]`.
+        for not_an_object in ["[null, null]", r#"["spam", 60]"#, "null", "1", r#""x""#] {
+            let e = ban_body(json, not_an_object).await.unwrap_err();
+            assert_eq!(e.code(), ErrorCode::InvalidRequest, "{not_an_object}");
+            assert!(e.to_string().contains("expected a JSON object"), "{e}");
+        }
+        let e = ban_body("text/plain", "[1]").await.unwrap_err();
+        assert_eq!(e.code(), ErrorCode::UnsupportedMediaType);
     }
 
     #[tokio::test]

@@ -7,7 +7,8 @@
 //! from [`ErrorCode::http_status`], one response per status, each naming the codes it can
 //! carry. What a derive cannot say is added after: which headers an answer always has
 //! ([`REQUIRED_HEADERS`]), and that an optional body is one that may be left out, not a
-//! JSON `null` ([`optional_bodies`]).
+//! JSON `null` ([`optional_bodies`]); and utoipa 5.5 writes a link's fields in snake case
+//! (`operation_id`), which [`link_field_names`] puts right (`operationId`).
 //!
 //! The test at the bottom fails when `docs/openapi.json` differs from what the code
 //! describes now, naming the paths and schemas that differ; run it with
@@ -125,6 +126,7 @@ pub fn document() -> &'static str {
         let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
         require_headers(&mut doc);
         optional_bodies(&mut doc);
+        link_field_names(&mut doc);
         let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
         text.push('\n');
         text
@@ -162,6 +164,12 @@ pub async fn openapi_json() -> Response {
     path = "/ws",
     tag = "websocket",
     operation_id = "websocket",
+    params(
+        ("Connection" = String, Header, pattern = "(?i)upgrade", description = "Contains `Upgrade` (any case)"),
+        ("Upgrade" = String, Header, pattern = "^(?i:websocket)$", description = "`websocket` (any case)"),
+        ("Sec-WebSocket-Version" = String, Header, pattern = "^13$", description = "`13`"),
+        ("Sec-WebSocket-Key" = String, Header, description = "The client's nonce (RFC 6455: 16 random bytes in base64)"),
+    ),
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 101, description = "Switching Protocols: the socket is open; the server's first frame is `welcome`"),
@@ -396,6 +404,36 @@ fn optional_bodies(doc: &mut serde_json::Value) {
     }
 }
 
+/// OpenAPI's Link object has `operationId`, `operationRef` and `requestBody`; utoipa 5.5
+/// serializes them as `operation_id`, `operation_ref`, `request_body`, which no tool reads.
+fn link_field_names(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    let responses = paths
+        .values_mut()
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.values_mut())
+        .filter_map(|op| op.get_mut("responses").and_then(|r| r.as_object_mut()))
+        .flat_map(|r| r.values_mut());
+    for response in responses {
+        let Some(links) = response.get_mut("links").and_then(|l| l.as_object_mut()) else {
+            continue;
+        };
+        for link in links.values_mut().filter_map(|l| l.as_object_mut()) {
+            for (wrong, right) in [
+                ("operation_id", "operationId"),
+                ("operation_ref", "operationRef"),
+                ("request_body", "requestBody"),
+            ] {
+                if let Some(v) = link.remove(wrong) {
+                    link.insert(right.to_string(), v);
+                }
+            }
+        }
+    }
+}
+
 macro_rules! error_responses {
     ($($name:ident = $status:literal, $description:literal;)*) => {$(
         #[doc = concat!("The ", stringify!($status), " answer: ", $description, ".")]
@@ -564,6 +602,9 @@ mod tests {
                 "refresh_invalid"
             ])
         );
+        let link =
+            &doc["paths"]["/auth/sessions"]["get"]["responses"]["200"]["links"]["EndSession"];
+        assert_eq!(link["operationId"], "end_own_session", "{link}");
         let retry = &doc["components"]["responses"]["Unavailable"]["headers"]["Retry-After"];
         assert_eq!(retry["required"], true);
         // No WebSocket-only code is offered as an HTTP answer.
