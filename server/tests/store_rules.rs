@@ -154,7 +154,14 @@ async fn a_refresh_racing_a_logout_never_outlives_the_revocation() {
             let (store, user_id, session) = (store.clone(), user.id.clone(), session.clone());
             tokio::spawn(async move {
                 store
-                    .revoke_session(&user_id, &session, "logout", CloseCode::SessionRevoked, now, None)
+                    .revoke_session(
+                        &user_id,
+                        &session,
+                        "logout",
+                        CloseCode::SessionRevoked,
+                        now,
+                        None,
+                    )
                     .await
             })
         };
