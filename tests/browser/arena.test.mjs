@@ -100,10 +100,14 @@ test("both players see the orbs, the same scores, and the same winner when the r
     banners.push((await snapshot(page)).banner);
   }
   assert.equal(banners[0], banners[1]);
-  assert.match(banners[0], /^alice wins round \d+ with \d+!$/);
   const [a, b] = [await snapshot(alicePage), await snapshot(bobPage)];
   assert.deepEqual(a.scores, b.scores);
-  assert.ok(a.scores.alice > 0 && !(a.scores.bob > 0), JSON.stringify(a.scores));
+  assert.ok(a.scores.alice > 0, JSON.stringify(a.scores));
+  // Bob never moved, but an orb may appear on him: the banner names the top scorers.
+  const top = Math.max(...Object.values(a.scores));
+  const best = Object.keys(a.scores).filter((name) => a.scores[name] === top);
+  if (best.length === 1) assert.equal(banners[0].replace(/round \d+/, "round N"), `${best[0]} wins round N with ${top}!`);
+  else for (const name of best) assert.match(banners[0], new RegExp(`^Round \\d+: a tie between .*\\b${name}\\b.* \\(${top} each\\)$`));
   await bobPage.screenshot({ path: join(artifacts, "game-round-winner.png") });
   // The next round starts from zero.
   await bobPage.waitForFunction(() => {
