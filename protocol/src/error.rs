@@ -52,6 +52,35 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order (for descriptions that list them, such as the
+    /// server's OpenAPI document). The test `all_lists_every_code_once` keeps it whole.
+    pub const ALL: [ErrorCode; 24] = [
+        ErrorCode::InvalidRequest,
+        ErrorCode::TokenMissing,
+        ErrorCode::TokenInvalid,
+        ErrorCode::TokenExpired,
+        ErrorCode::TokenRevoked,
+        ErrorCode::InvalidCredentials,
+        ErrorCode::RefreshInvalid,
+        ErrorCode::Forbidden,
+        ErrorCode::Banned,
+        ErrorCode::OriginForbidden,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::RequestTimeout,
+        ErrorCode::UsernameTaken,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::RateLimited,
+        ErrorCode::Internal,
+        ErrorCode::Unavailable,
+        ErrorCode::InvalidJson,
+        ErrorCode::UnknownType,
+        ErrorCode::RoomNotFound,
+        ErrorCode::RoomFull,
+        ErrorCode::NotInRoom,
+    ];
+
     /// The HTTP status this code answers with.
     pub fn http_status(self) -> u16 {
         use ErrorCode::*;
@@ -145,6 +174,42 @@ impl ErrorBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Exhaustive on purpose: a new code does not compile here until it has a place in
+    /// [`ErrorCode::ALL`].
+    #[test]
+    fn all_lists_every_code_once() {
+        use ErrorCode::*;
+        let position = |code: ErrorCode| match code {
+            InvalidRequest => 0,
+            TokenMissing => 1,
+            TokenInvalid => 2,
+            TokenExpired => 3,
+            TokenRevoked => 4,
+            InvalidCredentials => 5,
+            RefreshInvalid => 6,
+            Forbidden => 7,
+            Banned => 8,
+            OriginForbidden => 9,
+            NotFound => 10,
+            MethodNotAllowed => 11,
+            RequestTimeout => 12,
+            UsernameTaken => 13,
+            PayloadTooLarge => 14,
+            UnsupportedMediaType => 15,
+            RateLimited => 16,
+            Internal => 17,
+            Unavailable => 18,
+            InvalidJson => 19,
+            UnknownType => 20,
+            RoomNotFound => 21,
+            RoomFull => 22,
+            NotInRoom => 23,
+        };
+        for (i, code) in ErrorCode::ALL.into_iter().enumerate() {
+            assert_eq!(position(code), i, "{code:?}");
+        }
+    }
 
     #[test]
     fn wire_names_match_serde() {

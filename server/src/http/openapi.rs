@@ -255,39 +255,9 @@ fn on_http(code: ErrorCode) -> bool {
     }
 }
 
-const ALL_CODES: [ErrorCode; 24] = {
-    use ErrorCode::*;
-    [
-        InvalidRequest,
-        TokenMissing,
-        TokenInvalid,
-        TokenExpired,
-        TokenRevoked,
-        InvalidCredentials,
-        RefreshInvalid,
-        Forbidden,
-        Banned,
-        OriginForbidden,
-        NotFound,
-        MethodNotAllowed,
-        RequestTimeout,
-        UsernameTaken,
-        PayloadTooLarge,
-        UnsupportedMediaType,
-        RateLimited,
-        Internal,
-        Unavailable,
-        InvalidJson,
-        UnknownType,
-        RoomNotFound,
-        RoomFull,
-        NotInRoom,
-    ]
-};
-
 /// The codes an HTTP answer with `status` carries.
 fn codes_for(status: u16) -> Vec<ErrorCode> {
-    ALL_CODES
+    ErrorCode::ALL
         .into_iter()
         .filter(|c| on_http(*c) && c.http_status() == status)
         .collect()
@@ -611,7 +581,7 @@ mod tests {
         let text = serde_json::to_string(&doc["components"]["responses"]).unwrap();
         assert!(!text.contains("room_full") && !text.contains("invalid_json"));
         // Every HTTP code has a response of its status.
-        for code in ALL_CODES.into_iter().filter(|c| on_http(*c)) {
+        for code in ErrorCode::ALL.into_iter().filter(|c| on_http(*c)) {
             assert!(text.contains(&format!("\"{}\"", code.as_str())), "{code}");
         }
     }
