@@ -1,62 +1,70 @@
-// Arena's browser client.
+// Arena's browser game: the lobby, the game view and the chat. The session and the
+// socket are the SDK's (client-demo/sdk, served at /sdk/): it logs in, refreshes the
+// access token before it expires and moves the live socket onto it with `reauth`,
+// reconnects with backoff and joins the room again, and turns close codes into events.
+// This file turns those events into what the player sees.
 //
-// Credentials: the access token lives in memory only and rides in the Authorization
-// header (HTTP) and the `arena.v1, bearer.<token>` subprotocol (WebSocket), never in a
-// URL. The refresh token is kept in localStorage so that several tabs share one session
-// (and one logout); two tabs refreshing at once get the same answer from the server's
-// grace rule. It is refreshed before it expires and handed to the live socket with
-// `reauth`, so the socket never outlives its token and never drops for it.
+// Credentials: the access token lives in the SDK's memory only and rides in the
+// Authorization header and the `arena.v1, bearer.<token>` subprotocol, never in a URL.
+// The refresh token is kept in localStorage so that several tabs share one session (and
+// one logout); two tabs refreshing at once get the same answer from the server's grace
+// rule.
 //
-// Staying in the game (PROTOCOL.md, "Running a cluster"): the page remembers the room the
-// player means to be in (`wantRoom`). A lost connection is retried with backoff and the
-// room is joined again on the new socket (room ids survive restarts); a room whose game
-// moved to another node (`room_moved`) keeps playing from a fresh run; a room the server
-// takes the player out of (`left` with a reason) returns to the lobby saying why. Every
-// one of these ends in a line of text, in the notice or in the chat log.
+// Staying in the game (PROTOCOL.md, "Running a cluster"): the SDK remembers the room the
+// player means to be in (`wantRoom`) and joins it again on every new socket (room ids
+// survive restarts); a room whose game moved to another node (`room_moved`) keeps playing
+// from a fresh run; a room the server takes the player out of (`left` with a reason)
+// returns to the lobby saying why. Every one of these ends in a line of text, in the
+// notice or in the chat log.
 //
 // Smooth to watch: other players are interpolated between the last two state frames; the
-// local player is predicted. The page keeps the inputs it sent in this run and draws its
-// own disc at the server's last position for it plus the movement of the inputs the room
-// had not applied yet (`last_seq`), run ahead by the measured round trip; each state frame
-// drops what it acknowledges and predicts again from there (small corrections fade out,
-// large ones snap). On a touch screen a virtual stick steers, analog, like the keys do.
-"use strict";
+// local player is predicted. The page keeps the inputs the SDK sent in this run and draws
+// its own disc at the server's last position for it plus the movement of the inputs the
+// room had not applied yet (`last_seq`), run ahead by the measured round trip; each state
+// frame drops what it acknowledges and predicts again from there (small corrections fade
+// out, large ones snap). On a touch screen a virtual stick steers, analog, like the keys.
+import { Arena, webStorageStore } from "./sdk/index.js";
+import { el, colorFor, loginFailure, banText } from "./common.js";
 
-const REFRESH_KEY = "arena.refresh_token";
+/**
+ * @import { Room, ServerMessage } from "../sdk/types/index.js"
+ * @import { EndCause } from "./sdk/arena.js"
+ */
+
 const ROOM_KEY = "arena.room"; // sessionStorage (this tab only): the room a reload comes back to
-const JOIN_ATTEMPTS = 4;        // a join answered `unavailable` is tried this many times
-const BACKOFF_MAX_MS = 5000;    // reconnect delays: 0.5 s, 1 s, 2 s, 4 s, then 5 s
-const INPUT_RESEND_MS = 1000;   // an input the room has not applied by then is sent again
+const RESUME_MAX_MS = 5000;     // a stored session the server cannot take up yet: retried up to every 5 s
 const STALE_MS = 1500;          // no state frame for this long: the game view says it waits
 const LEAD_MAX_MS = 1000;       // the local disc never runs further ahead of the server than this
 const AHEAD_MS = 250;           // nor predicts past its last state frame by more (frames stopped)
 const SMOOTH_MS = 100;          // a small correction of the local disc fades with this time constant
 const STICK_SEND_MS = 50;       // the stick sends at most one input per 50 ms (every frame counts
                                 // against the socket's rate limit; the room applies the newest)
+/** Error frames that answer a join: the SDK retries or gives up, and says so in its own events. */
+const JOIN_ERRORS = new Set(["room_not_found", "room_full", "unavailable", "rate_limited"]);
+/** @type {(id: string) => any} */
 const $ = (id) => document.getElementById(id);
 
+// The page never gives up on its server: 503s while a node catches up are waited out.
+const arena = new Arena({
+  tokenStore: webStorageStore(localStorage),
+  reconnect: { maxUnavailable: Infinity },
+});
+
 const app = {
-  game: { orbs: [], round: null, scores: new Map(), banner: null, skew: 0 }, // the objective, as the server says
-  access: null,        // access token (memory only)
-  accessExpiresAt: 0,  // ms
-  user: null,
-  ws: null,
-  welcomed: false,     // the socket got its welcome (upgrade accepted, session live)
+  game: { orbs: [], round: null, scores: new Map(), banner: null, skew: 0, boardKey: "" }, // the objective, as the server says
+  get user() { return arena.user; },
   serverNode: null,    // the node this page's socket is on (from /healthz), in a cluster
   cluster: false,      // /healthz named a node: rooms' nodes are worth showing
+  welcomes: 0,         // sockets welcomed so far: tells a /healthz answer for an older one
   view: "login",
-  room: null,          // joined Room (kept while reconnecting, so the game view stays)
-  wantRoom: null,      // id of the room the player means to be in: rejoined after a reconnect
-  pendingJoin: null,   // {room, attempt, rejoin}: a join sent and not yet answered
-  joinRetryTimer: null,
+  room: null,          // the Room the game view shows (kept while reconnecting)
+  previousNode: null,  // where the room ran before the last join, to tell a rejoin that moved
   chatRoom: null,      // the room the chat log belongs to
   roomNames: new Map(),// id -> name (lobby and joins), for messages about a room
-  world: { width: 960, height: 540, tick_hz: 20 },
+  world: { width: 960, height: 540, tick_hz: 20, speed: 240 },
   members: new Map(),  // id -> username
   frames: [],          // the last two state frames of the current run: {at, tick, byId}
   runAt: 0,            // when the current run was entered (joined, room_moved)
-  seq: 0,              // last input seq sent; only ever counts up (see reconcile)
-  inputSentAt: 0,
   dir: { dx: 0, dy: 0 },
   // Prediction of the local disc (see predict): the inputs sent in this run, oldest first,
   // {seq, dx, dy, at}; the newest one the room applied stays as the first (its direction is
@@ -66,19 +74,19 @@ const app = {
   lead: null,          // ms the local disc runs ahead of the frame it is predicted from (null: not measured yet)
   correction: { x: 0, y: 0, at: 0 }, // what the last frame moved the prediction by, fading
   keys: new Set(),
-  refreshTimer: null,
-  reconnectTimer: null,
-  reconnectAttempt: 0, // failed connection attempts since the last welcome
-  backoff: 500,
-  leaving: false,      // we are closing on purpose (logout)
+  ban: null,           // {code, bannedUntil} of the SDK's `banned` event, for the line that ends the session
+  loadingRooms: false,
   notice: "",
-  noticeKind: "",      // "reconnect" | "join" | "": which notices clear themselves
+  noticeKind: "",      // "reconnect" | "join" | "lobby" | "": which notices clear themselves
   counts: { moved: 0, rejoined: 0, reconnects: 0 },
   lastLeft: null,      // {room, reason} of the last `left`
 };
 
+const connected = () => arena.connected;
+
 // ---------- views ----------
 
+/** @param {"login" | "lobby" | "game"} view */
 function show(view) {
   app.view = view;
   for (const name of ["login", "lobby", "game"]) $(name + "-view").hidden = name !== view;
@@ -98,113 +106,88 @@ function clearNotice(...kinds) {
   if (kinds.includes(app.noticeKind)) notify("");
 }
 
-function connected() {
-  return !!app.ws && app.ws.readyState === WebSocket.OPEN && app.welcomed;
-}
-
 function renderConnState() {
-  let text;
-  if (connected()) text = "online" + (app.serverNode ? " · " + app.serverNode : "");
-  else if (app.ws) text = "connecting…";
-  else if (app.reconnectTimer) text = "reconnecting…";
-  else text = "offline";
+  const text = connected() ? "online" + (app.serverNode ? " · " + app.serverNode : "")
+    : arena.state === "connecting" ? "connecting…"
+    : arena.state === "reconnecting" ? "reconnecting…"
+    : "offline";
   $("conn-state").textContent = text;
   renderRoomInfo();
 }
 
+/** @param {string} id */
 function roomName(id) {
   return app.roomNames.get(id) || (app.room && app.room.id === id && app.room.name) || id;
 }
 
 // ---------- session ----------
 
-function adopt(session) {
-  app.access = session.access_token;
-  app.accessExpiresAt = Date.now() + session.expires_in * 1000;
-  app.user = session.user;
-  localStorage.setItem(REFRESH_KEY, session.refresh_token);
-  $("who-name").textContent = session.user.username + (session.user.role === "admin" ? " (admin)" : "");
-  scheduleRefresh();
-}
-
-function scheduleRefresh() {
-  clearTimeout(app.refreshTimer);
-  const lifetime = app.accessExpiresAt - Date.now();
-  // Refresh at 80% of the token's life, at least a few seconds before it ends.
-  const delay = Math.max(1000, Math.min(lifetime * 0.8, lifetime - 5000));
-  app.refreshTimer = setTimeout(() => refresh().catch(() => {}), delay);
-}
-
-let refreshing = null;
-/** Get a fresh access token and move the live socket onto it. */
-function refresh() {
-  if (refreshing) return refreshing;
-  refreshing = (async () => {
-    const token = localStorage.getItem(REFRESH_KEY);
-    if (!token) throw new ApiError(401, "refresh_invalid", "no session");
-    try {
-      adopt(await request("POST", "/auth/refresh", null, { refresh_token: token }));
-    } catch (e) {
-      if (e.status === 401 || e.status === 403) endSession("Your session has ended. Please log in again.");
-      throw e;
-    }
-    if (app.ws && app.ws.readyState === WebSocket.OPEN) {
-      app.ws.send(JSON.stringify({ type: "reauth", access_token: app.access }));
-    }
-  })().finally(() => { refreshing = null; });
-  return refreshing;
-}
-
-function endSession(message) {
-  clearTimeout(app.refreshTimer);
-  clearTimeout(app.reconnectTimer);
-  clearTimeout(app.joinRetryTimer);
-  app.reconnectTimer = null;
-  app.access = null;
-  app.user = null;
-  app.room = null;
-  setWantRoom(null);
-  app.pendingJoin = null;
-  localStorage.removeItem(REFRESH_KEY);
-  if (app.ws) {
-    app.leaving = true;
-    app.ws.close();
-    app.ws = null;
-  }
-  show("login");
-  notify(message);
-}
-
 async function login(register) {
   const username = $("username").value.trim();
   const password = $("password").value;
   $("login-error").textContent = "";
   try {
-    if (register) await request("POST", "/auth/register", null, { username, password });
-    adopt(await request("POST", "/auth/login", null, { username, password }));
+    if (register) await arena.register(username, password);
+    await arena.login(username, password);
     $("password").value = "";
     notify("");
     show("lobby");
-    connect();
+    arena.connect().catch(() => { /* the events say how it ended */ });
   } catch (e) {
     $("login-error").textContent = loginFailure(e);
   }
 }
 
 async function logout() {
-  app.leaving = true;
   try {
-    await request("POST", "/auth/logout", app.access, {});
-  } catch { /* the session is gone either way */ }
-  endSession("You logged out.");
+    await arena.logout();
+  } catch (e) {
+    // Not recorded (the server out of reach): the session stands, so say so and stay.
+    notify("Could not log out: " + e.message + ". Try again.");
+    arena.connect().catch(() => {});
+  }
 }
+
+/**
+ * The line the login screen shows when a session ends.
+ * @param {EndCause} cause
+ * @param {string} reason
+ */
+function endedLine(cause, reason) {
+  switch (cause) {
+    case "logout": return "You logged out.";
+    case "revoked": return "You were logged out.";
+    case "kicked": return "An admin removed you: " + (reason || "no reason given");
+    case "banned": {
+      const ban = app.ban || { code: 0, bannedUntil: null };
+      if (ban.code !== 4003) return banText(ban.bannedUntil); // a refresh refused
+      const until = ban.bannedUntil ? "until " + new Date(ban.bannedUntil).toLocaleString() : "permanently";
+      return `An admin banned you ${until}: ${reason || "no reason given"}`;
+    }
+    case "replaced": return "Your account logged in somewhere else.";
+    default: return "Your session has ended. Please log in again.";
+  }
+}
+
+arena.on("session", (session) => {
+  $("who-name").textContent = session.user.username + (session.user.role === "admin" ? " (admin)" : "");
+});
+arena.on("banned", ({ code, bannedUntil }) => { app.ban = { code, bannedUntil }; });
+arena.on("session_ended", ({ cause, reason }) => {
+  resetRoomView();
+  show("login");
+  notify(endedLine(cause, reason));
+  app.ban = null;
+  renderConnState();
+});
 
 // ---------- lobby ----------
 
 async function loadRooms() {
-  if (!app.access) return;
+  if (!arena.accessToken || app.loadingRooms) return;
+  app.loadingRooms = true;
   try {
-    const { rooms } = await request("GET", "/lobby/rooms", app.access);
+    const rooms = await arena.rooms();
     for (const r of rooms) app.roomNames.set(r.id, r.name);
     // Which node runs a room matters in a cluster only (a lone server's name says nothing).
     $("rooms").replaceChildren(...rooms.map((r) =>
@@ -216,40 +199,40 @@ async function loadRooms() {
     if (app.noticeKind === "lobby") notify("");
   } catch (e) {
     // A lost connection says so already; otherwise say why the list is old.
-    if (app.noticeKind !== "reconnect") notify("Could not load rooms: " + e.message, "lobby");
+    if (app.noticeKind !== "reconnect" && arena.accessToken) notify("Could not load rooms: " + e.message, "lobby");
+  } finally {
+    app.loadingRooms = false;
   }
 }
 
-/** Ask to be in room `roomId`. `rejoin`: coming back to it after a reconnect. */
-function join(roomId, { rejoin = false, attempt = 1 } = {}) {
-  clearTimeout(app.joinRetryTimer);
-  app.joinRetryTimer = null;
-  setWantRoom(roomId);
-  app.pendingJoin = { room: roomId, attempt, rejoin };
-  if (!send({ type: "join", room: roomId })) {
-    // Not connected now: the next welcome joins `wantRoom`.
-    app.pendingJoin = null;
-    if (!app.reconnectTimer && !app.ws) scheduleReconnect();
-    else if (app.view === "lobby") notify(`Not connected to the server; joining “${roomName(roomId)}” once it is back.`, "reconnect");
+/**
+ * Ask to be in room `roomId`. The SDK sends it now or on the next welcome, and retries a
+ * join answered `unavailable`; `join_retry` and `join_failed` say how it goes.
+ * @param {string} roomId
+ */
+function join(roomId) {
+  saveRoom(roomId);
+  if (!connected() && app.view === "lobby") {
+    notify(`Not connected to the server; joining “${roomName(roomId)}” once it is back.`, "reconnect");
   }
+  arena.join(roomId).catch((e) => {
+    // A join the server refused arrives as `join_failed`; this is one nobody answered.
+    if (e.code === "timeout" && arena.wantRoom === roomId) toLobby(`No answer from the server to joining “${roomName(roomId)}”; try again.`);
+  });
 }
 
-/** The room this tab means to be in; kept for a reload of the tab too. */
-function setWantRoom(id) {
-  app.wantRoom = id;
+/** The room this tab means to be in, kept for a reload of the tab. @param {string | null} id */
+function saveRoom(id) {
   try {
     if (id) sessionStorage.setItem(ROOM_KEY, JSON.stringify({ id, name: roomName(id) }));
     else sessionStorage.removeItem(ROOM_KEY);
   } catch { /* storage off: a reload starts in the lobby */ }
 }
 
-/** Back to the lobby, out of any room, with `message` (or none) in the notice. */
-function toLobby(message) {
-  clearTimeout(app.joinRetryTimer);
-  app.joinRetryTimer = null;
+/** Forget the room the game view showed (the session may go on). */
+function resetRoomView() {
   app.room = null;
-  setWantRoom(null);
-  app.pendingJoin = null;
+  saveRoom(null);
   app.frames = [];
   resetPrediction();
   app.members = new Map();
@@ -257,268 +240,208 @@ function toLobby(message) {
   releaseStick();
   app.dir = { dx: 0, dy: 0 };
   app.chatRoom = null;
+}
+
+/** Back to the lobby, out of any room, with `message` (or none) in the notice. */
+function toLobby(message) {
+  // Tells the server when there is a room to leave and a socket to say it on; always
+  // drops the SDK's wish to be in the room and the direction held in it.
+  arena.leave().catch(() => {});
+  resetRoomView();
   notify(message || "");
   show("lobby");
 }
 
 /** The Leave button: always back to the lobby, telling the server when it can be told. */
 function leaveRoom() {
-  if (app.room && connected()) send({ type: "leave" });
   toLobby("");
-  if (!connected() && app.access) notify("Connection lost. Reconnecting…", "reconnect");
+  if (!connected() && arena.accessToken) notify("Connection lost. Reconnecting…", "reconnect");
 }
 
-/** A join was answered with an error: retry it, or give up with a line saying why. */
-function joinFailed(p, m) {
-  app.pendingJoin = null;
-  const name = `“${roomName(p.room)}”`;
-  switch (m.code) {
+arena.on("join_retry", ({ room, code, attempt, attempts }) => {
+  const why = code === "rate_limited" ? "The server is busy"
+    : `The server running “${roomName(room)}” cannot be reached right now`;
+  notify(`${why}; trying again (attempt ${attempt} of ${attempts})…`, "join");
+});
+
+arena.on("join_failed", ({ room, code, message, rejoin }) => {
+  const name = `“${roomName(room)}”`;
+  switch (code) {
     case "room_not_found":
-      return toLobby(p.rejoin
+      return toLobby(rejoin
         ? `You are back online, but the room ${name} no longer exists.`
         : `The room ${name} no longer exists.`);
     case "room_full":
-      return toLobby(p.rejoin
+      return toLobby(rejoin
         ? `You are back online, but the room ${name} filled up meanwhile.`
         : `The room ${name} is full.`);
     case "unavailable":
     case "rate_limited":
-      if (p.attempt < JOIN_ATTEMPTS) {
-        const delay = 1000 * 2 ** (p.attempt - 1);
-        const why = m.code === "rate_limited" ? "The server is busy"
-          : `The server running ${name} cannot be reached right now`;
-        notify(`${why}; trying again (attempt ${p.attempt + 1} of ${JOIN_ATTEMPTS})…`, "join");
-        app.joinRetryTimer = setTimeout(() => {
-          app.joinRetryTimer = null;
-          if (app.wantRoom === p.room) join(p.room, { rejoin: p.rejoin, attempt: p.attempt + 1 });
-        }, delay);
-        return;
-      }
       return toLobby(`The server running ${name} went away and the room could not be reached; try joining again.`);
     default:
-      return toLobby(`Could not join ${name}: ${m.message}`);
+      return toLobby(`Could not join ${name}: ${message}`);
   }
-}
+});
 
-// ---------- socket ----------
+// ---------- the connection ----------
 
-function connect() {
-  if (!app.access) return;
-  if (app.ws && app.ws.readyState <= WebSocket.OPEN) return; // one socket at a time
-  clearTimeout(app.reconnectTimer);
-  app.reconnectTimer = null;
-  app.leaving = false;
-  app.welcomed = false;
-  const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
-  const ws = new WebSocket(url, ["arena.v1", "bearer." + app.access]);
-  app.ws = ws;
-  renderConnState();
-  ws.onmessage = (event) => { if (app.ws === ws) onMessage(JSON.parse(event.data)); };
-  ws.onclose = (event) => { if (app.ws === ws) onClose(event.code, event.reason); };
-}
-
-/** Send if the socket is open; whether it was. */
-function send(message) {
-  if (!app.ws || app.ws.readyState !== WebSocket.OPEN) return false;
-  app.ws.send(JSON.stringify(message));
-  return true;
-}
-
-function onClose(code, reason) {
-  const wasLive = app.welcomed; // a live connection lost, not one more failed attempt
-  app.ws = null;
-  app.welcomed = false;
+arena.on("open", renderConnState);
+arena.on("disconnected", () => {
   app.serverNode = null;
-  app.pendingJoin = null;      // it died with the socket; the next welcome joins again
-  clearTimeout(app.joinRetryTimer);
-  app.joinRetryTimer = null;
   renderConnState();
-  if (app.leaving) return;
-  switch (code) {
-    case 4001: return endSession("You were logged out.");
-    case 4003: return endSession("An admin removed you: " + (reason || "no reason given"));
-    case 4004: return endSession("Your account logged in somewhere else.");
-    case 4002: // token expired: refresh, then come back
-      return refresh().then(connect).catch(() => { if (app.access) scheduleReconnect(); });
-    default: // 1001 (server restarting), network trouble: come back with backoff
-      if (wasLive && app.view === "game" && app.room) systemLine("Connection lost. Reconnecting…");
-      return scheduleReconnect();
-  }
-}
-
-function scheduleReconnect() {
-  if (!app.access) return;
-  clearTimeout(app.reconnectTimer);
-  const inRoom = app.wantRoom && app.room;
-  notify(inRoom
+});
+arena.on("reconnecting", ({ attempt }) => {
+  app.counts.reconnects += 1;
+  // The first failure after a welcome: a live connection was lost, not one more attempt.
+  if (attempt === 1 && app.view === "game" && app.room) systemLine("Connection lost. Reconnecting…");
+  notify(app.room && arena.wantRoom
     ? "Connection lost. Reconnecting… you will be back in the room when the server answers."
     : "Connection lost. Reconnecting…", "reconnect");
-  const delay = app.backoff * (0.8 + Math.random() * 0.4);
-  app.backoff = Math.min(app.backoff * 2, BACKOFF_MAX_MS);
-  app.reconnectTimer = setTimeout(reconnect, delay);
   renderConnState();
-}
+});
+// The SDK stopped for good without ending the session: this client broke a rule.
+arena.on("closed", ({ cause, reason }) => {
+  renderConnState();
+  const why = {
+    policy: "The server closed the connection: " + (reason || "too many messages"),
+    message_too_big: "The server closed the connection: a message was too big",
+    protocol_error: "The server closed the connection: " + (reason || "invalid messages"),
+    gave_up: "The server could not be reached",
+    unavailable: "The server stayed unavailable",
+  }[cause];
+  if (why && arena.accessToken) notify(why + ". Reload the page to play again.");
+});
 
-async function reconnect() {
-  app.reconnectAttempt += 1;
-  app.counts.reconnects += 1;
-  // A token near its end, or a server that keeps refusing the upgrade (every few tries:
-  // the session may have ended meanwhile), gets a refresh first; a 401 there ends the
-  // session with a line of its own, anything else (the server is still away) retries.
-  const due = Date.now() > app.accessExpiresAt - 5000 || app.reconnectAttempt % 3 === 0;
-  if (due) {
-    try {
-      await refresh();
-    } catch {
-      if (app.access) scheduleReconnect();
-      return;
-    }
+arena.on("welcome", (m) => {
+  app.welcomes += 1;
+  // Server time minus ours: a round's `ends_at` is in server time.
+  app.game.skew = m.server_time - Date.now();
+  renderConnState();
+  learnServerNode();
+  if (arena.wantRoom) {
+    // The SDK sends the join right after this event.
+    if (app.room && app.room.id === arena.wantRoom) notify(`Reconnected; rejoining “${roomName(arena.wantRoom)}”…`, "join");
+  } else {
+    clearNotice("reconnect");
+    if (app.view === "lobby") loadRooms();
   }
-  connect();
-}
+});
 
-function onMessage(m) {
-  switch (m.type) {
-    case "welcome":
-      app.welcomed = true;
-      // Server time minus ours: a round's `ends_at` is in server time.
-      app.game.skew = m.server_time - Date.now();
-      app.backoff = 500;
-      app.reconnectAttempt = 0;
-      renderConnState();
-      learnServerNode();
-      if (app.wantRoom) {
-        const rejoin = !!(app.room && app.room.id === app.wantRoom);
-        if (rejoin) notify(`Reconnected; rejoining “${roomName(app.wantRoom)}”…`, "join");
-        join(app.wantRoom, { rejoin });
-      } else {
-        clearNotice("reconnect");
-        if (app.view === "lobby") loadRooms();
-      }
-      break;
-    case "joined": {
-      const p = app.pendingJoin && app.pendingJoin.room === m.room.id ? app.pendingJoin : null;
-      if (app.wantRoom !== m.room.id) {
-        // The player left (or chose another room) while this join was on its way.
-        if (!app.wantRoom) send({ type: "leave" });
-        break;
-      }
-      app.pendingJoin = null;
-      clearTimeout(app.joinRetryTimer);
-      const previousNode = app.room && app.room.id === m.room.id ? app.room.node : null;
-      enterRun(m);
-      if (app.chatRoom !== m.room.id) {
-        $("chat-log").replaceChildren();
-        app.chatRoom = m.room.id;
-      }
-      if (p && p.rejoin) {
-        app.counts.rejoined += 1;
-        const moved = app.cluster && previousNode && m.room.node && m.room.node !== previousNode;
-        systemLine(moved
-          ? `Reconnected: you are back in the room, which now runs on ${m.room.node}.`
-          : "Reconnected: you are back in the room.");
-      }
-      clearNotice("reconnect", "join", "lobby");
-      show("game");
-      break;
-    }
-    case "room_moved":
-      if (app.wantRoom !== m.room.id || !app.room) break; // we are on our way out of it
-      app.counts.moved += 1;
-      enterRun(m);
-      systemLine("The room moved to another server" + (m.room.node ? ` (${m.room.node})` : "") +
-        "; play continues.");
-      break;
-    case "left": {
-      app.lastLeft = { room: m.room, reason: m.reason || null };
-      const current = app.room ? app.room.id : app.wantRoom;
-      if (m.room !== current) break; // a room we already left
-      const name = `“${roomName(m.room)}”`;
-      const why = {
-        replaced: `You joined ${name} from another tab or device, so this page left it.`,
-        unavailable: `The server running ${name} went away and the room could not be moved; try joining again.`,
-        removed: `The room ${name} no longer exists.`,
-      }[m.reason] || (m.reason ? `You left ${name} (${m.reason}).` : "");
-      if (!m.reason && app.wantRoom && app.wantRoom !== m.room) {
-        app.room = null; // on the way to another room: its `joined` follows
-        break;
-      }
-      toLobby(why);
-      break;
-    }
-    case "player_joined":
-      if (!app.room || m.room !== app.room.id) break;
-      app.members.set(m.player.id, m.player.username);
-      renderMembers();
-      systemLine(m.player.username + " joined");
-      break;
-    case "player_left":
-      if (!app.room || m.room !== app.room.id) break;
-      app.members.delete(m.player.id);
-      renderMembers();
-      systemLine(m.player.username + " left");
-      break;
-    case "chat":
-      if (!app.room || m.room !== app.room.id) break;
-      chatLine(m.from, m.text);
-      break;
-    case "state": {
-      if (!app.room || m.room !== app.room.id) break;
-      const last = app.frames[app.frames.length - 1];
-      // A tick lower than the last one is a fresh run of the room: never interpolate
-      // between two runs.
-      if (last && m.tick < last.tick) app.frames = [];
-      const at = performance.now();
-      const shown = localDisc(at);
-      app.frames.push({ at, tick: m.tick, byId: new Map(m.players.map((p) => [p.id, p])) });
-      if (app.frames.length > 2) app.frames.shift();
-      acknowledge(at);
-      correct(shown, at);
-      reconcile(m);
-      app.game.orbs = m.orbs || [];
-      app.game.round = m.round || null;
-      app.game.scores = new Map(m.players.map((p) => [p.id, p.score || 0]));
-      renderMembers();
-      break;
-    }
-    case "round": {
-      if (!app.room || m.room !== app.room.id) break;
-      if (m.phase === "pause") {
-        const names = m.winners.map((w) => w.username);
-        const text = names.length === 0 ? `Round ${m.round}: nobody scored`
-          : names.length === 1 ? `${names[0]} wins round ${m.round} with ${m.winners[0].score}!`
-          : `Round ${m.round}: a tie between ${names.join(" and ")} (${m.winners[0].score} each)`;
-        app.game.banner = { text, until: m.ends_at - app.game.skew };
-        systemLine(text);
-      } else {
-        app.game.banner = null;
-        systemLine(`Round ${m.round} has started: touch the orbs!`);
-      }
-      break;
-    }
-    case "token_expiring":
-      refresh().catch(() => {});
-      break;
-    case "error": {
-      const p = app.pendingJoin;
-      if (p && ["room_not_found", "room_full", "unavailable", "rate_limited"].includes(m.code)) {
-        joinFailed(p, m);
-      } else if (m.code === "not_in_room" && app.view !== "game") {
-        // Our leave crossed the server's own `left`: nothing to say.
-      } else if (app.view === "game") {
-        systemLine("⚠ " + m.message);
-      } else {
-        notify(m.message);
-      }
-      break;
-    }
+// ---------- the room ----------
+
+arena.on("joined", (m) => {
+  app.previousNode = app.room && app.room.id === m.room.id ? app.room.node : null;
+  enterRun(m);
+  if (app.chatRoom !== m.room.id) {
+    $("chat-log").replaceChildren();
+    app.chatRoom = m.room.id;
   }
-}
+  clearNotice("reconnect", "join", "lobby");
+  show("game");
+});
 
-/** Start showing a run of the room: `joined` or `room_moved` (positions and ticks afresh). */
+arena.on("rejoined", (m) => {
+  app.counts.rejoined += 1;
+  const moved = app.cluster && app.previousNode && m.room.node && m.room.node !== app.previousNode;
+  systemLine(moved
+    ? `Reconnected: you are back in the room, which now runs on ${m.room.node}.`
+    : "Reconnected: you are back in the room.");
+});
+
+arena.on("room_moved", (m) => {
+  if (!app.room) return; // on our way out of it
+  app.counts.moved += 1;
+  enterRun(m);
+  systemLine("The room moved to another server" + (m.room.node ? ` (${m.room.node})` : "") +
+    "; play continues.");
+});
+
+arena.on("left", (m) => {
+  app.lastLeft = { room: m.room, reason: m.reason || null };
+  const current = app.room ? app.room.id : arena.wantRoom;
+  if (m.room !== current) return; // a room we already left
+  if (!m.reason && arena.wantRoom && arena.wantRoom !== m.room) {
+    app.room = null; // on the way to another room: its `joined` follows
+    return;
+  }
+  const name = `“${roomName(m.room)}”`;
+  const why = {
+    replaced: `You joined ${name} from another tab or device, so this page left it.`,
+    unavailable: `The server running ${name} went away and the room could not be moved; try joining again.`,
+    removed: `The room ${name} no longer exists.`,
+  }[m.reason] || (m.reason ? `You left ${name} (${m.reason}).` : "");
+  toLobby(why);
+});
+
+arena.on("player_joined", (m) => {
+  if (!app.room || m.room !== app.room.id) return;
+  app.members.set(m.player.id, m.player.username);
+  renderMembers();
+  systemLine(m.player.username + " joined");
+});
+
+arena.on("player_left", (m) => {
+  if (!app.room || m.room !== app.room.id) return;
+  app.members.delete(m.player.id);
+  renderMembers();
+  systemLine(m.player.username + " left");
+});
+
+arena.on("chat", (m) => {
+  if (app.room && m.room === app.room.id) chatLine(m.from, m.text);
+});
+
+arena.on("state", (m) => {
+  if (!app.room || m.room !== app.room.id) return;
+  const last = app.frames[app.frames.length - 1];
+  // A tick lower than the last one is a fresh run of the room: never interpolate
+  // between two runs.
+  if (last && m.tick < last.tick) app.frames = [];
+  const at = performance.now();
+  const shown = localDisc(at);
+  app.frames.push({ at, tick: m.tick, byId: new Map(m.players.map((p) => [p.id, p])) });
+  if (app.frames.length > 2) app.frames.shift();
+  acknowledge(at);
+  correct(shown, at);
+  app.game.orbs = m.orbs || [];
+  app.game.round = m.round || null;
+  app.game.scores = new Map(m.players.map((p) => [p.id, p.score || 0]));
+  renderMembers();
+});
+
+arena.on("round", (m) => {
+  if (!app.room || m.room !== app.room.id) return;
+  if (m.phase === "pause") {
+    const names = m.winners.map((w) => w.username);
+    const text = names.length === 0 ? `Round ${m.round}: nobody scored`
+      : names.length === 1 ? `${names[0]} wins round ${m.round} with ${m.winners[0].score}!`
+      : `Round ${m.round}: a tie between ${names.join(" and ")} (${m.winners[0].score} each)`;
+    app.game.banner = { text, until: m.ends_at - app.game.skew };
+    systemLine(text);
+  } else {
+    app.game.banner = null;
+    systemLine(`Round ${m.round} has started: touch the orbs!`);
+  }
+});
+
+arena.on("error", (m) => {
+  if (arena.joining && JOIN_ERRORS.has(m.code)) return; // `join_retry` or `join_failed` follows
+  if (m.code === "not_in_room" && app.view !== "game") return; // our leave crossed the server's `left`
+  if (app.view === "game") systemLine("⚠ " + m.message);
+  else notify(m.message);
+});
+
+// Every input the SDK sends (the page's, and its resends to a new seat): kept for predicting.
+arena.on("input", ({ seq, dx, dy }) => remember({ seq, dx, dy, at: performance.now() }));
+
+/**
+ * Start showing a run of the room: `joined` or `room_moved` (positions and ticks afresh).
+ * @param {Extract<ServerMessage, { type: "joined" | "room_moved" }>} m
+ */
 function enterRun(m) {
   app.room = m.room;
   app.roomNames.set(m.room.id, m.room.name);
+  saveRoom(m.room.id);
   if (m.world) app.world = m.world;
   app.members = new Map(m.members.map((p) => [p.id, p.username]));
   app.frames = [];
@@ -527,38 +450,13 @@ function enterRun(m) {
   $("room-title").textContent = m.room.name;
   renderMembers();
   renderRoomInfo();
-  // The new seat knows nothing of a key held down: tell it (seq keeps counting up).
-  sendInput();
+  // A direction held is sent to the new seat by the SDK. Standing still, the page sends
+  // one anyway: its acknowledgement measures how far ahead the prediction must run
+  // before the first real move.
+  if (!app.dir.dx && !app.dir.dy) arena.input(0, 0);
 }
 
 // ---------- input ----------
-
-function sendInput() {
-  if (!app.room) return;
-  const { dx, dy } = app.dir;
-  if (send({ type: "input", seq: ++app.seq, dx, dy })) {
-    app.inputSentAt = performance.now();
-    remember({ seq: app.seq, dx, dy, at: app.inputSentAt });
-  }
-}
-
-/**
- * Keep inputs counting past what the room has applied. The room only applies a `seq`
- * above its seat's `last_seq`: a seat this user had on another socket (a reload, another
- * tab) may be ahead of this page, so count on from there; a fresh seat (`room_moved`, a
- * rejoin) starts at 0 and needs nothing. An input not applied within a second (lost with
- * a node that went away) is sent again under a new seq.
- */
-function reconcile(m) {
-  const me = app.user && m.players.find((p) => p.id === app.user.id);
-  if (!me) return;
-  if (me.last_seq > app.seq) {
-    app.seq = me.last_seq;
-    sendInput();
-  } else if (me.last_seq < app.seq && performance.now() - app.inputSentAt > INPUT_RESEND_MS) {
-    sendInput();
-  }
-}
 
 const KEYS = {
   ArrowLeft: [-1, 0], KeyA: [-1, 0], ArrowRight: [1, 0], KeyD: [1, 0],
@@ -584,7 +482,7 @@ function updateDirection() {
 function steer(dx, dy) {
   if (dx !== app.dir.dx || dy !== app.dir.dy) {
     app.dir = { dx, dy };
-    sendInput();
+    arena.input(dx, dy); // the SDK numbers it and resends what the room did not apply
   }
 }
 
@@ -832,10 +730,10 @@ function systemLine(text) {
 
 /** Which node this page's socket is on (a cluster's /healthz names it), for display. */
 async function learnServerNode() {
-  const ws = app.ws;
+  const socket = app.welcomes;
   try {
-    const health = await request("GET", "/healthz");
-    if (app.ws === ws && health && health.node) {
+    const health = await arena.health();
+    if (app.welcomes === socket && connected() && health && health.node) {
       app.serverNode = health.node;
       if (!app.cluster) { app.cluster = true; if (app.view === "lobby") loadRooms(); }
     }
@@ -940,7 +838,7 @@ function draw() {
   const last = app.frames[app.frames.length - 1];
   const silent = app.room && performance.now() - Math.max(last ? last.at : 0, app.runAt) > STALE_MS;
   const waiting = !connected() ? "Reconnecting…"
-    : app.pendingJoin ? "Rejoining the room…"
+    : arena.joining ? "Rejoining the room…"
     : silent ? "Waiting for the room's server…" : "";
   if (waiting) {
     ctx.fillStyle = "rgba(11,14,28,0.6)";
@@ -962,10 +860,7 @@ $("leave").addEventListener("click", leaveRoom);
 $("create-room").addEventListener("submit", async (e) => {
   e.preventDefault();
   try {
-    const room = await request("POST", "/lobby/rooms", app.access, {
-      name: $("room-name").value.trim(),
-      capacity: Number($("room-capacity").value) || 16,
-    });
+    const room = await arena.createRoom($("room-name").value.trim(), Number($("room-capacity").value) || 16);
     $("room-name").value = "";
     app.roomNames.set(room.id, room.name);
     join(room.id);
@@ -977,49 +872,45 @@ $("chat-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const text = $("chat-input").value.trim();
   if (!text) return;
-  if (send({ type: "chat", text })) $("chat-input").value = "";
+  if (arena.chat(text)) $("chat-input").value = "";
   else systemLine("Not connected: your message was not sent.");
 });
 addEventListener("keydown", (e) => onKey(e, true));
 addEventListener("keyup", (e) => onKey(e, false));
 addEventListener("blur", () => { app.keys.clear(); releaseStick(); if (app.view === "game") updateDirection(); });
 initStick();
-// The network is back: do not wait out the backoff.
-addEventListener("online", () => {
-  if (!app.reconnectTimer) return;
-  clearTimeout(app.reconnectTimer);
-  app.reconnectTimer = null;
-  app.backoff = 500;
-  reconnect();
-});
 setInterval(() => { if (app.view === "lobby") loadRooms(); }, 3000);
 requestAnimationFrame(draw);
 
-/** A stored session (another tab, or a reload) resumes without typing the password. */
+/**
+ * A stored session (another tab, or a reload) resumes without typing the password; a
+ * server out of reach is tried again. A refused one ends with `session_ended`.
+ */
 function resume(delay = 1000) {
-  refresh().then(() => {
+  arena.resume().then((session) => {
+    if (!session) { show("login"); return; }
     notify("");
     show("lobby");
-    // A reload in a room comes back into it (the welcome joins `wantRoom`).
+    // A reload in a room comes back into it (the SDK joins it once welcomed).
     try {
       const saved = JSON.parse(sessionStorage.getItem(ROOM_KEY) || "null");
       if (saved && saved.id) {
         app.roomNames.set(saved.id, saved.name || saved.id);
-        app.wantRoom = saved.id;
+        arena.join(saved.id).catch(() => {});
       }
     } catch { /* nothing saved */ }
-    connect();
+    arena.connect().catch(() => {});
   }).catch((e) => {
-    if (e.status === 401 || e.status === 403) return; // endSession showed the login with a line
+    if (e.status === 401 || e.status === 403) return; // `session_ended` showed the login with a line
     show("login");
     notify("Cannot reach the server. Retrying…", "reconnect");
-    setTimeout(() => resume(Math.min(delay * 2, BACKOFF_MAX_MS)), delay);
+    setTimeout(() => resume(Math.min(delay * 2, RESUME_MAX_MS)), delay);
   });
 }
-if (localStorage.getItem(REFRESH_KEY)) resume(); else show("login");
+resume();
 
 // For tests and the curious: what the page currently shows.
-window.arena = {
+/** @type {any} */ (window).arena = {
   steer,
   steerToNearestOrb,
   snapshot: () => ({
@@ -1031,8 +922,8 @@ window.arena = {
     roomNode: app.room && app.room.node,
     serverNode: app.serverNode,
     cluster: app.cluster,
-    wantRoom: app.wantRoom,
-    joining: app.pendingJoin && app.pendingJoin.room,
+    wantRoom: arena.wantRoom,
+    joining: arena.joining,
     members: [...app.members.values()],
     players: positions(),
     orbs: app.game.orbs.length,
@@ -1040,11 +931,12 @@ window.arena = {
     scores: Object.fromEntries([...app.game.scores].map(([id, n]) => [app.members.get(id) || id, n])),
     banner: app.game.banner && app.game.banner.text,
     tick: app.frames.length ? app.frames[app.frames.length - 1].tick : null,
-    seq: app.seq,
+    seq: arena.seq,
     // Mine: drawn (predicted) and as the last state frame has it; inputs not yet applied.
     me: predictionState(),
     touch: document.documentElement.classList.contains("touch"),
     connected: connected(),
+    state: arena.state,
     moved: app.counts.moved,
     rejoined: app.counts.rejoined,
     reconnects: app.counts.reconnects,

@@ -1,53 +1,31 @@
-// Shared by the game page and the admin console: HTTP calls that speak PROTOCOL.md's
-// error bodies, and a tiny DOM helper. Tokens only ever travel in headers or bodies,
-// never in a URL, so no proxy or server log can keep them.
-"use strict";
+// Shared by the game page and the admin console: what a refused login says, and a tiny
+// DOM helper. HTTP and the socket are the SDK's (/sdk/index.js).
 
-class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
-
-/** Call the API. `token` (optional) goes in the Authorization header. */
-async function request(method, path, token, body) {
-  const headers = {};
-  if (token) headers.Authorization = "Bearer " + token;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(path, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-    credentials: "same-origin",
-    cache: "no-store",
-  });
-  const text = await response.text();
-  const data = text ? safeJson(text) : null;
-  if (!response.ok) {
-    const error = (data && data.error) || {};
-    const failure = new ApiError(response.status, error.code || "http_" + response.status, error.message || response.statusText);
-    failure.bannedUntil = error.banned_until;
-    throw failure;
-  }
-  return data;
-}
-
-/** What to tell a player whose login was refused: a ban says so, and until when in their own time. */
-function loginFailure(e) {
-  if (e.code !== "banned") return e.message;
-  return e.bannedUntil
-    ? "This account is banned until " + new Date(e.bannedUntil).toLocaleString() + "."
+/**
+ * What to tell a player a ban keeps out, until when in their own time.
+ * @param {number | null | undefined} bannedUntil Unix ms; null: permanent
+ */
+export function banText(bannedUntil) {
+  return bannedUntil
+    ? "This account is banned until " + new Date(bannedUntil).toLocaleString() + "."
     : "This account is banned permanently.";
 }
 
-function safeJson(text) {
-  try { return JSON.parse(text); } catch { return null; }
+/**
+ * What to tell a player whose login was refused: a ban says so, and until when.
+ * @param {{ code?: string, message: string, bannedUntil?: number | null }} e
+ */
+export function loginFailure(e) {
+  return e.code === "banned" ? banText(e.bannedUntil) : e.message;
 }
 
-/** el("li", {class: "x", css: {color: "red"}, onclick: f}, "text", child) */
-function el(tag, attrs, ...children) {
+/**
+ * el("li", {class: "x", css: {color: "red"}, onclick: f}, "text", child)
+ * @param {string} tag
+ * @param {Record<string, any> | null} [attrs]
+ * @param {...(Node | string)} children
+ */
+export function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs || {})) {
     if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
@@ -60,8 +38,8 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
-/** A stable, pleasant color per player id. */
-function colorFor(id) {
+/** A stable, pleasant color per player id. @param {string} id */
+export function colorFor(id) {
   let h = 0;
   for (const c of id) h = (h * 31 + c.charCodeAt(0)) % 360;
   return `hsl(${h}, 75%, 62%)`;

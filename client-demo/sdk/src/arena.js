@@ -11,7 +11,7 @@ import { Http } from "./http.js";
 
 /**
  * @import { ServerMessage, ClientMessage, Session, User, Room, RoomDetail, RoomsResponse,
- *   MeResponse, SessionsResponse, RegisterResponse, ErrorCode } from "../types/index.js"
+ *   MeResponse, SessionsResponse, RegisterResponse, ErrorCode, Health } from "../types/index.js"
  * @import { BackoffOptions } from "./backoff.js"
  */
 
@@ -81,6 +81,7 @@ import { Http } from "./http.js";
  *   rate_limited: { source: "close" | "upgrade" | "message" | "http", code: 1008 | 429, reason: string, retryAfter?: number | null },
  *   unavailable: { source: "http" | "socket" | "join", attempt: number, delayMs: number, method?: string, path?: string, room?: string },
  *   rejoined: Extract<ServerMessage, { type: "joined" }>,
+ *   join_retry: { room: string, code: "unavailable" | "rate_limited", attempt: number, attempts: number, delayMs: number, rejoin: boolean },
  *   join_failed: { room: string, code: string, message: string, rejoin: boolean },
  *   reauth_failed: { code: string, message: string },
  *   input: { seq: number, dx: number, dy: number, resent: boolean },
@@ -218,6 +219,8 @@ export class Arena extends Emitter {
   get room() { return this.#room; }
   /** The room the SDK means to be in: joined again after a reconnect. */
   get wantRoom() { return this.#wantRoom; }
+  /** The room of a join sent (or waiting for the socket) and not answered yet, or null. */
+  get joining() { return this.#pendingJoin?.room ?? null; }
   /** The last input `seq` sent. */
   get seq() { return this.#seq; }
   /** Server time minus local time, in ms (from the last welcome and pongs). */
@@ -314,6 +317,9 @@ export class Arena extends Emitter {
       // Another instance may have stored a newer token meanwhile (or logged in anew).
       const newer = await this.#store.get();
       if (!newer || newer === token) {
+        // The refused token is this session's (a resume may not have known it): the store
+        // is cleared of it and `session_ended` says so.
+        this.#refreshToken = token;
         if (e.code === "banned") this.#endSession("banned", e.message, e.bannedUntil ?? null, e.status);
         else this.#endSession("refresh_invalid", e.message, null);
         throw e;
@@ -323,6 +329,7 @@ export class Arena extends Emitter {
         session = await this.#http.request("POST", "/auth/refresh", { body: { refresh_token: token } });
       } catch (e2) {
         if (e2 instanceof ArenaError && (e2.status === 401 || e2.status === 403)) {
+          this.#refreshToken = token;
           this.#endSession("refresh_invalid", e2.message, null);
         }
         throw e2;
@@ -359,6 +366,12 @@ export class Arena extends Emitter {
 
   /** @returns {Promise<MeResponse>} */
   me() { return this.request("GET", "/auth/me"); }
+  /**
+   * `GET /healthz`, without a token and without retries (a 503 is the answer here): in a
+   * cluster it names the node and the backplane's state.
+   * @returns {Promise<Health>}
+   */
+  health() { return this.#http.request("GET", "/healthz", { retry: false }); }
   /** @returns {Promise<SessionsResponse["sessions"]>} */
   async sessions() { return (await this.request("GET", "/auth/sessions")).sessions; }
   /** End one of the caller's sessions (a device); its sockets close with 4001.
@@ -790,6 +803,7 @@ export class Arena extends Emitter {
   leave() {
     const inRoom = !!this.#room;
     this.#wantRoom = null;
+    this.#lastInput = null; // a direction held in this room is not carried into the next
     const p = this.#pendingJoin;
     this.#pendingJoin = null;
     if (p?.waiter) p.waiter.reject(new ArenaError(0, "closed", "left before the join was answered"));
@@ -919,6 +933,7 @@ export class Arena extends Emitter {
         // Taken out by the server (replaced, unavailable, removed): do not come back.
         if (m.reason && this.#wantRoom === m.room) {
           this.#wantRoom = null;
+          this.#lastInput = null;
           if (this.#pendingJoin?.room === m.room) this.#pendingJoin = null;
         }
         break;
@@ -945,6 +960,9 @@ export class Arena extends Emitter {
       this.#afterWelcome();
     } else if (m.type === "joined" && this.#room === m.room) {
       this.#joinAnswered(m);
+    } else if (m.type === "room_moved" && this.#room === m.room) {
+      // A fresh run of the room on another node: its seat knows nothing of the direction held.
+      this.#resendHeld();
     } else if (m.type === "left") {
       for (const w of this.#leaveWaiters.splice(0)) { if (w.timer) clearTimeout(w.timer); w.resolve(m); }
     } else if (m.type === "error") {
@@ -975,7 +993,11 @@ export class Arena extends Emitter {
     this.#pendingJoin = null;
     if (p.waiter) { if (p.waiter.timer) clearTimeout(p.waiter.timer); p.waiter.resolve(m); }
     if (p.rejoin) this.emit("rejoined", m);
-    // The new seat knows nothing of the direction held: tell it.
+    this.#resendHeld();
+  }
+
+  /** A new seat knows nothing of the direction held: tell it (a standstill needs nothing). */
+  #resendHeld() {
     if (this.#lastInput && (this.#lastInput.dx || this.#lastInput.dy)) this.#sendInput(true);
   }
 
@@ -996,6 +1018,7 @@ export class Arena extends Emitter {
       const delayMs = backoffDelay(p.attempt, { ...this.#opts.reconnect, initialDelayMs: 1000 });
       p.attempt += 1;
       if (m.code === "unavailable") this.emit("unavailable", { source: "join", attempt: p.attempt - 1, delayMs, room: p.room });
+      this.emit("join_retry", { room: p.room, code: m.code, attempt: p.attempt, attempts: this.#opts.joinAttempts, delayMs, rejoin: p.rejoin });
       this.#joinRetryTimer = setTimeout(() => {
         this.#joinRetryTimer = null;
         if (this.#pendingJoin === p && this.connected) this.#sendJoin();

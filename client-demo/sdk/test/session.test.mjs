@@ -70,6 +70,21 @@ describe("one server", () => {
     await assert.rejects(client.connect(), (e) => e instanceof ArenaError && e.code === "no_session");
   });
 
+  test("a stored session the server refuses (logged out meanwhile): resume ends it and clears the store", async () => {
+    const store = memoryStore();
+    const { client: a } = await player(server, { tokenStore: store });
+    const stale = await store.get();
+    await a.logout();
+    // A reload: a new instance finds the old refresh token in the store.
+    await store.set(stale);
+    const b = arena(server, { tokenStore: store });
+    const eb = record(b);
+    await assert.rejects(b.resume(), (e) => e instanceof ArenaError && e.status === 401);
+    assert.equal((await eb.next("session_ended", { since: 0 })).cause, "refresh_invalid");
+    await until(async () => (await store.get()) === null, "the refused token is cleared from the store");
+    assert.equal(await b.resume(), null, "nothing left to resume");
+  });
+
   test("logout elsewhere (another tab of the session) ends with revoked and no reconnect", async () => {
     const store = memoryStore();
     const { client: a, events: ea, name } = await player(server, { tokenStore: store });

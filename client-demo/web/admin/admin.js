@@ -7,11 +7,13 @@
 // Every call goes through the SDK (/sdk/index.js, client-demo/sdk): the token refreshed
 // before it expires, a call answered `token_expired` refreshed and retried, 503s
 // retried with backoff; when the session ends (refused refresh), the console signs out.
-import { Arena } from "/sdk/index.js";
+import { Arena } from "../sdk/index.js";
+import { el } from "../common.js";
 
 /** The console's session: memory only (the SDK's default store), never localStorage. */
 const api = new Arena();
 
+/** @type {(id: string) => any} */
 const $ = (id) => document.getElementById(id);
 const POLL_MS = 2000;
 const SOCKET_SAMPLES = 150; // the sockets chart: the last five minutes of polls
