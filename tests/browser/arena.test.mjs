@@ -148,6 +148,27 @@ async function adminConsole() {
   return adminPage;
 }
 
+test("an admin bans a player who is playing: the page says until when and why, and stays out", async () => {
+  await server.register("gina");
+  const gina = await newPage(await browser.newContext());
+  await logIn(gina, "gina");
+  await joinMainHall(gina);
+  const adminPage = await adminConsole();
+  await adminPage.fill("#reason", "griefing");
+  await adminPage.fill("#duration", "600");
+  await adminPage.click("#connections tr[data-username='gina'] button.ban", { timeout: DEADLINE });
+  await gina.waitForSelector("#login-view:not([hidden])", { timeout: DEADLINE });
+  const notice = await gina.textContent("#notice");
+  assert.match(notice, /^An admin banned you until .+: griefing$/);
+  assert.doesNotMatch(notice, /\d{13}/, "a date, not epoch milliseconds");
+  assert.equal((await snapshot(gina)).connected, false);
+  await gina.screenshot({ path: join(artifacts, "banned-while-playing.png") });
+  // A reload does not get back in: the stored session is gone.
+  await gina.reload();
+  await gina.waitForSelector("#login-view:not([hidden])", { timeout: DEADLINE });
+  assert.equal(await gina.evaluate(() => localStorage.getItem("arena.refresh_token")), null);
+});
+
 test("an admin finds an offline player, bans them from the user page, sees it in the bans and the audit log, and unbans", async () => {
   await server.register("dave");
   const adminPage = await adminConsole();
