@@ -16,10 +16,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::openapi::{
-    BadRequest, Forbidden, Internal, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized,
-    Unavailable, UnsupportedMediaType,
-};
+use super::openapi::{AuthErrors, BadRequest, BodyErrors, Internal, NotFound};
 use super::JsonBody;
 use crate::auth::activity;
 use crate::auth::extract::AdminUser;
@@ -40,9 +37,7 @@ const MAX_BAN_SECS: u64 = 10 * 365 * 86_400;
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "The open sockets", body = ConnectionsResponse),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 503, response = Unavailable),
+        AuthErrors,
     )
 )]
 pub async fn connections(
@@ -94,10 +89,8 @@ async fn named_rooms(state: &AppState, mut connections: Vec<Connection>) -> Vec<
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "The deployment now and its last 30 minutes", body = OverviewResponse),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
+        AuthErrors,
     )
 )]
 pub async fn overview(
@@ -141,9 +134,7 @@ pub async fn overview(
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "The live nodes", body = NodesResponse),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 503, response = Unavailable),
+        AuthErrors,
     )
 )]
 pub async fn nodes(State(state): State<AppState>, _admin: AdminUser) -> Json<NodesResponse> {
@@ -173,15 +164,10 @@ pub async fn nodes(State(state): State<AppState>, _admin: AdminUser) -> Json<Nod
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "Kicked", body = KickResponse),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
-        (status = 408, response = RequestTimeout),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
         (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
+        AuthErrors,
+        BodyErrors,
     )
 )]
 pub async fn kick(
@@ -217,15 +203,10 @@ pub async fn kick(
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "Banned", body = BanResponse),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
-        (status = 408, response = RequestTimeout),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
         (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
+        AuthErrors,
+        BodyErrors,
     )
 )]
 pub async fn ban(
@@ -286,15 +267,10 @@ pub async fn ban(
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "The user with their role", body = RoleResponse),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
-        (status = 408, response = RequestTimeout),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
         (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
+        AuthErrors,
+        BodyErrors,
     )
 )]
 pub async fn set_role(
@@ -326,11 +302,9 @@ pub async fn set_role(
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 204, description = "Not banned"),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
+        AuthErrors,
     )
 )]
 pub async fn unban(
@@ -408,11 +382,9 @@ async fn target(state: &AppState, named: &str) -> Result<String> {
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 204, description = "Ended. In a cluster `Arena-Nodes-Acked: k/n`"),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
+        AuthErrors,
     )
 )]
 pub async fn end_session(
@@ -450,11 +422,9 @@ pub async fn end_session(
     responses(
         (status = 200, description = "The user, their sessions, sockets and the latest 50 admin actions on them", body = UserDetail,
             links(("EndSession" = (operation_id = "end_user_session", parameters(("id" = "$request.path.id"), ("session" = "$response.body#/sessions/0/session_id")))))),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
+        AuthErrors,
     )
 )]
 pub async fn user(
@@ -565,10 +535,8 @@ fn next_offset(shown: usize, limit: u32, offset: u64) -> Option<u64> {
     responses(
         (status = 200, description = "A page of users", body = UsersResponse),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
+        AuthErrors,
     )
 )]
 pub async fn users(
@@ -609,10 +577,8 @@ pub async fn users(
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "The bans in force, newest first", body = BansResponse),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
+        AuthErrors,
     )
 )]
 pub async fn bans(State(state): State<AppState>, _admin: AdminUser) -> Result<Json<BansResponse>> {
@@ -638,10 +604,8 @@ pub async fn bans(State(state): State<AppState>, _admin: AdminUser) -> Result<Js
     responses(
         (status = 200, description = "A page of the audit log", body = AuditResponse),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
+        AuthErrors,
     )
 )]
 pub async fn audit_log(

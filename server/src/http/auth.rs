@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::openapi::{
-    BadRequest, Conflict, Forbidden, Internal, Jwks, NotFound, PayloadTooLarge, RequestTimeout,
-    TooManyRequests, Unauthorized, Unavailable, UnsupportedMediaType,
+    AuthErrors, BodyErrors, Conflict, Forbidden, Internal, Jwks, NotFound, TooManyRequests,
+    Unauthorized, Unavailable,
 };
 use super::{access_cookie, cleared_cookie, required, JsonBody};
 use crate::auth::{AuthUser, ClientInfo, IssuedSession, Revoked};
@@ -34,14 +34,11 @@ use crate::state::AppState;
     request_body = Credentials,
     responses(
         (status = 201, description = "The account", body = RegisterResponse),
-        (status = 400, response = BadRequest),
-        (status = 408, response = RequestTimeout),
         (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
         (status = 429, response = TooManyRequests),
         (status = 500, response = Internal),
         (status = 503, response = Unavailable),
+        BodyErrors,
     )
 )]
 pub async fn register(
@@ -73,15 +70,12 @@ pub async fn register(
     request_body = Credentials,
     responses(
         (status = 200, description = "The new session; `Set-Cookie: arena_access=…`, `Cache-Control: no-store`", body = Session),
-        (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
-        (status = 408, response = RequestTimeout),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
         (status = 429, response = TooManyRequests),
         (status = 500, response = Internal),
         (status = 503, response = Unavailable),
+        BodyErrors,
     )
 )]
 pub async fn login(
@@ -129,14 +123,11 @@ pub async fn login(
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "The session's new tokens; `Set-Cookie: arena_access=…`, `Cache-Control: no-store`", body = Session),
-        (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
-        (status = 408, response = RequestTimeout),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
         (status = 429, response = TooManyRequests),
         (status = 500, response = Internal),
         (status = 503, response = Unavailable),
+        BodyErrors,
     )
 )]
 pub async fn refresh(
@@ -161,14 +152,9 @@ pub async fn refresh(
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 204, description = "Revoked; the cookie cleared. In a cluster `Arena-Nodes-Acked: k/n`"),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 408, response = RequestTimeout),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
         (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
+        AuthErrors,
+        BodyErrors,
     )
 )]
 pub async fn logout(
@@ -198,9 +184,7 @@ pub async fn logout(
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "The caller", body = MeResponse),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 503, response = Unavailable),
+        AuthErrors,
     )
 )]
 pub async fn me(user: AuthUser) -> Json<MeResponse> {
@@ -226,10 +210,8 @@ pub async fn me(user: AuthUser) -> Json<MeResponse> {
     responses(
         (status = 200, description = "The caller's sessions", body = SessionsResponse,
             links(("EndSession" = (operation_id = "end_own_session", parameters(("id" = "$response.body#/sessions/0/session_id")))))),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
+        AuthErrors,
     )
 )]
 pub async fn sessions(
@@ -254,11 +236,9 @@ pub async fn sessions(
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 204, description = "Ended. In a cluster `Arena-Nodes-Acked: k/n`"),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
+        AuthErrors,
     )
 )]
 pub async fn end_session(

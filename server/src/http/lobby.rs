@@ -9,10 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 
-use super::openapi::{
-    BadRequest, Forbidden, Internal, NotFound, PayloadTooLarge, RequestTimeout, TooManyRequests,
-    Unauthorized, Unavailable, UnsupportedMediaType,
-};
+use super::openapi::{AuthErrors, BodyErrors, Internal, NotFound, TooManyRequests};
 use super::{required, whole_number, JsonBody};
 use crate::auth::AuthUser;
 use crate::error::{Error, Result};
@@ -27,10 +24,8 @@ use crate::state::AppState;
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "The rooms", body = RoomsResponse),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
+        AuthErrors,
     )
 )]
 pub async fn list(State(state): State<AppState>, _user: AuthUser) -> Result<Json<RoomsResponse>> {
@@ -54,15 +49,10 @@ pub async fn list(State(state): State<AppState>, _user: AuthUser) -> Result<Json
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 201, description = "The new room", body = Room),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 408, response = RequestTimeout),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
         (status = 429, response = TooManyRequests),
         (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
+        AuthErrors,
+        BodyErrors,
     )
 )]
 pub async fn create(
@@ -97,11 +87,9 @@ pub async fn create(
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "The room and its members", body = RoomDetail),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 500, response = Internal),
-        (status = 503, response = Unavailable),
+        AuthErrors,
     )
 )]
 pub async fn detail(

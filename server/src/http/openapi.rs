@@ -5,7 +5,9 @@
 //! `openapi` derives their schemas), each route's method, path, parameters and answers
 //! come from the `#[utoipa::path]` on its handler, and the error answers are built here
 //! from [`ErrorCode::http_status`], one response per status, each naming the codes it can
-//! carry. What a derive cannot say is added after: which headers an answer always has
+//! carry. The answers an extractor gives every route that uses it are one set
+//! ([`AuthErrors`], [`BodyErrors`]), so that a handler lists only what is its own. What a
+//! derive cannot say is added after: which headers an answer always has
 //! ([`REQUIRED_HEADERS`]), and that an optional body is one that may be left out, not a
 //! JSON `null` ([`optional_bodies`]); and utoipa 5.5 writes a link's fields in snake case
 //! (`operation_id`), which [`link_field_names`] puts right (`operationId`).
@@ -20,6 +22,7 @@
 //!
 //! `tests/schemathesis/` runs a fuzzer against a live server with this description.
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use arena_protocol::http::{
@@ -174,10 +177,8 @@ pub async fn openapi_json() -> Response {
     responses(
         (status = 101, description = "Switching Protocols: the socket is open; the server's first frame is `welcome`"),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 429, response = TooManyRequests),
-        (status = 503, response = Unavailable),
+        AuthErrors,
     )
 )]
 #[allow(dead_code)] // Describes `crate::ws::upgrade`; never called.
@@ -409,9 +410,35 @@ macro_rules! error_responses {
         #[doc = concat!("The ", stringify!($status), " answer: ", $description, ".")]
         pub struct $name;
 
+        impl $name {
+            /// The one place the status is written: the response is built for it and a
+            /// set ([`error_sets`]) files it under it, so the two cannot disagree.
+            const STATUS: u16 = $status;
+        }
+
         impl<'r> utoipa::ToResponse<'r> for $name {
             fn response() -> (&'r str, RefOr<utoipa::openapi::Response>) {
-                (stringify!($name), error_response($status, $description).into())
+                (stringify!($name), error_response(Self::STATUS, $description).into())
+            }
+        }
+    )*};
+}
+
+/// Sets of error answers that many routes share because the same extractor gives them,
+/// named once in a handler's `responses(...)`: each answer is a reference to its
+/// component, under its own status, exactly as `(status = …, response = …)` writes it.
+macro_rules! error_sets {
+    ($($(#[doc = $doc:literal])* $name:ident = [$($response:ident),+ $(,)?];)*) => {$(
+        $(#[doc = $doc])*
+        pub struct $name;
+
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+                BTreeMap::from([$((
+                    $response::STATUS.to_string(),
+                    Ref::from_response_name(<$response as utoipa::ToResponse>::response().0)
+                        .into(),
+                )),+])
             }
         }
     )*};
@@ -430,6 +457,16 @@ error_responses! {
     TooManyRequests = 429, "A rate or quota limit; the message names it, `Retry-After` says when to retry";
     Internal = 500, "A fault of the server (never an answer to bad input)";
     Unavailable = 503, "The database (or, in a cluster, the backplane) out of reach, or shutting down; `Retry-After` says when to retry";
+}
+
+error_sets! {
+    /// What authenticating a request ([`crate::auth::AuthUser`], `AdminUser`) can answer:
+    /// the token (401), the admin role or the cookie's `Origin` (403), and a cluster node
+    /// that cannot confirm it holds every revocation (503).
+    AuthErrors = [Unauthorized, Forbidden, Unavailable];
+    /// What reading a JSON request body ([`super::JsonBody`]) can answer: malformed (400),
+    /// too slow (408), too large (413), not `application/json` (415).
+    BodyErrors = [BadRequest, RequestTimeout, PayloadTooLarge, UnsupportedMediaType];
 }
 
 #[cfg(test)]
@@ -583,6 +620,31 @@ mod tests {
         // Every HTTP code has a response of its status.
         for code in ErrorCode::ALL.into_iter().filter(|c| on_http(*c)) {
             assert!(text.contains(&format!("\"{}\"", code.as_str())), "{code}");
+        }
+    }
+
+    /// A handler whose route authenticates or reads a JSON body but leaves out the set
+    /// would describe fewer answers than its extractor gives.
+    #[test]
+    fn every_authenticated_route_and_json_body_has_its_set() {
+        use utoipa::IntoResponses;
+
+        let doc: Value = serde_json::from_str(document()).unwrap();
+        let auth = serde_json::to_value(AuthErrors::responses()).unwrap();
+        let body = serde_json::to_value(BodyErrors::responses()).unwrap();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let sets = [("security", &auth), ("requestBody", &body)];
+                for (_, set) in sets.iter().filter(|(key, _)| op.get(key).is_some()) {
+                    for (status, response) in set.as_object().unwrap() {
+                        assert_eq!(
+                            op["responses"].get(status),
+                            Some(response),
+                            "{method} {path} lacks {status}"
+                        );
+                    }
+                }
+            }
         }
     }
 }
