@@ -113,10 +113,10 @@ pub struct Room {
     pub capacity: u32,
     /// Members on every node.
     pub players: u32,
-    /// The node that runs the room's game now; `None` while nobody is in it.
+    /// The node that runs the room's game now; `null` while nobody is in it.
     #[serde(default)]
     pub node: Option<String>,
-    /// The user who created it; `None` for the server's own room, which never expires.
+    /// The user who created it; `null` for the server's own room, which never expires.
     #[serde(default)]
     pub created_by: Option<String>,
     /// When it was created (ms since the Unix epoch).

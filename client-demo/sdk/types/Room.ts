@@ -6,11 +6,11 @@ export type Room = { id: string, name: string, capacity: number,
  */
 players: number, 
 /**
- * The node that runs the room's game now; `None` while nobody is in it.
+ * The node that runs the room's game now; `null` while nobody is in it.
  */
 node: string | null, 
 /**
- * The user who created it; `None` for the server's own room, which never expires.
+ * The user who created it; `null` for the server's own room, which never expires.
  */
 created_by: string | null, 
 /**
