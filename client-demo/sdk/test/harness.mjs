@@ -4,11 +4,16 @@
 //
 // The server binary is ARENA_SERVER_BIN when set, else the debug build (built here if
 // needed) under CARGO_TARGET_DIR or target/, as tests/browser/harness.mjs finds it.
+//
+// For clusters (test/cluster.test.mjs): a PostgreSQL database of the test's own on the
+// machine's server, a redis-server of its own, and a TCP link that can be cut, so that
+// one node can lose its database (what makes a node stop being current) while the
+// others keep theirs.
 
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -22,13 +27,22 @@ export const ADMIN = ["admin", "admin-password-1"];
 
 const children = new Set();
 const dirs = new Set();
+const databases = new Set();
+const links = new Set();
 function cleanUpNow() {
   for (const child of children) child.kill("SIGKILL");
   children.clear();
+  for (const link of links) link.close();
+  links.clear();
+  dropDatabases();
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   dirs.clear();
 }
 process.on("exit", cleanUpNow);
+// A run cut short (Ctrl-C, the runner's timeout) must not leave databases behind.
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.once(signal, () => { cleanUpNow(); process.exit(128 + (signal === "SIGINT" ? 2 : 15)); });
+}
 
 let binary = process.env.ARENA_SERVER_BIN || null;
 export function serverBinary() {
@@ -201,4 +215,117 @@ export function nextEvent(client, type, match = () => true, deadline = DEADLINE)
       ok(payload);
     });
   });
+}
+
+// ---------- clusters: PostgreSQL, Redis, a link that can be cut ----------
+
+/** Run SQL with psql on the machine's PostgreSQL (127.0.0.1:5432, trust auth). */
+export function psql(database, sql) {
+  const r = spawnSync("psql", ["-h", "127.0.0.1", "-U", "postgres", "-d", database,
+    "-v", "ON_ERROR_STOP=1", "-tAqc", sql], { encoding: "utf8" });
+  assert.equal(r.status, 0, `psql -d ${database} ${sql}: ${r.stderr || r.error}`);
+  return r.stdout.trim();
+}
+
+let dbCount = 0;
+/** A fresh database on the machine's PostgreSQL (dropped by cleanUp); its name. */
+export function createDatabase() {
+  const name = `arena_sdk_${process.pid}_${++dbCount}`;
+  psql("test", `CREATE DATABASE ${name}`);
+  databases.add(name);
+  return name;
+}
+
+/** The URL of database `name`, through `port` (a Link's) or PostgreSQL's own. */
+export const databaseUrl = (name, port = 5432) => `postgres://postgres@127.0.0.1:${port}/${name}`;
+
+function dropDatabases() {
+  for (const name of databases) {
+    spawnSync("psql", ["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc",
+      `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`]);
+  }
+  databases.clear();
+}
+
+function redisPing(port) {
+  return new Promise((ok) => {
+    const s = connect(port, "127.0.0.1");
+    const done = (v) => { s.destroy(); ok(v); };
+    s.setTimeout(1000, () => done(false));
+    s.once("error", () => done(false));
+    s.once("connect", () => s.write("PING\r\n"));
+    s.once("data", (d) => done(String(d).startsWith("+PONG")));
+  });
+}
+
+/**
+ * A redis-server of the test's own on a free port (killed by cleanUp). `stop()`
+ * SIGKILLs it; `start()` brings it back on the same port, empty (it keeps nothing).
+ */
+export async function startRedis() {
+  const port = await freePort();
+  let child = null;
+  const redis = {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    get running() { return child !== null; },
+    async stop() {
+      if (!child) return;
+      child.kill("SIGKILL");
+      await exited(child);
+      child = null;
+    },
+    async start() {
+      assert.equal(child, null, "redis-server already runs");
+      child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1",
+        "--save", "", "--appendonly", "no"], { stdio: "ignore" });
+      const c = child;
+      children.add(c);
+      c.once("exit", () => children.delete(c));
+      await until(() => redisPing(port), "redis-server answers PING");
+    },
+  };
+  await redis.start();
+  return redis;
+}
+
+/**
+ * A TCP forwarder from a free local port to `target` (host:port). `cut()` drops every
+ * link at once and refuses new ones (a connection is closed as soon as it is accepted:
+ * the far side looks gone, without waiting for TCP timeouts); `restore()` forwards
+ * again. Closed by cleanUp.
+ */
+export async function startLink(target) {
+  const [host, targetPort] = target.split(":");
+  const open = new Set();
+  let cut = false;
+  const server = createServer((client) => {
+    if (cut) { client.destroy(); return; }
+    const upstream = connect(Number(targetPort), host);
+    const pair = [client, upstream];
+    open.add(pair);
+    const drop = () => { client.destroy(); upstream.destroy(); open.delete(pair); };
+    client.on("error", drop).on("close", drop);
+    upstream.on("error", drop).on("close", drop);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise((ok, fail) => { server.once("error", fail); server.listen(0, "127.0.0.1", ok); });
+  const link = {
+    port: server.address().port,
+    get cut() { return cut; },
+    cutOff() {
+      cut = true;
+      for (const [a, b] of [...open]) { a.destroy(); b.destroy(); }
+      open.clear();
+    },
+    restore() { cut = false; },
+    close() {
+      link.cutOff();
+      server.close();
+      links.delete(link);
+    },
+  };
+  links.add(link);
+  return link;
 }
