@@ -76,6 +76,10 @@ const app = {
   keys: new Set(),
   ban: null,           // {code, bannedUntil} of the SDK's `banned` event, for the line that ends the session
   loadingRooms: false,
+  loggingOut: false,   // Log out was clicked: nothing reconnects or joins until it is recorded
+  logoutTimer: null,
+  connectTimer: null,  // a connection the SDK stopped (a broken rule) is tried again after a pause
+  connectDelay: 3000,
   notice: "",
   noticeKind: "",      // "reconnect" | "join" | "lobby" | "": which notices clear themselves
   counts: { moved: 0, rejoined: 0, reconnects: 0 },
@@ -138,13 +142,20 @@ async function login(register) {
   }
 }
 
-async function logout() {
+/**
+ * Log out, and keep at it until the server has recorded it: until then the session
+ * stands (another device could use it), so the page says so rather than pretend. The
+ * socket stays closed meanwhile; `session_ended` shows the login screen.
+ */
+async function logout(delay = 1000) {
+  clearTimeout(app.logoutTimer);
+  app.loggingOut = true;
   try {
     await arena.logout();
   } catch (e) {
-    // Not recorded (the server out of reach): the session stands, so say so and stay.
-    notify("Could not log out: " + e.message + ". Try again.");
-    arena.connect().catch(() => {});
+    if (!arena.accessToken && !arena.user) return; // the session ended anyway
+    notify(`Logging out: the server did not answer (${e.message}); trying again…`, "logout");
+    app.logoutTimer = setTimeout(() => logout(Math.min(delay * 2, RESUME_MAX_MS)), delay);
   }
 }
 
@@ -174,6 +185,9 @@ arena.on("session", (session) => {
 });
 arena.on("banned", ({ code, bannedUntil }) => { app.ban = { code, bannedUntil }; });
 arena.on("session_ended", ({ cause, reason }) => {
+  clearTimeout(app.logoutTimer);
+  clearTimeout(app.connectTimer);
+  app.loggingOut = false;
   resetRoomView();
   show("login");
   notify(endedLine(cause, reason));
@@ -184,7 +198,7 @@ arena.on("session_ended", ({ cause, reason }) => {
 // ---------- lobby ----------
 
 async function loadRooms() {
-  if (!arena.accessToken || app.loadingRooms) return;
+  if (!arena.accessToken || app.loadingRooms || app.loggingOut) return;
   app.loadingRooms = true;
   try {
     const rooms = await arena.rooms();
@@ -211,14 +225,14 @@ async function loadRooms() {
  * @param {string} roomId
  */
 function join(roomId) {
+  if (app.loggingOut) return;
   saveRoom(roomId);
   if (!connected() && app.view === "lobby") {
     notify(`Not connected to the server; joining “${roomName(roomId)}” once it is back.`, "reconnect");
   }
-  arena.join(roomId).catch((e) => {
-    // A join the server refused arrives as `join_failed`; this is one nobody answered.
-    if (e.code === "timeout" && arena.wantRoom === roomId) toLobby(`No answer from the server to joining “${roomName(roomId)}”; try again.`);
-  });
+  // A refused or unanswered join arrives as `join_failed`.
+  arena.join(roomId).catch(() => {});
+  reconnectNow();
 }
 
 /** The room this tab means to be in, kept for a reload of the tab. @param {string | null} id */
@@ -255,7 +269,9 @@ function toLobby(message) {
 /** The Leave button: always back to the lobby, telling the server when it can be told. */
 function leaveRoom() {
   toLobby("");
-  if (!connected() && arena.accessToken) notify("Connection lost. Reconnecting…", "reconnect");
+  if (connected() || !arena.accessToken) return;
+  if (arena.state === "closed") reconnectNow();
+  else notify("Connection lost. Reconnecting…", "reconnect");
 }
 
 arena.on("join_retry", ({ room, code, attempt, attempts }) => {
@@ -278,6 +294,8 @@ arena.on("join_failed", ({ room, code, message, rejoin }) => {
     case "unavailable":
     case "rate_limited":
       return toLobby(`The server running ${name} went away and the room could not be reached; try joining again.`);
+    case "timeout":
+      return toLobby(`No answer from the server to joining ${name}; try again.`);
     default:
       return toLobby(`Could not join ${name}: ${message}`);
   }
@@ -299,21 +317,38 @@ arena.on("reconnecting", ({ attempt }) => {
     : "Connection lost. Reconnecting…", "reconnect");
   renderConnState();
 });
-// The SDK stopped for good without ending the session: this client broke a rule.
+// The SDK stopped without ending the session: this page broke a rule (too many
+// messages, too slow to read on a bad link) or the server stayed away. A person is
+// playing: try again after a pause that grows, and say so.
 arena.on("closed", ({ cause, reason }) => {
   renderConnState();
   const why = {
-    policy: "The server closed the connection: " + (reason || "too many messages"),
+    policy: "The server closed the connection: " + (reason || "a limit was reached"),
     message_too_big: "The server closed the connection: a message was too big",
     protocol_error: "The server closed the connection: " + (reason || "invalid messages"),
     gave_up: "The server could not be reached",
     unavailable: "The server stayed unavailable",
   }[cause];
-  if (why && arena.accessToken) notify(why + ". Reload the page to play again.");
+  if (!why || !arena.accessToken || app.loggingOut) return;
+  const delay = app.connectDelay;
+  app.connectDelay = Math.min(delay * 2, 30_000);
+  notify(`${why}. Connecting again in ${Math.round(delay / 1000)} s…`, "reconnect");
+  clearTimeout(app.connectTimer);
+  app.connectTimer = setTimeout(reconnectNow, delay);
 });
+
+/** Open the connection again now (after a stop, or when the player asks for a room). */
+function reconnectNow() {
+  clearTimeout(app.connectTimer);
+  app.connectTimer = null;
+  if (!arena.accessToken || app.loggingOut || arena.state !== "closed") return;
+  notify("Connecting…", "reconnect");
+  arena.connect().catch(() => {});
+}
 
 arena.on("welcome", (m) => {
   app.welcomes += 1;
+  app.connectDelay = 3000;
   // Server time minus ours: a round's `ends_at` is in server time.
   app.game.skew = m.server_time - Date.now();
   renderConnState();
@@ -358,18 +393,23 @@ arena.on("room_moved", (m) => {
 
 arena.on("left", (m) => {
   app.lastLeft = { room: m.room, reason: m.reason || null };
-  const current = app.room ? app.room.id : arena.wantRoom;
-  if (m.room !== current) return; // a room we already left
-  if (!m.reason && arena.wantRoom && arena.wantRoom !== m.room) {
-    app.room = null; // on the way to another room: its `joined` follows
+  if (!m.reason) {
+    // The answer to something this page did: its own Leave (the view is in the lobby
+    // already, and a quick Join of the same room is on its way), or a join of another
+    // room (its `joined` follows). Only a room still shown and no longer wanted goes.
+    if (app.room && app.room.id === m.room && arena.wantRoom !== m.room) {
+      if (arena.wantRoom) app.room = null; else toLobby("");
+    }
     return;
   }
+  const current = app.room ? app.room.id : arena.wantRoom;
+  if (m.room !== current) return; // a room we already left
   const name = `“${roomName(m.room)}”`;
   const why = {
     replaced: `You joined ${name} from another tab or device, so this page left it.`,
     unavailable: `The server running ${name} went away and the room could not be moved; try joining again.`,
     removed: `The room ${name} no longer exists.`,
-  }[m.reason] || (m.reason ? `You left ${name} (${m.reason}).` : "");
+  }[m.reason] || `You left ${name} (${m.reason}).`;
   toLobby(why);
 });
 
@@ -482,7 +522,9 @@ function updateDirection() {
 function steer(dx, dy) {
   if (dx !== app.dir.dx || dy !== app.dir.dy) {
     app.dir = { dx, dy };
-    arena.input(dx, dy); // the SDK numbers it and resends what the room did not apply
+    // The SDK numbers it and resends what the room did not apply. Out of a room (a stick
+    // let go on the way to the lobby) there is nobody to tell.
+    if (app.room) arena.input(dx, dy);
   }
 }
 
@@ -837,7 +879,7 @@ function draw() {
   // Not live: say so over the last picture instead of showing a frozen game.
   const last = app.frames[app.frames.length - 1];
   const silent = app.room && performance.now() - Math.max(last ? last.at : 0, app.runAt) > STALE_MS;
-  const waiting = !connected() ? "Reconnecting…"
+  const waiting = !connected() ? (arena.state === "closed" ? "Disconnected" : "Reconnecting…")
     : arena.joining ? "Rejoining the room…"
     : silent ? "Waiting for the room's server…" : "";
   if (waiting) {

@@ -132,3 +132,64 @@ test("a room that no longer exists when the page comes back: the lobby says so",
   assert.equal(await p.isVisible(`#rooms li[data-room='${id}']`), false);
   await p.screenshot({ path: join(h.artifacts, "restart-room-gone.png") });
 });
+
+test("Log out while the server is away: the page says it keeps trying, and is logged out once it is back", async () => {
+  await server.register("gus");
+  const p = await h.newPage(browser);
+  await h.logIn(p, server.base, "gus");
+  await server.stop("SIGKILL");
+  await p.click("#logout");
+  // Not recorded yet, so not pretended: the session stands and the page says so.
+  await waitFor(p, () => window.arena.snapshot().notice.startsWith("Logging out: the server did not answer"));
+  const waiting = await h.snapshot(p);
+  assert.equal(waiting.view, "lobby");
+  assert.equal(waiting.connected, false);
+  await server.start();
+  await p.waitForSelector("#login-view:not([hidden])", { timeout: 30_000 });
+  assert.equal(await p.textContent("#notice"), "You logged out.");
+  // The server recorded it: the refresh token is dead, not just forgotten by the page.
+  assert.equal(await p.evaluate(() => localStorage.getItem("arena.refresh_token")), null);
+  const sessions = await server.call("GET", "/auth/sessions", { token: await server.token("gus") });
+  assert.equal(sessions.body.sessions.length, 1, "only the session this check just made");
+});
+
+test("Leave and at once Join the same room again: the page ends up in the room", async () => {
+  await server.register("hal");
+  const p = await h.newPage(browser);
+  await h.logIn(p, server.base, "hal");
+  const id = await h.createRoom(p, "Back at once");
+  // Out and in from the lobby once, so that the lobby's list has the room's row.
+  await p.click("#leave");
+  await h.joinFromLobby(p, id);
+  // Both clicks in one task: the join goes out before the server's `left` for the leave
+  // comes back.
+  await p.evaluate((room) => {
+    document.getElementById("leave").click();
+    document.querySelector(`#rooms li[data-room='${room}'] button`).click();
+  }, id);
+  await waitFor(p, (room) => {
+    const s = window.arena.snapshot();
+    return s.view === "game" && s.room === room && s.connected && !s.joining;
+  }, id);
+  // And it stays there: the answer to the leave did not take it back out.
+  await h.seesMove(p, p, "hal");
+  const s = await h.snapshot(p);
+  assert.equal(s.view, "game");
+  assert.equal(s.notice, "");
+});
+
+test("a page closed for flooding the socket (1008) says so and connects again by itself", async () => {
+  const strict = await new h.ArenaServer("single-strict", [...FLAGS, "--ws-rate-limit", "5"]).start();
+  await strict.register("ivy");
+  const p = await h.newPage(browser);
+  await h.logIn(p, strict.base, "ivy");
+  const id = await h.createRoom(p, "Too fast");
+  await p.evaluate(() => { for (let i = 0; i < 60; i++) window.arena.steer(i % 2 ? 1 : -1, 0); });
+  await waitFor(p, () => /^The server closed the connection: .+\. Connecting again in \d+ s…$/.test(window.arena.snapshot().notice));
+  // Back in by itself, and in the room again (the SDK still wants it).
+  await waitFor(p, (room) => {
+    const s = window.arena.snapshot();
+    return s.connected && s.view === "game" && s.room === room && !s.joining && s.notice === "";
+  }, id, 30_000);
+  await strict.stop();
+});

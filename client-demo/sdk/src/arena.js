@@ -352,8 +352,16 @@ export class Arena extends Emitter {
     // Our own socket gets 4001 before the answer: not a `revoked` to report.
     const wasConnected = this.#want || !!this.#ws;
     this.#stopConnection();
+    const body = all ? { all: true } : {};
     try {
-      await this.#http.request("POST", "/auth/logout", { token: this.#access, body: all ? { all: true } : {} });
+      try {
+        await this.#http.request("POST", "/auth/logout", { token: this.#access, body });
+      } catch (e) {
+        // Past `exp` (a laptop that slept through the refresh): refresh, then log that out.
+        if (!(e instanceof ArenaError) || e.status !== 401 || e.code !== "token_expired") throw e;
+        await this.refresh();
+        await this.#http.request("POST", "/auth/logout", { token: this.#access, body });
+      }
     } catch (e) {
       if (wasConnected) {
         this.#state = "closed";
@@ -445,6 +453,7 @@ export class Arena extends Emitter {
     this.#stopConnection();
     this.#room = null;
     this.#wantRoom = null;
+    this.#lastInput = null; // the next session's first room must not start moving
     if (cause === "banned") this.emit("banned", { code, reason, bannedUntil });
     if (wasWanted || this.#state !== "idle") {
       this.#state = "closed";
@@ -605,7 +614,8 @@ export class Arena extends Emitter {
   async #removedByAdmin(reason) {
     let banned = null;
     try {
-      await this.#http.request("GET", "/auth/me", { token: this.#access, retry: false });
+      // Retried on 503 (a node catching up): an unanswered question would report a ban as a kick.
+      await this.#http.request("GET", "/auth/me", { token: this.#access });
     } catch (e) {
       if (e instanceof ArenaError && e.code === "banned") banned = e;
     }
@@ -639,7 +649,7 @@ export class Arena extends Emitter {
     } catch (e) {
       if (!this.#want) return;
       if (e instanceof ArenaError && e.code === "banned") {
-        this.#endSession("banned", e.message, e.bannedUntil ?? null, code);
+        this.#endSession("banned", e.message, e.bannedUntil ?? null, e.status);
         return;
       }
       if (e instanceof ArenaError && e.status === 401) {
@@ -767,9 +777,7 @@ export class Arena extends Emitter {
    * @returns {Promise<Joined>}
    */
   join(room) {
-    if (this.#pendingJoin?.waiter) {
-      this.#pendingJoin.waiter.reject(new ArenaError(0, "closed", "another join replaced this one"));
-    }
+    this.#dropJoin("another join replaced this one");
     if (this.#joinRetryTimer) clearTimeout(this.#joinRetryTimer);
     this.#joinRetryTimer = null;
     this.#wantRoom = room;
@@ -781,6 +789,15 @@ export class Arena extends Emitter {
     });
   }
 
+  /** Forget the pending join, if any; a caller waiting for it gets `closed` with `why`. @param {string} why */
+  #dropJoin(why) {
+    const p = this.#pendingJoin;
+    this.#pendingJoin = null;
+    if (!p?.waiter) return;
+    if (p.waiter.timer) clearTimeout(p.waiter.timer);
+    p.waiter.reject(new ArenaError(0, "closed", why));
+  }
+
   #sendJoin() {
     const p = this.#pendingJoin;
     if (!p) return;
@@ -790,7 +807,11 @@ export class Arena extends Emitter {
       w.timer = setTimeout(() => {
         if (this.#pendingJoin?.waiter !== w) return;
         this.#pendingJoin = null;
-        w.reject(new ArenaError(0, "timeout", `no answer to join ${p.room}`));
+        // Given up: a late `joined` (or the next reconnect) must not pull the client in.
+        if (this.#wantRoom === p.room) this.#wantRoom = null;
+        const message = `no answer to join ${p.room}`;
+        this.emit("join_failed", { room: p.room, code: "timeout", message, rejoin: p.rejoin });
+        w.reject(new ArenaError(0, "timeout", message));
       }, this.#opts.timeoutMs + 3000 * this.#opts.joinAttempts);
     }
     this.send({ type: "join", room: p.room });
@@ -804,9 +825,7 @@ export class Arena extends Emitter {
     const inRoom = !!this.#room;
     this.#wantRoom = null;
     this.#lastInput = null; // a direction held in this room is not carried into the next
-    const p = this.#pendingJoin;
-    this.#pendingJoin = null;
-    if (p?.waiter) p.waiter.reject(new ArenaError(0, "closed", "left before the join was answered"));
+    this.#dropJoin("left before the join was answered");
     if (!inRoom || !this.connected) {
       this.#room = null;
       return Promise.resolve(null);
@@ -934,7 +953,7 @@ export class Arena extends Emitter {
         if (m.reason && this.#wantRoom === m.room) {
           this.#wantRoom = null;
           this.#lastInput = null;
-          if (this.#pendingJoin?.room === m.room) this.#pendingJoin = null;
+          if (this.#pendingJoin?.room === m.room) this.#dropJoin(`taken out of the room (${m.reason})`);
         }
         break;
       case "state":

@@ -53,7 +53,7 @@ export function record(client) {
   const waiters = [];
   const types = ["open", "welcome", "disconnected", "reconnecting", "closed", "session", "session_ended",
     "revoked", "kicked", "banned", "expired", "replaced", "rate_limited", "unavailable", "joined",
-    "rejoined", "left", "join_retry", "join_failed", "reauthed", "reauth_failed", "token_expiring", "chat", "pong", "error"];
+    "rejoined", "left", "join_retry", "join_failed", "reauthed", "reauth_failed", "token_expiring", "chat", "pong", "error", "input"];
   for (const type of types) {
     client.on(type, (payload) => {
       events.push({ type, payload, at: Date.now() });

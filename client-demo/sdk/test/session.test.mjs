@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { ArenaError, memoryStore } from "../src/index.js";
+import { ArenaError, jwtExp, memoryStore } from "../src/index.js";
 import { ADMIN, Server, arena, cleanUp, nextEvent, record, sleep, until, username } from "./harness.mjs";
 
 after(cleanUp);
@@ -221,6 +221,41 @@ describe("short tokens", () => {
     await events.next("rejoined", { since: 0 });
     assert.equal(client.room.id, "main-hall");
     assert.equal(events.count("session_ended"), 0);
+    client.disconnect();
+  });
+});
+
+describe("short tokens, more", () => {
+  let server;
+  before(async () => {
+    server = await new Server(["--access-ttl", "2", "--jwt-leeway", "0"]).start();
+  });
+
+  test("logout with an access token past exp (a laptop that slept): refreshed, then logged out", async () => {
+    const { client, events } = await player(server, { autoRefresh: false });
+    // Past `exp` as the server counts it: whole seconds, and a token is good through the
+    // second of its `exp` (the JWT library's `exp < now`).
+    const exp = /** @type {number} */ (jwtExp(client.accessToken));
+    await until(() => Date.now() > (exp + 1) * 1000 + 100, "past the token's exp");
+    await client.logout();
+    assert.equal((await events.next("session_ended", { since: 0 })).cause, "logout");
+    assert.equal(events.count("session"), 2, "the login and the refresh logout needed: " + events.types().join(","));
+  });
+
+  test("a direction held when a session ends is not sent into the next session's room", async () => {
+    const store = memoryStore();
+    const name = username();
+    const { client } = await player(server, { tokenStore: store }, name);
+    await client.connect();
+    await client.join("main-hall");
+    assert.ok(client.input(1, 0) > 0);
+    await client.logout();
+    const events = record(client);
+    await client.login(name, name + "-password");
+    await client.connect();
+    // A resend to the new seat would go out in the same turn as the `joined` that resolves this.
+    await client.join("main-hall");
+    assert.equal(events.count("input"), 0, "no input went to the new seat: " + events.types().join(","));
     client.disconnect();
   });
 });
