@@ -27,8 +27,53 @@ import { Arena, webStorageStore } from "./sdk/index.js";
 import { el, colorFor, loginFailure, banText } from "./common.js";
 
 /**
- * @import { Room, ServerMessage } from "../sdk/types/index.js"
+ * @import { Room, ServerMessage, User, PlayerState, OrbState, RoundState, WorldInfo, ChatFrom, LeftReason } from "../sdk/types/index.js"
  * @import { EndCause } from "./sdk/arena.js"
+ * @import { ArenaError } from "./sdk/index.js"
+ */
+
+/** @typedef {"login" | "lobby" | "game"} View */
+/**
+ * What the notice is about: "reconnect", "join" and "lobby" clear themselves once what
+ * they wait for succeeds; "logout" stays until the logout is recorded.
+ * @typedef {"reconnect" | "join" | "lobby" | "logout" | ""} NoticeKind
+ */
+/** @typedef {{ at: number, tick: number, byId: Map<string, PlayerState> }} Frame a state frame as it arrived */
+/** @typedef {{ seq: number, dx: number, dy: number, at: number }} SentInput */
+/** @typedef {{ x: number, y: number }} Point */
+/**
+ * @typedef {object} App
+ * @property {{ orbs: OrbState[], round: RoundState | null, scores: Map<string, number>,
+ *   banner: { text: string, until: number } | null, skew: number, boardKey: string }} game
+ * @property {User | null} user
+ * @property {string | null} serverNode
+ * @property {boolean} cluster
+ * @property {number} welcomes
+ * @property {View} view
+ * @property {Room | null} room
+ * @property {string | null} previousNode
+ * @property {string | null} chatRoom
+ * @property {Map<string, string>} roomNames
+ * @property {WorldInfo} world
+ * @property {Map<string, string>} members
+ * @property {Frame[]} frames
+ * @property {number} runAt
+ * @property {{ dx: number, dy: number }} dir
+ * @property {SentInput[]} inputs
+ * @property {number} acked
+ * @property {number | null} lead
+ * @property {{ x: number, y: number, at: number }} correction
+ * @property {Set<string>} keys
+ * @property {{ code: number, bannedUntil: number | null } | null} ban
+ * @property {boolean} loadingRooms
+ * @property {boolean} loggingOut
+ * @property {ReturnType<typeof setTimeout> | undefined} logoutTimer
+ * @property {ReturnType<typeof setTimeout> | undefined} connectTimer
+ * @property {number} connectDelay
+ * @property {string} notice
+ * @property {NoticeKind} noticeKind
+ * @property {{ moved: number, rejoined: number, reconnects: number }} counts
+ * @property {{ room: string, reason: LeftReason | null } | null} lastLeft
  */
 
 const ROOM_KEY = "arena.room"; // sessionStorage (this tab only): the room a reload comes back to
@@ -50,6 +95,7 @@ const arena = new Arena({
   reconnect: { maxUnavailable: Infinity },
 });
 
+/** @type {App} */
 const app = {
   game: { orbs: [], round: null, scores: new Map(), banner: null, skew: 0, boardKey: "" }, // the objective, as the server says
   get user() { return arena.user; },
@@ -77,11 +123,11 @@ const app = {
   ban: null,           // {code, bannedUntil} of the SDK's `banned` event, for the line that ends the session
   loadingRooms: false,
   loggingOut: false,   // Log out was clicked: nothing reconnects or joins until it is recorded
-  logoutTimer: null,
-  connectTimer: null,  // a connection the SDK stopped (a broken rule) is tried again after a pause
+  logoutTimer: undefined,
+  connectTimer: undefined, // a connection the SDK stopped (a broken rule) is tried again after a pause
   connectDelay: 3000,
   notice: "",
-  noticeKind: "",      // "reconnect" | "join" | "lobby" | "": which notices clear themselves
+  noticeKind: "",      // what the notice is about (NoticeKind): which notices clear themselves
   counts: { moved: 0, rejoined: 0, reconnects: 0 },
   lastLeft: null,      // {room, reason} of the last `left`
 };
@@ -98,6 +144,7 @@ function show(view) {
   if (view === "lobby") loadRooms();
 }
 
+/** @param {string} message @param {NoticeKind} [kind] */
 function notify(message, kind = "") {
   app.notice = message || "";
   app.noticeKind = app.notice ? kind : "";
@@ -105,7 +152,7 @@ function notify(message, kind = "") {
   $("notice").hidden = !app.notice;
 }
 
-/** Clear the notice if it is one of the kinds given (a retry that has now succeeded). */
+/** Clear the notice if it is one of the kinds given (a retry that has now succeeded). @param {...NoticeKind} kinds */
 function clearNotice(...kinds) {
   if (kinds.includes(app.noticeKind)) notify("");
 }
@@ -126,6 +173,7 @@ function roomName(id) {
 
 // ---------- session ----------
 
+/** @param {boolean} register */
 async function login(register) {
   const username = $("username").value.trim();
   const password = $("password").value;
@@ -138,7 +186,7 @@ async function login(register) {
     show("lobby");
     arena.connect().catch(() => { /* the events say how it ended */ });
   } catch (e) {
-    $("login-error").textContent = loginFailure(e);
+    $("login-error").textContent = loginFailure(/** @type {ArenaError} */ (e));
   }
 }
 
@@ -146,6 +194,7 @@ async function login(register) {
  * Log out, and keep at it until the server has recorded it: until then the session
  * stands (another device could use it), so the page says so rather than pretend. The
  * socket stays closed meanwhile; `session_ended` shows the login screen.
+ * @param {number} [delay] ms before the next try
  */
 async function logout(delay = 1000) {
   clearTimeout(app.logoutTimer);
@@ -154,7 +203,7 @@ async function logout(delay = 1000) {
     await arena.logout();
   } catch (e) {
     if (!arena.accessToken && !arena.user) return; // the session ended anyway
-    notify(`Logging out: the server did not answer (${e.message}); trying again…`, "logout");
+    notify(`Logging out: the server did not answer (${/** @type {Error} */ (e).message}); trying again…`, "logout");
     app.logoutTimer = setTimeout(() => logout(Math.min(delay * 2, RESUME_MAX_MS)), delay);
   }
 }
@@ -213,7 +262,7 @@ async function loadRooms() {
     if (app.noticeKind === "lobby") notify("");
   } catch (e) {
     // A lost connection says so already; otherwise say why the list is old.
-    if (app.noticeKind !== "reconnect" && arena.accessToken) notify("Could not load rooms: " + e.message, "lobby");
+    if (app.noticeKind !== "reconnect" && arena.accessToken) notify("Could not load rooms: " + /** @type {Error} */ (e).message, "lobby");
   } finally {
     app.loadingRooms = false;
   }
@@ -256,7 +305,7 @@ function resetRoomView() {
   app.chatRoom = null;
 }
 
-/** Back to the lobby, out of any room, with `message` (or none) in the notice. */
+/** Back to the lobby, out of any room, with `message` (or none) in the notice. @param {string} [message] */
 function toLobby(message) {
   // Tells the server when there is a room to leave and a socket to say it on; always
   // drops the SDK's wish to be in the room and the direction held in it.
@@ -322,13 +371,13 @@ arena.on("reconnecting", ({ attempt }) => {
 // playing: try again after a pause that grows, and say so.
 arena.on("closed", ({ cause, reason }) => {
   renderConnState();
-  const why = {
+  const why = /** @type {Partial<Record<EndCause, string>>} */ ({
     policy: "The server closed the connection: " + (reason || "a limit was reached"),
     message_too_big: "The server closed the connection: a message was too big",
     protocol_error: "The server closed the connection: " + (reason || "invalid messages"),
     gave_up: "The server could not be reached",
     unavailable: "The server stayed unavailable",
-  }[cause];
+  })[cause];
   if (!why || !arena.accessToken || app.loggingOut) return;
   const delay = app.connectDelay;
   app.connectDelay = Math.min(delay * 2, 30_000);
@@ -340,7 +389,7 @@ arena.on("closed", ({ cause, reason }) => {
 /** Open the connection again now (after a stop, or when the player asks for a room). */
 function reconnectNow() {
   clearTimeout(app.connectTimer);
-  app.connectTimer = null;
+  app.connectTimer = undefined;
   if (!arena.accessToken || app.loggingOut || arena.state !== "closed") return;
   notify("Connecting…", "reconnect");
   arena.connect().catch(() => {});
@@ -498,13 +547,15 @@ function enterRun(m) {
 
 // ---------- input ----------
 
+/** @type {Record<string, [number, number]>} */
 const KEYS = {
   ArrowLeft: [-1, 0], KeyA: [-1, 0], ArrowRight: [1, 0], KeyD: [1, 0],
   ArrowUp: [0, -1], KeyW: [0, -1], ArrowDown: [0, 1], KeyS: [0, 1],
 };
 
+/** @param {KeyboardEvent} event @param {boolean} down */
 function onKey(event, down) {
-  if (app.view !== "game" || event.target.tagName === "INPUT" || !(event.code in KEYS)) return;
+  if (app.view !== "game" || /** @type {Element} */ (event.target).tagName === "INPUT" || !(event.code in KEYS)) return;
   event.preventDefault();
   if (down) app.keys.add(event.code); else app.keys.delete(event.code);
   updateDirection();
@@ -518,7 +569,7 @@ function updateDirection() {
   steer(dx, dy);
 }
 
-/** Move in direction (dx, dy), each in -1..1: what a key, a stick or a script asks for. */
+/** Move in direction (dx, dy), each in -1..1: what a key, a stick or a script asks for. @param {number} dx @param {number} dy */
 function steer(dx, dy) {
   if (dx !== app.dir.dx || dy !== app.dir.dy) {
     app.dir = { dx, dy };
@@ -530,13 +581,16 @@ function steer(dx, dy) {
 
 /** Head for the nearest orb (an autopilot for demos and tests). */
 function steerToNearestOrb() {
-  const me = app.user && positions().find((p) => p.id === app.user.id);
-  if (!me || app.game.orbs.length === 0) return steer(0, 0);
+  const user = app.user;
+  const me = user && positions().find((p) => p.id === user.id);
+  if (!me) return steer(0, 0);
+  /** @type {{ d: number, dx: number, dy: number } | null} */
   let best = null;
   for (const o of app.game.orbs) {
     const d = Math.hypot(o.x - me.x, o.y - me.y);
     if (!best || d < best.d) best = { d, dx: o.x - me.x, dy: o.y - me.y };
   }
+  if (!best) return steer(0, 0); // no orbs
   const len = Math.max(best.d, 1e-9);
   steer(Math.round(best.dx / len * 100) / 100, Math.round(best.dy / len * 100) / 100);
 }
@@ -548,13 +602,15 @@ function steerToNearestOrb() {
 // finger slides off the stick, and `touch-action: none` (style.css) keeps the page from
 // scrolling under it.
 const STICK_DEAD_ZONE = 0.15;   // of the radius: a resting thumb does not creep
-const stick = { pointer: null, want: [0, 0], timer: null, sentAt: 0 };
+/** @type {{ pointer: number | null, want: [number, number], timer: ReturnType<typeof setTimeout> | undefined, sentAt: number }} */
+const stick = { pointer: null, want: [0, 0], timer: undefined, sentAt: 0 };
 
 /** Show the stick: the device has a touch screen (or was just touched). */
 function useTouch() {
   document.documentElement.classList.add("touch");
 }
 
+/** @param {PointerEvent} event @returns {[number, number]} */
 function stickVector(event) {
   const box = $("stick").getBoundingClientRect();
   const radius = box.width / 2;
@@ -565,10 +621,11 @@ function stickVector(event) {
   $("stick-knob").style.transform = `translate(${dx * radius * 0.6}px, ${dy * radius * 0.6}px)`;
   if (len < STICK_DEAD_ZONE) return [0, 0];
   // Steps of 0.05: a trembling thumb does not send a new input for every pixel.
-  const step = (v) => Math.round(v * 20) / 20;
+  const step = (/** @type {number} */ v) => Math.round(v * 20) / 20;
   return [step(dx), step(dy)];
 }
 
+/** @param {number} dx @param {number} dy */
 function stickSteer(dx, dy) {
   stick.want = [dx, dy];
   if (stick.timer) return;
@@ -578,7 +635,7 @@ function stickSteer(dx, dy) {
 }
 
 function sendStick() {
-  stick.timer = null;
+  stick.timer = undefined;
   stick.sentAt = performance.now();
   steer(...stick.want);
 }
@@ -588,7 +645,7 @@ function releaseStick() {
   if (stick.pointer === null) return;
   stick.pointer = null;
   clearTimeout(stick.timer);
-  stick.timer = null;
+  stick.timer = undefined;
   $("stick").classList.remove("active");
   $("stick-knob").style.transform = "";
   if (app.view === "game") steer(0, 0);
@@ -596,7 +653,7 @@ function releaseStick() {
 
 function initStick() {
   const base = $("stick");
-  base.addEventListener("pointerdown", (e) => {
+  base.addEventListener("pointerdown", (/** @type {PointerEvent} */ e) => {
     if (stick.pointer !== null) return; // a second finger does not take over
     e.preventDefault();
     stick.pointer = e.pointerId;
@@ -604,11 +661,11 @@ function initStick() {
     base.classList.add("active");
     stickSteer(...stickVector(e));
   });
-  base.addEventListener("pointermove", (e) => {
+  base.addEventListener("pointermove", (/** @type {PointerEvent} */ e) => {
     if (e.pointerId === stick.pointer) stickSteer(...stickVector(e));
   });
   for (const type of ["pointerup", "pointercancel", "lostpointercapture"]) {
-    base.addEventListener(type, (e) => { if (e.pointerId === stick.pointer) releaseStick(); });
+    base.addEventListener(type, (/** @type {PointerEvent} */ e) => { if (e.pointerId === stick.pointer) releaseStick(); });
   }
   if (matchMedia("(pointer: coarse)").matches || navigator.maxTouchPoints > 0) useTouch();
   // A touch screen that says nothing of itself shows the stick at its first touch.
@@ -617,7 +674,7 @@ function initStick() {
 
 // ---------- prediction ----------
 
-/** Keep an input for predicting; a room that never answers does not make the list grow without end. */
+/** Keep an input for predicting; a room that never answers does not make the list grow without end. @param {SentInput} input */
 function remember(input) {
   app.inputs.push(input);
   if (app.inputs.length > 256) app.inputs.splice(0, app.inputs.length - 256);
@@ -631,15 +688,17 @@ function resetPrediction() {
 }
 
 const tickMs = () => 1000 / (app.world.tick_hz || 20);
+/** @type {(v: number, lo: number, hi: number) => number} */
 const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+/** @type {(frame: Frame | undefined) => PlayerState | null} */
 const ownState = (frame) => (frame && app.user && frame.byId.get(app.user.id)) || null;
 
-/** A point where a disc may be: its centre a radius from every wall, as the server keeps it. */
+/** A point where a disc may be: its centre a radius from every wall, as the server keeps it. @param {number} x @param {number} y @returns {Point} */
 function inArena(x, y) {
   return { x: clamp(x, PLAYER_RADIUS, app.world.width - PLAYER_RADIUS), y: clamp(y, PLAYER_RADIUS, app.world.height - PLAYER_RADIUS) };
 }
 
-/** An input's direction as the room applies it (game/sim.rs): components in -1..1, length at most 1. */
+/** An input's direction as the room applies it (game/sim.rs): components in -1..1, length at most 1. @param {number} dx @param {number} dy */
 function unit(dx, dy) {
   dx = clamp(dx, -1, 1); dy = clamp(dy, -1, 1);
   const len = Math.hypot(dx, dy);
@@ -652,6 +711,7 @@ function unit(dx, dy) {
  * from the first frame that acknowledges an input: the time from sending it to seeing it
  * applied, less the tick of its movement that frame already holds (the room steps a whole
  * tick with a new direction, however late in the tick it came).
+ * @param {number} at
  */
 function acknowledge(at) {
   const me = ownState(app.frames[app.frames.length - 1]);
@@ -671,10 +731,13 @@ function acknowledge(at) {
  * Where the room will have my disc once it has applied what I sent until `now`: the
  * frame's position moved by my inputs since the moment of mine the frame shows (`lead`
  * before it arrived), each from when it was sent until the next, bounded like the room's.
+ * @param {Frame | undefined} frame
+ * @param {number} now
+ * @returns {Point | null}
  */
 function predict(frame, now) {
   const me = ownState(frame);
-  if (!me) return null;
+  if (!me || !frame) return null;
   const speed = app.world.speed || 240;
   const since = frame.at - (app.lead || 0);
   const until = Math.min(now, frame.at + AHEAD_MS);
@@ -691,7 +754,7 @@ function predict(frame, now) {
   return { x, y };
 }
 
-/** My disc as drawn: the prediction plus what is left of the last correction. */
+/** My disc as drawn: the prediction plus what is left of the last correction. @param {number} now */
 function localDisc(now) {
   const p = predict(app.frames[app.frames.length - 1], now);
   if (!p) return null;
@@ -703,6 +766,8 @@ function localDisc(now) {
 /**
  * The new frame moved the prediction away from where the disc was drawn (`shown`): fade
  * from there, unless it is far off (a bump, a seat taken over), where a jump is the truth.
+ * @param {Point | null} shown
+ * @param {number} at
  */
 function correct(shown, at) {
   const p = predict(app.frames[app.frames.length - 1], at);
@@ -715,7 +780,7 @@ function predictionState() {
   const frame = app.frames[app.frames.length - 1];
   const server = ownState(frame);
   const drawn = server && localDisc(performance.now());
-  return server && {
+  return server && drawn && {
     x: drawn.x, y: drawn.y,
     server: { x: server.x, y: server.y, last_seq: server.last_seq },
     pending: app.inputs.filter((i) => i.seq > server.last_seq).length,
@@ -728,7 +793,7 @@ function predictionState() {
 
 /** The players as a scoreboard: the round's best first. Re-rendered only when it changes. */
 function renderMembers() {
-  const score = (id) => app.game.scores.get(id) || 0;
+  const score = (/** @type {string} */ id) => app.game.scores.get(id) || 0;
   const rows = [...app.members].sort((a, b) => score(b[0]) - score(a[0]) || a[1].localeCompare(b[1]));
   const key = JSON.stringify(rows.map(([id, name]) => [id, name, score(id)]));
   if (key === app.game.boardKey) return;
@@ -758,12 +823,14 @@ function renderRoomInfo() {
   info.textContent = parts.join(" · ");
 }
 
+/** @param {ChatFrom} from @param {string} text */
 function chatLine(from, text) {
   const log = $("chat-log");
   log.append(el("li", {}, el("span", { class: "from", css: { color: colorFor(from.id) } }, from.username), text));
   log.scrollTop = log.scrollHeight;
 }
 
+/** @param {string} text */
 function systemLine(text) {
   const log = $("chat-log");
   log.append(el("li", { class: "system" }, text));
@@ -793,7 +860,8 @@ function positions() {
   const t = Math.min(1, (now - b.at) / tickMs());
   return [...b.byId.values()].map((p) => {
     const from = a.byId.get(p.id) || p;
-    const at = app.user && p.id === app.user.id ? localDisc(now)
+    // Mine is in `b`, the newest frame, so it is predicted from it.
+    const at = app.user && p.id === app.user.id ? /** @type {Point} */ (localDisc(now))
       : inArena(from.x + (p.x - from.x) * t, from.y + (p.y - from.y) * t);
     return { id: p.id, username: p.username, x: at.x, y: at.y };
   });
@@ -808,6 +876,7 @@ const SNAP_DISTANCE = 2 * PLAYER_RADIUS;
  * Give the canvas as many pixels as it covers on the screen (a phone shows it a third as
  * wide, at three device pixels per CSS pixel), in the arena's proportions; CSS scales it
  * to the width it has. Returns device pixels per CSS pixel, for sizing text.
+ * @param {HTMLCanvasElement} canvas
  */
 function fitCanvas(canvas) {
   const dpr = window.devicePixelRatio || 1;
@@ -819,7 +888,10 @@ function fitCanvas(canvas) {
   return dpr;
 }
 
-/** A font of `px` CSS pixels, smaller on a narrow canvas so that a line still fits. */
+/**
+ * A font of `px` CSS pixels, smaller on a narrow canvas so that a line still fits.
+ * @param {HTMLCanvasElement} canvas @param {number} dpr @param {number} weight @param {number} px
+ */
 function fontOf(canvas, dpr, weight, px) {
   const size = Math.min(px, canvas.width / dpr / 16 + 4) * dpr;
   return { font: `${weight} ${size}px system-ui, sans-serif`, size };
@@ -895,11 +967,12 @@ function draw() {
 
 // ---------- start ----------
 
-$("login-form").addEventListener("submit", (e) => { e.preventDefault(); login(false); });
+$("login-form").addEventListener("submit", (/** @type {Event} */ e) => { e.preventDefault(); login(false); });
 $("register-button").addEventListener("click", () => login(true));
-$("logout").addEventListener("click", logout);
+// Not `logout` itself: the click event would be its first retry's delay.
+$("logout").addEventListener("click", () => logout());
 $("leave").addEventListener("click", leaveRoom);
-$("create-room").addEventListener("submit", async (e) => {
+$("create-room").addEventListener("submit", async (/** @type {Event} */ e) => {
   e.preventDefault();
   try {
     const room = await arena.createRoom($("room-name").value.trim(), Number($("room-capacity").value) || 16);
@@ -907,10 +980,10 @@ $("create-room").addEventListener("submit", async (e) => {
     app.roomNames.set(room.id, room.name);
     join(room.id);
   } catch (err) {
-    notify("Could not create the room: " + err.message, "lobby");
+    notify("Could not create the room: " + /** @type {Error} */ (err).message, "lobby");
   }
 });
-$("chat-form").addEventListener("submit", (e) => {
+$("chat-form").addEventListener("submit", (/** @type {Event} */ e) => {
   e.preventDefault();
   const text = $("chat-input").value.trim();
   if (!text) return;

@@ -10,6 +10,23 @@
 import { Arena } from "../sdk/index.js";
 import { el } from "../common.js";
 
+/**
+ * @import { ArenaError } from "../sdk/index.js"
+ * @import { AuditEntry, AuditResponse, BanInfo, BanResponse, BansResponse, Connection, ConnectionsResponse,
+ *   KickResponse, NodeInfo, NodesResponse, OverviewResponse, Role, RoleResponse, SessionInfo, UserDetail,
+ *   UserSummary, UsersResponse } from "../../sdk/types/index.js"
+ */
+
+/** A player an action is about. @typedef {{ user_id: string, username: string }} Target */
+/**
+ * @typedef {object} Admin
+ * @property {boolean} signedIn
+ * @property {ReturnType<typeof setTimeout> | undefined} pollTimer
+ * @property {string | null} query
+ * @property {string | null} userId
+ * @property {{ at: number, n: number }[]} sockets
+ */
+
 /** The console's session: memory only (the SDK's default store), never localStorage. */
 const api = new Arena();
 
@@ -17,8 +34,9 @@ const api = new Arena();
 const $ = (id) => document.getElementById(id);
 const POLL_MS = 2000;
 const SOCKET_SAMPLES = 150; // the sockets chart: the last five minutes of polls
+/** @type {Admin} */
 const admin = {
-  signedIn: false, pollTimer: null,
+  signedIn: false, pollTimer: undefined,
   query: null,      // the last search, run again after an action
   userId: null,     // the player whose page is open
   sockets: [],      // [{at, n}]: open sockets at each poll since the page opened
@@ -27,12 +45,12 @@ const VIEWS = ["overview-view", "action-view", "console-view", "players-view", "
 
 // ---------- time, for people: local dates and durations, never epoch milliseconds ----------
 
-/** A time as the admin's local date and time. */
+/** A time as the admin's local date and time. @param {number} ms */
 const when = (ms) => new Date(ms).toLocaleString();
-/** A ban's end: "permanent", or the local date and time. */
+/** A ban's end: "permanent", or the local date and time. @param {number | null | undefined} until */
 const banEnd = (until) => until ? when(until) : "permanent";
 
-/** A length of time: "40 s", "12 min", "3 h 5 min", "2 d 4 h". */
+/** A length of time: "40 s", "12 min", "3 h 5 min", "2 d 4 h". @param {number} ms */
 function duration(ms) {
   const s = Math.max(0, Math.round(ms / 1000));
   if (s < 60) return `${s} s`;
@@ -42,12 +60,13 @@ function duration(ms) {
   if (h < 48) return m % 60 ? `${h} h ${m % 60} min` : `${h} h`;
   return `${Math.floor(h / 24)} d ${h % 24} h`;
 }
-const ago = (ms) => duration(Date.now() - ms) + " ago";
-/** "banned until <date> (3 h 5 min left)", or "banned permanently". */
+const ago = (/** @type {number} */ ms) => duration(Date.now() - ms) + " ago";
+/** "banned until <date> (3 h 5 min left)", or "banned permanently". @param {BanInfo} ban */
 const banState = (ban) => ban.banned_until
   ? `banned until ${when(ban.banned_until)} (${duration(ban.banned_until - Date.now())} left)`
   : "banned permanently";
 
+/** @param {string} message */
 function notify(message) {
   $("notice").textContent = message || "";
   $("notice").hidden = !message;
@@ -72,7 +91,7 @@ async function login() {
     for (const v of VIEWS) $(v).hidden = false;
     poll();
   } catch (e) {
-    $("login-error").textContent = e.message;
+    $("login-error").textContent = /** @type {Error} */ (e).message;
   }
 }
 
@@ -81,6 +100,7 @@ api.on("session_ended", ({ cause }) => {
   if (admin.signedIn && cause !== "logout") signOut("Your admin session ended. Please log in again.");
 });
 
+/** @param {string} message */
 function signOut(message) {
   clearTimeout(admin.pollTimer);
   admin.signedIn = false;
@@ -96,11 +116,11 @@ async function poll() {
   if (!admin.signedIn) return;
   try {
     const [{ connections }, { bans }, { entries }, overview, { nodes }] = await Promise.all([
-      api.request("GET", "/admin/connections"),
-      api.request("GET", "/admin/bans"),
-      api.request("GET", "/admin/audit?limit=20"),
-      api.request("GET", "/admin/overview"),
-      api.request("GET", "/admin/nodes"),
+      /** @type {Promise<ConnectionsResponse>} */ (api.request("GET", "/admin/connections")),
+      /** @type {Promise<BansResponse>} */ (api.request("GET", "/admin/bans")),
+      /** @type {Promise<AuditResponse>} */ (api.request("GET", "/admin/audit?limit=20")),
+      /** @type {Promise<OverviewResponse>} */ (api.request("GET", "/admin/overview")),
+      /** @type {Promise<NodesResponse>} */ (api.request("GET", "/admin/nodes")),
     ]);
     renderConnections(connections);
     renderBans(bans);
@@ -109,7 +129,8 @@ async function poll() {
     renderNodes(nodes);
     if (admin.userId) await loadUser();
     $("updated").textContent = "updated " + new Date().toLocaleTimeString();
-  } catch (e) {
+  } catch (caught) {
+    const e = /** @type {ArenaError} */ (caught);
     if (e.status === 401 || e.status === 403) return signOut(e.message);
     notify("Could not load the console: " + e.message);
   }
@@ -124,6 +145,7 @@ function refreshAll() {
 
 // ---------- overview ----------
 
+/** @param {OverviewResponse} o */
 function renderOverview(o) {
   $("ov-sockets").textContent = o.sockets;
   $("ov-rooms").textContent = o.rooms;
@@ -142,23 +164,28 @@ function renderOverview(o) {
   drawChart($("chart-revocations"), revocations, "bars", "#ff6b7d");
 }
 
-const sum = (values) => values.reduce((a, b) => a + b, 0);
+const sum = (/** @type {number[]} */ values) => values.reduce((a, b) => a + b, 0);
 
 /**
  * A small chart on a canvas, drawn at the screen's pixel density: `bars` (one per value,
  * the newest on the right) or a `line`; the largest value labels the top.
+ * @param {HTMLCanvasElement} canvas
+ * @param {number[]} values
+ * @param {"bars" | "line"} kind
+ * @param {string} color
  */
 function drawChart(canvas, values, kind, color) {
   const ratio = window.devicePixelRatio || 1;
   const width = canvas.clientWidth, height = canvas.clientHeight;
   if (canvas.width !== Math.round(width * ratio)) canvas.width = Math.round(width * ratio);
   if (canvas.height !== Math.round(height * ratio)) canvas.height = Math.round(height * ratio);
-  const g = canvas.getContext("2d");
+  // A canvas of ours that no other context took: never null.
+  const g = /** @type {CanvasRenderingContext2D} */ (canvas.getContext("2d"));
   g.setTransform(ratio, 0, 0, ratio, 0, 0);
   g.clearRect(0, 0, width, height);
   const top = 14, bottom = height - 2;
   const max = Math.max(1, ...values);
-  const y = (v) => bottom - (v / max) * (bottom - top);
+  const y = (/** @type {number} */ v) => bottom - (v / max) * (bottom - top);
   g.strokeStyle = "#2a3050";
   g.beginPath(); g.moveTo(0, bottom + 0.5); g.lineTo(width, bottom + 0.5); g.stroke();
   g.fillStyle = "#8a91b8";
@@ -182,6 +209,7 @@ function drawChart(canvas, values, kind, color) {
   }
 }
 
+/** @param {NodeInfo[]} nodes */
 function renderNodes(nodes) {
   $("nodes").replaceChildren(...nodes.map((n) =>
     el("tr", { "data-node": n.id },
@@ -194,18 +222,19 @@ function renderNodes(nodes) {
 
 // ---------- connections, search, bans, audit ----------
 
-/** A player's name that opens their page. */
+/** A player's name that opens their page. @param {string} id @param {string} username */
 function userLink(id, username) {
   return el("a", { href: "#", class: "user-link", "data-user": id,
-    onclick: (e) => { e.preventDefault(); openUser(id); } }, username);
+    onclick: (/** @type {Event} */ e) => { e.preventDefault(); openUser(id); } }, username);
 }
 
-/** A room by its name, its id underneath (the id is what logs and the API use). */
+/** A room by its name, its id underneath (the id is what logs and the API use). @param {Connection} c */
 function roomCell(c) {
   if (!c.room) return "—";
   return el("span", {}, c.room_name || "(unnamed room)", el("br"), el("code", {}, c.room));
 }
 
+/** @param {Connection[]} connections */
 function renderConnections(connections) {
   $("count").textContent = `(${connections.length})`;
   $("connections").replaceChildren(...connections.map((c) =>
@@ -218,7 +247,7 @@ function renderConnections(connections) {
       el("td", {}, actionButtons({ user_id: c.user_id, username: c.username }, null)))));
 }
 
-/** Kick, and Ban or Unban as the user's ban state says. */
+/** Kick, and Ban or Unban as the user's ban state says. @param {Target} c @param {BanInfo | null} ban */
 function actionButtons(c, ban) {
   return el("div", { class: "row" },
     el("button", { class: "ghost kick", onclick: () => act("kick", c) }, "Kick"),
@@ -227,54 +256,62 @@ function actionButtons(c, ban) {
       : el("button", { class: "danger ban", onclick: () => act("ban", c) }, "Ban"));
 }
 
-/** The admin path of user `c` (`{user_id}`). */
+/** The admin path of user `c` (`{user_id}`). @param {Target} c */
 const userPath = (c) => "/admin/users/" + encodeURIComponent(c.user_id);
 
-/** Kick or ban `c` (`{user_id, username}`), with the reason and ban length typed above. */
+/**
+ * Kick or ban `c` (`{user_id, username}`), with the reason and ban length typed above.
+ * @param {"kick" | "ban"} what
+ * @param {Target} c
+ */
 async function act(what, c) {
+  /** @type {{ reason?: string, duration_secs?: number }} */
   const body = {};
   const reason = $("reason").value.trim();
   if (reason) body.reason = reason;
   const seconds = Number($("duration").value);
   if (what === "ban" && seconds > 0) body.duration_secs = seconds;
   try {
+    /** @type {KickResponse & Partial<BanResponse>} */
     const r = await api.request("POST", `${userPath(c)}/${what}`, body);
     const until = what === "ban" ? (r.banned_until ? " until " + when(r.banned_until) : " permanently") : "";
     notify(`${what === "kick" ? "Kicked" : "Banned"} ${c.username}${until}: ${r.closed} socket(s) closed.`);
     refreshAll();
   } catch (e) {
-    notify(`Could not ${what} ${c.username}: ${e.message}`);
+    notify(`Could not ${what} ${c.username}: ${/** @type {Error} */ (e).message}`);
   }
 }
 
+/** @param {Target} c */
 async function unban(c) {
   try {
     await api.request("DELETE", `${userPath(c)}/ban`);
     notify(`Lifted the ban on ${c.username}.`);
     refreshAll();
   } catch (e) {
-    notify(`Could not unban ${c.username}: ${e.message}`);
+    notify(`Could not unban ${c.username}: ${/** @type {Error} */ (e).message}`);
   }
 }
 
-/** Run the last search again (after an action), or the one typed. */
+/** Run the last search again (after an action), or the one typed. @param {string | null} [query] */
 async function search(query = admin.query) {
   if (query === null || !admin.signedIn) return;
   admin.query = query;
   try {
-    const { users } = await api.request("GET", "/admin/users?query=" + encodeURIComponent(query));
+    const { users } = /** @type {UsersResponse} */ (await api.request("GET", "/admin/users?query=" + encodeURIComponent(query)));
     renderUsers(users);
   } catch (e) {
-    notify("Could not search: " + e.message);
+    notify("Could not search: " + /** @type {Error} */ (e).message);
   }
 }
 
-/** "online (2 sockets)", "offline, logged in", "offline". */
+/** "online (2 sockets)", "offline, logged in", "offline". @param {UserSummary} u */
 function status(u) {
   if (u.sockets > 0) return `online (${u.sockets} socket${u.sockets === 1 ? "" : "s"})`;
   return u.sessions > 0 ? "offline, logged in" : "offline";
 }
 
+/** @param {UserSummary[]} users */
 function renderUsers(users) {
   $("users-empty").hidden = users.length > 0;
   $("users").replaceChildren(...users.map((u) => {
@@ -288,6 +325,7 @@ function renderUsers(users) {
   }));
 }
 
+/** @param {BanInfo[]} bans */
 function renderBans(bans) {
   $("ban-count").textContent = `(${bans.length})`;
   $("bans").replaceChildren(...bans.map((b) => {
@@ -302,11 +340,12 @@ function renderBans(bans) {
   }));
 }
 
+/** @type {Record<string, string>} */
 const ACTION_NAMES = {
   kick: "kicked", ban: "banned", unban: "unbanned", role: "changed the role of", end_session: "ended a session of",
 };
 
-/** What an audit entry did, in words: "banned, until …", "changed the role of … to admin". */
+/** What an audit entry did, in words: "banned, until …", "changed the role of … to admin". @param {AuditEntry} e */
 function actionText(e) {
   let what = ACTION_NAMES[e.action] || e.action;
   if (e.action === "ban") what += ", " + (e.banned_until ? "until " + when(e.banned_until) : "permanently");
@@ -314,6 +353,7 @@ function actionText(e) {
   return what;
 }
 
+/** @param {AuditEntry[]} entries */
 function renderAudit(entries) {
   $("audit").replaceChildren(...entries.map((e) =>
     el("tr", { "data-action": e.action, "data-target": e.target.username },
@@ -326,6 +366,7 @@ function renderAudit(entries) {
 
 // ---------- one player's page ----------
 
+/** @param {string} id */
 async function openUser(id) {
   admin.userId = id;
   $("user-view").hidden = false;
@@ -340,15 +381,19 @@ function closeUser() {
 
 async function loadUser() {
   const id = admin.userId;
+  if (id === null) return;
   try {
+    /** @type {UserDetail} */
     const detail = await api.request("GET", "/admin/users/" + encodeURIComponent(id));
     if (admin.userId === id) renderUser(detail);
-  } catch (e) {
+  } catch (caught) {
+    const e = /** @type {ArenaError} */ (caught);
     if (e.status === 404) { closeUser(); notify("That player no longer exists."); }
     else notify("Could not load the player: " + e.message);
   }
 }
 
+/** @param {UserDetail} detail */
 function renderUser({ summary, sessions, connections, history }) {
   const u = summary.user;
   const c = { user_id: u.id, username: u.username };
@@ -395,30 +440,33 @@ function renderUser({ summary, sessions, connections, history }) {
       el("td", {}, e.reason || "—"))));
 }
 
+/** @param {Target} c @param {SessionInfo} s */
 async function endSession(c, s) {
   try {
     await api.request("DELETE", `${userPath(c)}/sessions/${encodeURIComponent(s.session_id)}`);
     notify(`Ended a session of ${c.username}: ${s.sockets} socket(s) closed.`);
     refreshAll();
   } catch (e) {
-    notify(`Could not end the session: ${e.message}`);
+    notify(`Could not end the session: ${/** @type {Error} */ (e).message}`);
   }
 }
 
+/** @param {Target} c @param {Role} role */
 async function setRole(c, role) {
   try {
+    /** @type {RoleResponse} */
     const r = await api.request("PUT", `${userPath(c)}/role`, { role });
     notify(r.changed ? `${c.username} is now ${role}; their sessions were ended.` : `${c.username} already was ${role}.`);
     refreshAll();
   } catch (e) {
-    notify(`Could not change the role: ${e.message}`);
+    notify(`Could not change the role: ${/** @type {Error} */ (e).message}`);
   }
 }
 
-$("login-form").addEventListener("submit", (e) => { e.preventDefault(); login(); });
+$("login-form").addEventListener("submit", (/** @type {Event} */ e) => { e.preventDefault(); login(); });
 $("logout").addEventListener("click", async () => {
   await api.logout().catch(() => {});
   signOut("Logged out.");
 });
-$("search-form").addEventListener("submit", (e) => { e.preventDefault(); search($("user-query").value.trim()); });
+$("search-form").addEventListener("submit", (/** @type {Event} */ e) => { e.preventDefault(); search($("user-query").value.trim()); });
 $("u-close").addEventListener("click", closeUser);

@@ -11,16 +11,25 @@ const METHODS = ["get", "post", "put", "patch", "delete"];
 
 /** @type {any} */ let spec = null;
 
-/** Follow a local `$ref` ("#/components/…"); anything else is returned as it is. */
+/** A part of the document: JSON read defensively (any field may be missing), so untyped. @typedef {any} Json */
+/** What `el` takes as a child. @typedef {Node | string} Piece */
+/** @typedef {{ method: string, path: string, op: Json, shared: Json[] }} Operation */
+/** @typedef {{ name: string, description?: string, operations: Operation[] }} Tag */
+
+/** Follow a local `$ref` ("#/components/…"); anything else is returned as it is. @param {Json} node @returns {Json} */
 function resolve(node) {
   let seen = 0;
   while (node && typeof node.$ref === "string" && node.$ref.startsWith("#/") && seen++ < 16) {
-    node = node.$ref.slice(2).split("/").reduce((at, key) => (at ? at[key] : undefined), spec);
+    node = node.$ref.slice(2).split("/").reduce((/** @type {Json} */ at, /** @type {string} */ key) => (at ? at[key] : undefined), spec);
   }
   return node;
 }
 
-/** The prose of a description: paragraphs, with `code` spans (the only markup the document uses). */
+/**
+ * The prose of a description: paragraphs, with `code` spans (the only markup the document uses).
+ * @param {string | undefined} text
+ * @param {string} [cls]
+ */
 function prose(text, cls = "") {
   const paragraphs = String(text || "").split(/\n\s*\n/).filter((p) => p.trim());
   return paragraphs.map((p) => el("p", { class: cls || null }, ...inline(p)));
@@ -32,10 +41,11 @@ function inline(text) {
     .map((part) => part.startsWith("`") && part.endsWith("`") ? el("code", {}, part.slice(1, -1)) : part);
 }
 
-const schemaName = (ref) => ref.split("/").pop();
-const schemaLink = (name) => el("a", { href: "#schema-" + name, class: "schema-link" }, name);
+// split() gives at least one part, so pop() gives a string.
+const schemaName = (/** @type {string} */ ref) => /** @type {string} */ (ref.split("/").pop());
+const schemaLink = (/** @type {string} */ name) => el("a", { href: "#schema-" + name, class: "schema-link" }, name);
 
-/** A schema as a short type: `Room`, `string | null`, `Room[]`, `"a" | "b"`. */
+/** A schema as a short type: `Room`, `string | null`, `Room[]`, `"a" | "b"`. @param {Json} schema @returns {Piece[]} */
 function typeOf(schema) {
   if (!schema) return ["any"];
   if (schema.$ref) return [schemaLink(schemaName(schema.$ref))];
@@ -43,19 +53,20 @@ function typeOf(schema) {
   if (alternatives) return join(alternatives.map(typeOf), " | ");
   if (schema.allOf) {
     // The error answers are `ErrorBody` narrowed to their codes: name what they extend.
-    const named = schema.allOf.filter((s) => s.$ref);
+    const named = schema.allOf.filter((/** @type {Json} */ s) => s.$ref);
     return named.length ? join(named.map(typeOf), " & ") : typeOf(schema.allOf[0]);
   }
-  if (schema.enum) return [schema.enum.map((v) => JSON.stringify(v)).join(" | ")];
+  if (schema.enum) return [schema.enum.map((/** @type {unknown} */ v) => JSON.stringify(v)).join(" | ")];
   const types = Array.isArray(schema.type) ? schema.type : [schema.type || (schema.properties ? "object" : "any")];
-  return join(types.map((t) => t === "array" ? [...typeOf(schema.items), "[]"] : [t]), " | ");
+  return join(types.map((/** @type {string} */ t) => t === "array" ? [...typeOf(schema.items), "[]"] : [t]), " | ");
 }
 
+/** @param {Piece[][]} parts @param {string} separator @returns {Piece[]} */
 function join(parts, separator) {
   return parts.flatMap((part, i) => (i ? [separator, ...part] : part));
 }
 
-/** Limits a schema states (minimum, length, pattern, format), in a few words. */
+/** Limits a schema states (minimum, length, pattern, format), in a few words. @param {Json} schema */
 function limits(schema) {
   if (!schema) return "";
   const out = [];
@@ -80,7 +91,8 @@ function renderIntro() {
 
 /** Operations grouped by their first tag, in the document's tag order. */
 function operationsByTag() {
-  const tags = (spec.tags || []).map((t) => ({ ...t, operations: [] }));
+  /** @type {Tag[]} */
+  const tags = (spec.tags || []).map((/** @type {Json} */ t) => ({ ...t, operations: [] }));
   const byName = new Map(tags.map((t) => [t.name, t]));
   for (const [path, item] of Object.entries(spec.paths)) {
     for (const method of METHODS) {
@@ -88,14 +100,15 @@ function operationsByTag() {
       if (!op) continue;
       const name = (op.tags && op.tags[0]) || "other";
       if (!byName.has(name)) { const t = { name, description: "", operations: [] }; tags.push(t); byName.set(name, t); }
-      byName.get(name).operations.push({ method, path, op, shared: item.parameters || [] });
+      /** @type {Tag} */ (byName.get(name)).operations.push({ method, path, op, shared: item.parameters || [] });
     }
   }
   return tags.filter((t) => t.operations.length);
 }
 
-const opId = (o) => "op-" + (o.op.operationId || `${o.method}-${o.path}`).replace(/[^\w-]/g, "-");
+const opId = (/** @type {Operation} */ o) => "op-" + (o.op.operationId || `${o.method}-${o.path}`).replace(/[^\w-]/g, "-");
 
+/** @param {Tag[]} tags */
 function renderToc(tags) {
   $("toc").replaceChildren(el("h2", {}, "Routes"), ...tags.map((t) =>
     el("div", { class: "toc-group" },
@@ -104,6 +117,7 @@ function renderToc(tags) {
         el("li", {}, el("a", { href: "#" + opId(o) }, el("span", { class: "method " + o.method }, o.method.toUpperCase()), " ", o.path)))))));
 }
 
+/** @param {Operation} o */
 function renderOperation(o) {
   const { op } = o;
   const parts = [
@@ -113,7 +127,7 @@ function renderOperation(o) {
   parts.push(...prose(op.description));
   const security = op.security ?? spec.security;
   parts.push(el("p", { class: "muted auth" }, ...(security && security.length
-    ? ["Authenticated: ", ...join(security.map((s) => [Object.keys(s).join(" + ") || "none"]), " or ")]
+    ? ["Authenticated: ", ...join(security.map((/** @type {Json} */ s) => [Object.keys(s).join(" + ") || "none"]), " or ")]
     : ["No authentication."])));
   const params = [...o.shared, ...(op.parameters || [])].map(resolve);
   if (params.length) {
@@ -169,7 +183,7 @@ async function main() {
     if (!response.ok) throw new Error(`GET /openapi.json answered ${response.status}`);
     spec = await response.json();
   } catch (e) {
-    $("notice").textContent = "Could not load the API description: " + e.message;
+    $("notice").textContent = "Could not load the API description: " + /** @type {Error} */ (e).message;
     $("notice").hidden = false;
     return;
   }
