@@ -47,8 +47,6 @@ const VIEWS = ["overview-view", "action-view", "console-view", "players-view", "
 
 /** A time as the admin's local date and time. @param {number} ms */
 const when = (ms) => new Date(ms).toLocaleString();
-/** A ban's end: "permanent", or the local date and time. @param {number | null | undefined} until */
-const banEnd = (until) => until ? when(until) : "permanent";
 
 /** A length of time: "40 s", "12 min", "3 h 5 min", "2 d 4 h". @param {number} ms */
 function duration(ms) {
