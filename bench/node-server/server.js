@@ -3,7 +3,9 @@
 // denylist for logout, a Map from user to sockets so logout can close them), speaking
 // the subset of Arena's PROTOCOL.md the load scenarios use: register, login, logout
 // (closing the session's sockets with 4001), rooms, join/leave, input, chat, state at
-// 20 Hz, ping. Usage: node server.js [port]
+// 20 Hz, ping. Its state frame has Arena's shape and size (players with scores, six orbs
+// a player takes by touching, the round and when it ends), so the fan-out comparison
+// sends the same bytes. Usage: node server.js [port]
 "use strict";
 
 const http = require("http");
@@ -44,9 +46,16 @@ function authenticate(req) {
   } catch { return null; }
 }
 
+// Arena's rules (server/src/game/round.rs): six orbs, touching one scores and moves it.
+const ORBS = 6, REACH = 14 + 8, ROUND_MS = 120_000;
+// Two decimals on the wire, as Arena sends them.
+const round2 = (v) => Math.round(v * 100) / 100;
+const newOrb = (room) => ({ id: ++room.orbSeq, x: round2(12 + Math.random() * 936), y: round2(12 + Math.random() * 516) });
 const roomInfo = (r) => ({ id: r.id, name: r.name, capacity: r.capacity, players: r.members.size });
 function createRoom(name, capacity) {
-  const room = { id: id("r"), name, capacity, members: new Map(), tick: 0, timer: null };
+  const room = { id: id("r"), name, capacity, members: new Map(), tick: 0, timer: null,
+    orbs: [], orbSeq: 0, scores: new Map(), round: { number: 1, phase: "playing", ends_at: Date.now() + ROUND_MS } };
+  for (let i = 0; i < ORBS; i++) room.orbs.push(newOrb(room));
   rooms.set(room.id, room);
   return room;
 }
@@ -167,13 +176,29 @@ function onMessage(ws, data) {
 
 function tick(room) {
   room.tick++;
+  for (const p of room.members.values()) {
+    p.x = Math.max(14, Math.min(946, p.x + p.dx * 12));
+    p.y = Math.max(14, Math.min(526, p.y + p.dy * 12));
+  }
+  for (let i = 0; i < room.orbs.length; i++) {
+    const orb = room.orbs[i];
+    for (const [ws, p] of room.members) {
+      if (Math.hypot(p.x - orb.x, p.y - orb.y) > REACH) continue;
+      room.scores.set(ws.user.id, (room.scores.get(ws.user.id) || 0) + 1);
+      room.orbs[i] = newOrb(room);
+      break;
+    }
+  }
+  if (Date.now() > room.round.ends_at) {
+    room.round = { number: room.round.number + 1, phase: "playing", ends_at: Date.now() + ROUND_MS };
+    room.scores.clear();
+  }
   const players = [];
   for (const [ws, p] of room.members) {
-    p.x = Math.max(0, Math.min(960, p.x + p.dx * 12));
-    p.y = Math.max(0, Math.min(540, p.y + p.dy * 12));
-    players.push({ id: ws.user.id, username: ws.user.username, x: p.x, y: p.y, last_seq: p.last_seq });
+    players.push({ id: ws.user.id, username: ws.user.username, x: round2(p.x), y: round2(p.y), last_seq: p.last_seq,
+      score: room.scores.get(ws.user.id) || 0 });
   }
-  broadcast(room, { type: "state", room: room.id, tick: room.tick, players });
+  broadcast(room, { type: "state", room: room.id, tick: room.tick, players, orbs: room.orbs, round: room.round });
 }
 
 server.listen(PORT, "127.0.0.1", () => console.log(`listening on http://127.0.0.1:${PORT}`));
