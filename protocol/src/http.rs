@@ -24,13 +24,13 @@ pub struct Credentials {
     /// exist with `invalid_credentials`).
     #[cfg_attr(
         feature = "openapi",
-        schema(required, value_type = String, pattern = "^[A-Za-z0-9_-]{3,32}$")
+        schema(required, value_type = String, pattern = "^[A-Za-z0-9_-]{3,32}$", example = "alice")
     )]
     pub username: Option<String>,
     /// 8 to 128 characters.
     #[cfg_attr(
         feature = "openapi",
-        schema(required, value_type = String, min_length = 8, max_length = 128)
+        schema(required, value_type = String, min_length = 8, max_length = 128, example = "alice-pass-1")
     )]
     pub password: Option<String>,
 }

@@ -69,7 +69,11 @@ pub async fn register(
     operation_id = "login",
     request_body = Credentials,
     responses(
-        (status = 200, description = "The new session; `Set-Cookie: arena_access=…`, `Cache-Control: no-store`", body = Session),
+        (status = 200, description = "The new session; `Set-Cookie: arena_access=…`, `Cache-Control: no-store`", body = Session,
+            links(
+                ("Refresh" = (operation_id = "refresh", request_body = json!({"refresh_token": "$response.body#/refresh_token"}))),
+                ("EndSession" = (operation_id = "end_user_session", parameters(("id" = "$response.body#/user/id"), ("session" = "$response.body#/session_id")))),
+            )),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 429, response = TooManyRequests),
@@ -122,7 +126,11 @@ pub async fn login(
     operation_id = "refresh",
     request_body = RefreshRequest,
     responses(
-        (status = 200, description = "The session's new tokens; `Set-Cookie: arena_access=…`, `Cache-Control: no-store`", body = Session),
+        (status = 200, description = "The session's new tokens; `Set-Cookie: arena_access=…`, `Cache-Control: no-store`", body = Session,
+            links(
+                ("Refresh" = (operation_id = "refresh", request_body = json!({"refresh_token": "$response.body#/refresh_token"}))),
+                ("EndSession" = (operation_id = "end_user_session", parameters(("id" = "$response.body#/user/id"), ("session" = "$response.body#/session_id")))),
+            )),
         (status = 401, response = Unauthorized),
         (status = 429, response = TooManyRequests),
         (status = 500, response = Internal),

@@ -456,7 +456,7 @@ error_responses! {
     UnsupportedMediaType = 415, "A request body not sent as `Content-Type: application/json`";
     TooManyRequests = 429, "A rate or quota limit; the message names it, `Retry-After` says when to retry";
     Internal = 500, "A fault of the server (never an answer to bad input)";
-    Unavailable = 503, "The database (or, in a cluster, the backplane) out of reach, or shutting down; `Retry-After` says when to retry";
+    Unavailable = 503, "The database out of reach, a cap reached, shutting down, or (in a cluster) a node that cannot confirm it holds every revocation; `Retry-After` says when to retry";
 }
 
 error_sets! {
