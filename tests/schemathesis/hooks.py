@@ -16,7 +16,12 @@ is excluded for that; instead:
   revocation); on either, schemathesis' reactive re-authentication (`retry_on`) calls
   `get` again and replays the request, and `get` logs in afresh;
 - if the fuzzer banned the admin or made it a player, `get` has the keeper unban or
-  re-promote it before logging in (and the other way round if the keeper was hit).
+  re-promote it before logging in (and the other way round if the keeper was hit);
+- schemathesis replays only in its example, coverage and fuzzing phases: its stateful
+  phase keeps sending a token the scenario itself revoked or banned. So `after_call`
+  also watches every answer, and when it says the hook's own token was revoked or its
+  account banned or demoted, drops the token: the next request of the scenario logs in
+  afresh (and repairs) instead of meeting the same 401/403 for minutes.
 """
 
 import os
@@ -79,12 +84,60 @@ def admin_token():
         raise RuntimeError(f"no admin account can log in: {results}")
 
 
+class _Token:
+    """The admin token in use, and whether an answer showed it no longer works.
+
+    schemathesis caches what `get` returns and asks again on a 401/403 it replays; this
+    cache decides whether that ask logs in: only when the token was seen failing, so the
+    replay after `after_call` already logged in does not log in a second time.
+    """
+
+    value = None
+    stale = True
+    lock = threading.Lock()
+
+    @classmethod
+    def current(cls):
+        with cls.lock:
+            if cls.stale or cls.value is None:
+                cls.value, cls.stale = admin_token(), False
+            return cls.value
+
+    @classmethod
+    def drop(cls):
+        with cls.lock:
+            cls.stale = True
+
+
+# Answers that mean the account or the token itself was hit, not the request: a revoked
+# or expired token (logout, kick, a session ended, a role change, theft detection), a ban,
+# and `forbidden` (only an admin route answers it, and only to a demoted admin).
+_TOKEN_FAILURES = {401: {"token_revoked", "token_expired"}, 403: {"banned", "forbidden"}}
+
+
+@schemathesis.hook
+def after_call(context, case, response):
+    codes = _TOKEN_FAILURES.get(response.status_code)
+    if not codes:
+        return
+    sent = response.request.headers.get("Authorization", "")
+    if _Token.value is None or sent != f"Bearer {_Token.value}":
+        return  # the fuzzer's own (negated or missing) credentials
+    try:
+        code = response.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return
+    if code in codes:
+        _Token.drop()
+        schemathesis.auths.refresh_auth(case)
+
+
 @schemathesis.auth(refresh_interval=240, retry_on=[401, 403])
 class ArenaAdmin:
     """Bearer token of the fuzz admin; fetched again on a 401 or 403, or every 4 minutes."""
 
     def get(self, case, context):
-        return admin_token()
+        return _Token.current()
 
     def set(self, case, data, context):
         case.headers = case.headers or {}

@@ -10,7 +10,8 @@
 #
 # The server (its own port and a fresh --data-dir, removed afterwards) has an admin, a
 # second admin the auth hook keeps to repair the first (hooks.py), and a player `alice`
-# (the description's example user, so the examples phase reaches a real account). Limits
+# with two sessions (the description's example user and password, so the examples phase
+# and the links from login reach a real account and real sessions). Limits
 # lifted, because the fuzzer would only meet them and then see 429s instead of the
 # route's real answers (a 429 is still described and checked wherever it can occur):
 #   --auth-rate-limit 0       login/register per address and name (the hook logs in again
@@ -95,6 +96,9 @@ keeper = post("/auth/register", {"username": os.environ["ARENA_FUZZ_KEEPER"],
                                  "password": os.environ["ARENA_FUZZ_KEEPER_PASSWORD"]})["user"]["id"]
 post(f"/admin/users/{keeper}/role", {"role": "admin"}, admin, method="PUT")
 post("/auth/register", {"username": "alice", "password": "alice-pass-1"})
+# Two live sessions, so GET /admin/users/@alice lists sessions its link can end.
+for _ in range(2):
+    post("/auth/login", {"username": "alice", "password": "alice-pass-1"})
 PY
 
 # One worker: schemathesis is bound by its own CPU (one core, the GIL) rather than by the
