@@ -134,7 +134,8 @@ def after_call(context, case, response):
 
 @schemathesis.auth(refresh_interval=240, retry_on=[401, 403])
 class ArenaAdmin:
-    """Bearer token of the fuzz admin; fetched again on a 401 or 403, or every 4 minutes."""
+    """Bearer token of the fuzz admin. schemathesis asks again on a 401/403 it replays and
+    every 4 minutes; `_Token` logs in only when the token was seen failing."""
 
     def get(self, case, context):
         return _Token.current()

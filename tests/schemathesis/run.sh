@@ -10,8 +10,9 @@
 #
 # The server (its own port and a fresh --data-dir, removed afterwards) has an admin, a
 # second admin the auth hook keeps to repair the first (hooks.py), and a player `alice`
-# with two sessions (the description's example user and password, so the examples phase
-# and the links from login reach a real account and real sessions). Limits
+# with two sessions (the description's example account: the examples phase logs in as
+# her, and GET /admin/users/@alice lists sessions its link can end until the fuzzer
+# kicks her). Limits
 # lifted, because the fuzzer would only meet them and then see 429s instead of the
 # route's real answers (a 429 is still described and checked wherever it can occur):
 #   --auth-rate-limit 0       login/register per address and name (the hook logs in again
@@ -96,7 +97,6 @@ keeper = post("/auth/register", {"username": os.environ["ARENA_FUZZ_KEEPER"],
                                  "password": os.environ["ARENA_FUZZ_KEEPER_PASSWORD"]})["user"]["id"]
 post(f"/admin/users/{keeper}/role", {"role": "admin"}, admin, method="PUT")
 post("/auth/register", {"username": "alice", "password": "alice-pass-1"})
-# Two live sessions, so GET /admin/users/@alice lists sessions its link can end.
 for _ in range(2):
     post("/auth/login", {"username": "alice", "password": "alice-pass-1"})
 PY
