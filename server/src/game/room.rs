@@ -250,9 +250,16 @@ impl RoomRun {
         }
     }
 
-    /// Close the run (its lease is gone). Returns its local members, who must move.
-    pub fn close(&self) -> Vec<Arc<ConnHandle>> {
+    /// Stop the run (its lease is gone). Returns its local members, who must move, to
+    /// the one caller that stopped it; `None` if it was stopped already. (The tick and
+    /// the lease renewal can both find the lease gone at the same moment: only one of
+    /// them may hand the members on, or the other would take the room's slot with nobody
+    /// in it and leave them stranded.)
+    pub fn close(&self) -> Option<Vec<Arc<ConnHandle>>> {
         let mut state = lock(&self.state);
+        if state.stopped {
+            return None;
+        }
         self.flush_chat(&mut state);
         state.closed = true;
         state.stopped = true;
@@ -265,7 +272,7 @@ impl RoomRun {
             })
             .collect();
         state.seats.clear();
-        locals
+        Some(locals)
     }
 
     /// Seat `who`. A seat of the same user changes hands; otherwise capacity counts.
@@ -846,6 +853,32 @@ mod tests {
         );
         assert_eq!(a1.handle().room(), None);
         assert_eq!(a2.handle().room().as_deref(), Some("r"));
+    }
+
+    #[test]
+    fn of_two_racing_closes_only_one_hands_the_members_on() {
+        let reg = registry();
+        let room = Arc::new(run(4, Duration::from_secs(60)));
+        let (a, _out) = socket(&reg, "a");
+        room.join(Occupant::Local(a.handle().clone())).unwrap();
+        // The tick and the lease renewal, both finding the lease gone.
+        let start = Arc::new(std::sync::Barrier::new(2));
+        let closers: Vec<_> = (0..2)
+            .map(|_| {
+                let (room, start) = (room.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    room.close()
+                })
+            })
+            .collect();
+        let handed: Vec<_> = closers
+            .into_iter()
+            .filter_map(|c| c.join().expect("closer"))
+            .collect();
+        assert_eq!(handed.len(), 1, "both closers were handed the members");
+        assert_eq!(handed[0].len(), 1);
+        assert_eq!(room.close().map(|m| m.len()), None);
     }
 
     #[test]

@@ -531,7 +531,9 @@ impl Rooms {
     /// The run's lease is no longer surely this node's: stop, and move its members to
     /// whoever runs the room next (possibly this node again).
     fn lost(self: &Arc<Self>, run: Arc<RoomRun>) {
-        let members = run.close();
+        let Some(members) = run.close() else {
+            return; // the tick and the renewal both saw it: the first one moves them
+        };
         tracing::warn!(room = %run.id(), epoch = run.epoch, "lost the room's lease; its members move");
         let mirror = Arc::new(Mirror {
             record: run.record.clone(),
