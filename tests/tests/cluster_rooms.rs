@@ -109,14 +109,24 @@ fn player<'a>(state: &'a Value, id: &str) -> Option<&'a Value> {
 /// Read `state` frames until one satisfies `want` (other frames are skipped).
 async fn state_until(ws: &mut Ws, what: &str, want: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + DEADLINE;
+    // What was read, for the failure's message: the last state frame and the other frames.
+    let (mut last_state, mut others) = (Value::Null, Vec::new());
     loop {
-        assert!(Instant::now() < deadline, "{what}: no such state frame");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: no such state frame; the last: {last_state}; other frames: {others:?}"
+        );
         let v = ws
             .recv_json()
             .await
             .unwrap_or_else(|| panic!("{what}: socket closed ({:?})", ws.close_code_after_end()));
         if v["type"] == "state" && want(&v) {
             return v;
+        }
+        if v["type"] == "state" {
+            last_state = v;
+        } else {
+            others.push(v);
         }
     }
 }
