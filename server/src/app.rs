@@ -112,7 +112,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         max_sessions_per_user: config.max_sessions_per_user as usize,
         applied: Default::default(),
         catching_up: tokio::sync::Mutex::new(()),
-        current_as_of: std::sync::atomic::AtomicI64::new(0),
+        current_as_of: std::sync::atomic::AtomicI64::new(crate::ids::MONO_NEVER),
         stale_after_ms: config.stale_secs() as i64 * 1000,
         last_seen: dashmap::DashMap::new(),
         max_sockets_per_user: config.max_sockets_per_user as usize,

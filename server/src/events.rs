@@ -60,10 +60,15 @@ pub struct RevokedSession {
 }
 
 /// An event as the log holds it: its place in the log (ids are gap-free and in commit
-/// order), and which server process wrote it.
+/// order), which event holds that place, and which server process wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggedEvent {
     pub id: i64,
+    /// Random, written with the event: what tells this event from another that holds the
+    /// same id in a log that went back (a failover to a replica without the last
+    /// commits, a restore from a backup) and moved on. `None`: written by a release
+    /// before tags (nothing to compare).
+    pub tag: Option<String>,
     pub origin: String,
     pub event: RevocationEvent,
 }
@@ -74,6 +79,7 @@ impl LoggedEvent {
     pub fn unlogged(event: RevocationEvent, origin: &str) -> LoggedEvent {
         LoggedEvent {
             id: 0,
+            tag: None,
             origin: origin.to_string(),
             event,
         }

@@ -1,4 +1,5 @@
-//! Random identifiers and secrets, and the wall clock in the protocol's units.
+//! Random identifiers and secrets, the wall clock in the protocol's units, and the
+//! monotonic clock that every interval this node measures for itself is taken on.
 //!
 //! Ids are opaque to clients (PROTOCOL.md); we make them unguessable so that knowing
 //! one (a session id shown to an admin, say) grants nothing.
@@ -58,6 +59,21 @@ pub fn now_ms() -> i64 {
 pub fn now_secs() -> i64 {
     now_ms() / 1000
 }
+
+/// Milliseconds on this process's monotonic clock (since its first reading). Intervals a
+/// node measures for itself (how long since it last confirmed it holds every revocation,
+/// since its last ping came back) are taken on it: the wall clock can be stepped either
+/// way (NTP, an operator, a VM restored from a snapshot), which would let a node cut off
+/// from the database serve past its stale time, or close every socket for nothing.
+pub fn mono_ms() -> i64 {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    BASE.get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as i64
+}
+
+/// A [`mono_ms`] reading older than any window: "never".
+pub const MONO_NEVER: i64 = i64::MIN / 2;
 
 #[cfg(test)]
 mod tests {

@@ -97,6 +97,17 @@ pub fn backplane_up(up: bool) {
     gauge!("arena_cluster_backplane_up").set(if up { 1.0 } else { 0.0 });
 }
 
+/// A backplane message refused: not sealed by a node of this deployment, or unreadable.
+pub fn backplane_refused(reason: &'static str) {
+    counter!("arena_cluster_messages_refused_total", "reason" => reason).increment(1);
+}
+
+/// This node reloaded its revocations because the log could not be followed (it went
+/// back, or was pruned past the node).
+pub fn log_resync() {
+    counter!("arena_revocation_log_resyncs_total").increment(1);
+}
+
 pub fn login(outcome: &'static str) {
     counter!("arena_logins_total", "outcome" => outcome).increment(1);
 }

@@ -480,7 +480,7 @@ async fn rotations_and_prunes_are_serialised_and_logged() {
     assert_eq!(ring.keys.len(), 4, "{ring:?}");
     assert_eq!(current_kids(&ring).len(), 1);
     assert_eq!(ring.chain_key, "chain", "a rotation keeps the chain key");
-    let events = stores[0].events_after(head, 100).await.unwrap();
+    let events = stores[0].events_from(head.id + 1, 100).await.unwrap();
     assert_eq!(events.len(), 3);
     let mut origins: Vec<_> = events.iter().map(|e| e.origin.clone()).collect();
     origins.sort();

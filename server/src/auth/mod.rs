@@ -16,6 +16,7 @@ pub mod activity;
 pub mod admission;
 pub mod applied;
 pub mod extract;
+mod follow;
 pub mod keys;
 pub mod password;
 pub mod peers;
@@ -25,9 +26,8 @@ pub mod tokens;
 use std::future::Future;
 use std::sync::Arc;
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use arena_protocol::http::{NodeAcks, Session, SessionInfo, User};
 use arena_protocol::{CloseCode, ErrorCode, Role};
@@ -76,8 +76,8 @@ pub struct Auth {
     pub applied: AppliedLog,
     /// One applier of other nodes' events at a time (the log reader and the backplane).
     pub catching_up: tokio::sync::Mutex<()>,
-    /// When this node last confirmed it had applied every revocation (ms): when a read
-    /// of the log to its end started.
+    /// When this node last confirmed it had applied every revocation ([`ids::mono_ms`]):
+    /// when a read of the log to its end started. [`ids::MONO_NEVER`] until the first.
     pub current_as_of: AtomicI64,
     /// Past this long without that confirmation, tokens are not accepted (fail closed);
     /// 0: keep accepting them (fail open).
@@ -91,10 +91,6 @@ pub struct Auth {
     /// Logins and revocations per minute, for the admin overview.
     pub activity: activity::Activity,
 }
-
-/// The longest one read of the revocation log may take (a link that hangs without an
-/// error must not hang the node's catching up).
-const LOG_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a revocation did: the sockets closed (on every node that confirmed) and, in a
 /// cluster, how many nodes confirmed.
@@ -141,159 +137,6 @@ impl Auth {
         }
         self.touch(&claims.sid, ids::now_ms());
         Ok(claims)
-    }
-
-    /// Load what the lists must hold after a restart.
-    pub async fn load_revocations(&self) -> Result<()> {
-        // The log's head first: an event committed while the tables are read is then
-        // applied again by the first catch-up, which is harmless (applying is idempotent,
-        // and bans carry their log id), whereas the other order could miss it.
-        let head = self.store.log_head().await?;
-        let now = ids::now_secs();
-        let since = now - self.leeway_secs;
-        for s in self.store.live_revoked_sessions(since).await? {
-            self.revocations.revoke_session(&s);
-        }
-        for (user, mark) in self.store.user_marks(since - self.access_ttl_secs).await? {
-            self.revocations.mark_user(&user, mark);
-        }
-        for ban in self.store.active_bans(ids::now_ms()).await? {
-            self.revocations
-                .set_ban(&ban.user_id, ban.banned_until, head);
-        }
-        self.applied.reset_to(head);
-        self.current_as_of.store(ids::now_ms(), Ordering::Release);
-        Ok(())
-    }
-
-    /// Refuse to judge tokens while this server cannot confirm it has every revocation
-    /// (`--cluster-stale-secs`): cut off from the database, it might accept a token that
-    /// another server has revoked. The trade-off: a server cut off answers 503 to every
-    /// authenticated request after the stale time, rather than risk serving a revoked
-    /// token for longer; until then, it may serve a token revoked elsewhere.
-    fn check_current(&self) -> Result<()> {
-        if self.stale_after_ms <= 0 {
-            return Ok(());
-        }
-        if !self.is_current(self.stale_after_ms) {
-            return Err(Error::new(
-                ErrorCode::Unavailable,
-                "this server cannot confirm it has every revocation; retry shortly",
-            ));
-        }
-        Ok(())
-    }
-
-    /// Whether this node confirmed, within `window_ms`, that it holds every revocation.
-    pub fn is_current(&self, window_ms: i64) -> bool {
-        ids::now_ms() - self.current_as_of.load(Ordering::Acquire) <= window_ms
-    }
-
-    /// Fail closed for open sockets too: a node past its stale time may have missed a
-    /// revocation of a token whose socket it still serves, so it closes every socket
-    /// (1001: reconnect; the upgrade is answered 503 here until this node has caught
-    /// up, and a load balancer sends it elsewhere). Returns how many it closed.
-    pub async fn close_sockets_if_stale(&self) -> usize {
-        if self.stale_after_ms <= 0 || self.is_current(self.stale_after_ms) {
-            return 0;
-        }
-        self.registry
-            .close_every_socket(
-                CloseCode::GoingAway,
-                "this server lost track of revocations; reconnect",
-            )
-            .await
-    }
-
-    /// Apply, in log order, every revocation that other nodes wrote to the shared
-    /// database and this node has not applied yet (this node's own events were applied
-    /// when they were made; those from the backplane when they arrived). Returns how
-    /// many were applied. Ids are gap-free and in commit order (see `Store::log`), so
-    /// "everything above the watermark not yet applied" misses nothing. Reading the log
-    /// to its end is what makes this node current: the backplane is only the fast path,
-    /// and a publish lost between commit and Redis is in the log alone.
-    pub async fn catch_up(&self) -> Result<usize> {
-        let mut applied = 0;
-        loop {
-            let started = ids::now_ms();
-            let after = self.applied.watermark();
-            // Read without holding the applier lock (the backplane's events keep being
-            // applied meanwhile), and never longer than a bound: a link that hangs must
-            // not hang the node.
-            let batch = tokio::time::timeout(LOG_READ_TIMEOUT, self.store.events_after(after, 500))
-                .await
-                .map_err(|_| {
-                    Error::new(
-                        ErrorCode::Unavailable,
-                        "the revocation log did not answer in time",
-                    )
-                })??;
-            if batch.is_empty() {
-                // Read to the end: everything committed before the read is applied.
-                self.current_as_of.fetch_max(started, Ordering::AcqRel);
-                return Ok(applied);
-            }
-            let _one_applier = self.catching_up.lock().await;
-            for logged in &batch {
-                if self.applied.applied(logged.id).is_some() {
-                    continue;
-                }
-                if logged.origin == self.store.origin() {
-                    self.applied.record(logged.id, 0);
-                    continue;
-                }
-                let closed = self.apply(logged).await;
-                self.applied.record(logged.id, closed);
-                applied += 1;
-            }
-            if self.applied.watermark() == after {
-                // The ids are gap-free, so the next one is missing only if the log was
-                // pruned past this node (cut off for longer than the log is kept): what
-                // it missed is in the tables, which are loaded again.
-                tracing::warn!(
-                    after,
-                    "the revocation log was pruned past this node; reloading"
-                );
-                self.load_revocations().await?;
-            }
-        }
-    }
-
-    /// Apply an event another node committed and published, unless it has been applied
-    /// already (by the log reader, or an earlier delivery). Returns the sockets it
-    /// closed here, for the acknowledgement. Order does not matter for correctness
-    /// (see [`applied`]); a gap below it is filled by [`Auth::fill_gap_below`].
-    pub async fn apply_from_peer(&self, logged: &LoggedEvent) -> usize {
-        let _one_applier = self.catching_up.lock().await;
-        if logged.id == 0 {
-            // Not in the log (a logout repeated: it names sessions already revoked), so
-            // not tracked: applying it again is harmless.
-            return self.apply(logged).await;
-        }
-        if let Some(closed) = self.applied.applied(logged.id) {
-            return closed;
-        }
-        let closed = self.apply(logged).await;
-        self.applied.record(logged.id, closed);
-        closed
-    }
-
-    /// If an event below `id` has not arrived (lost on the backplane: a node crashed
-    /// between commit and publish, or this node was reconnecting), read the log now.
-    pub async fn fill_gap_below(&self, id: i64) {
-        if !self.applied.gap_below(id) {
-            return;
-        }
-        match self.catch_up().await {
-            Ok(n) => tracing::debug!(
-                events = n,
-                below = id,
-                "gap in the backplane filled from the log"
-            ),
-            Err(e) => {
-                tracing::warn!(error = %e, below = id, "a gap in the backplane could not be filled from the log")
-            }
-        }
     }
 
     pub async fn register(&self, username: &str, password: &str, role: Role) -> Result<User> {
@@ -772,7 +615,8 @@ impl Auth {
     /// no record), a spent refresh token a day after its own expiry (until then,
     /// presenting it again still counts as theft). Returns how many rows went.
     pub async fn prune_database(&self) -> Result<u64> {
-        let now = ids::now_ms();
+        // The database's clock: what the others compare with (this node's may be stepped).
+        let now = self.store.now_ms().await?;
         self.store
             .prune(
                 now,
@@ -811,7 +655,14 @@ impl Auth {
                     self.activity
                         .revoked(event.event.sessions_revoked(), ids::now_ms());
                 }
-                self.applied.record(event.id, closed);
+                if !self.applied.record(event.id, &event.tag, closed) {
+                    // Its id is applied here already, as another event: the log went
+                    // back (a failover, a restore) and this node has not noticed yet.
+                    // Read it (which reloads) before answering.
+                    if let Err(e) = self.catch_up().await {
+                        tracing::warn!(error = %e, "could not check the revocation log after a reused id");
+                    }
+                }
                 // Its id may show an event this node never received (a publish lost
                 // between another node's commit and Redis): read the log before
                 // answering, so the answer never comes from a node missing it.

@@ -83,10 +83,15 @@ impl RevocationList {
 
     /// Whether a signature-valid token has been revoked.
     pub fn is_revoked(&self, claims: &Claims) -> bool {
-        if self.sessions.contains_key(&claims.sid) || self.is_ending(&claims.sid) {
+        self.revokes(&claims.sub, &claims.sid, claims.iat)
+    }
+
+    /// Whether a token of `user_id`'s session `session_id` issued at `iat` is revoked.
+    pub fn revokes(&self, user_id: &str, session_id: &str, iat: i64) -> bool {
+        if self.sessions.contains_key(session_id) || self.is_ending(session_id) {
             return true;
         }
-        matches!(self.users.get(&claims.sub), Some(m) if claims.iat < m.0)
+        matches!(self.users.get(user_id), Some(m) if iat < m.0)
     }
 
     pub fn is_session_revoked(&self, session_id: &str) -> bool {
@@ -166,6 +171,24 @@ impl RevocationList {
                 }
             })
             .or_insert(entry);
+    }
+
+    /// Make the bans exactly `bans` (user, until), as of log event `version`: the tables
+    /// after a reload are the truth about bans, and an entry left from a log that went
+    /// back would carry a version the new log's events could not override.
+    pub fn replace_bans(&self, bans: &[(String, Option<i64>)], version: i64) {
+        let keep: std::collections::HashSet<&str> = bans.iter().map(|(u, _)| u.as_str()).collect();
+        for (user, until) in bans {
+            self.bans.insert(
+                user.clone(),
+                BanEntry {
+                    until: Some(*until),
+                    version,
+                    at: ids::now_ms(),
+                },
+            );
+        }
+        self.bans.retain(|user, _| keep.contains(user.as_str()));
     }
 
     /// Drop entries that can no longer matter: sessions whose last token has expired,

@@ -47,6 +47,10 @@ const SILENT_BEATS: u32 = 2;
 /// counts that drifted while Redis was out of reach heal within it.
 const RESYNC_EVERY: Duration = Duration::from_secs(30);
 
+/// Pings in flight that still count when they come back (a ping comes back within a
+/// heartbeat while the subscription is alive; older ones only say less).
+const PINGS_REMEMBERED: usize = 8;
+
 impl Cluster {
     pub(super) fn expiry_ms(&self) -> i64 {
         3 * self.config.heartbeat.as_millis() as i64
@@ -146,16 +150,21 @@ impl Cluster {
     /// counts alive and send the ping. Returns whether the socket counts were lost
     /// (Redis restarted) and must be written again.
     async fn heartbeat(&self) -> std::result::Result<bool, String> {
-        let now = ids::now_ms();
         let ttl = self.expiry_ms();
         let me = &self.config.node_id;
         let info = serde_json::to_string(&self.info()).map_err(|e| e.to_string())?;
-        let ping = serde_json::to_string(&Reply {
-            node: me.clone(),
-            request: 0,
-            body: ReplyBody::Ping { sent_at: now },
-        })
-        .map_err(|e| e.to_string())?;
+        let nonce = self.next_ping_nonce();
+        let ping = self
+            .seal
+            .seal(
+                &self.names.replies_to(me),
+                &Reply {
+                    node: me.clone(),
+                    request: 0,
+                    body: ReplyBody::Ping { nonce },
+                },
+            )
+            .ok_or("cannot encode the ping")?;
         let sockets = self.names.node_sockets(me);
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
@@ -195,6 +204,29 @@ impl Cluster {
             *self.live_peers.lock().unwrap_or_else(|p| p.into_inner()) = peers;
         }
         Ok(lost)
+    }
+
+    /// A fresh ping nonce, remembered among the last few sent.
+    fn next_ping_nonce(&self) -> u64 {
+        let nonce = u64::from_le_bytes(ids::random_bytes(8).try_into().unwrap_or([0; 8]));
+        let mut sent = self.ping_nonces.lock().unwrap_or_else(|p| p.into_inner());
+        if sent.len() == PINGS_REMEMBERED {
+            sent.pop_front();
+        }
+        sent.push_back(nonce);
+        nonce
+    }
+
+    /// Whether `nonce` is a ping this node sent and has not seen back yet.
+    pub(super) fn ping_came_back(&self, nonce: u64) -> bool {
+        let mut sent = self.ping_nonces.lock().unwrap_or_else(|p| p.into_inner());
+        match sent.iter().position(|n| *n == nonce) {
+            Some(i) => {
+                sent.remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Write this node's socket counts again from the registry, whole.

@@ -35,6 +35,7 @@
 pub mod limits;
 mod membership;
 mod rooms;
+pub mod seal;
 mod subscriber;
 pub mod wire;
 
@@ -108,6 +109,11 @@ pub struct Cluster {
     limits: limits::Scripts,
     /// The deployment's Redis key and channel names.
     names: wire::Names,
+    /// Seals what this node publishes and opens what it receives (see `seal`).
+    seal: seal::Seal,
+    /// The nonces of this node's last pings: only a ping it sent proves its
+    /// subscription alive (a replayed one is not counted).
+    ping_nonces: Mutex<std::collections::VecDeque<u64>>,
     /// Stops this node's backplane tasks: at [`Cluster::leave`], after the server has
     /// drained its requests (until then it keeps applying what the others publish).
     stop: CancellationToken,
@@ -157,10 +163,12 @@ impl Cluster {
             ),
             live_peers: Mutex::new(Vec::new()),
             subscribed: AtomicBool::new(false),
-            last_ping_back: AtomicI64::new(0),
+            last_ping_back: AtomicI64::new(ids::MONO_NEVER),
             drop_publishes: AtomicU64::new(drop_publishes),
             limits: limits::Scripts::new(),
             names: wire::Names::for_secret(&auth.keys.chain_key()),
+            seal: seal::Seal::for_secret(&auth.keys.chain_key()),
+            ping_nonces: Mutex::new(std::collections::VecDeque::new()),
             stop: CancellationToken::new(),
             heartbeat_task: Mutex::new(None),
             room_traffic: std::sync::OnceLock::new(),
@@ -226,7 +234,7 @@ impl Cluster {
     /// Whether the backplane is working for this node now.
     pub fn backplane_ok(&self) -> bool {
         self.subscribed.load(Ordering::Acquire)
-            && ids::now_ms() - self.last_ping_back.load(Ordering::Acquire)
+            && ids::mono_ms() - self.last_ping_back.load(Ordering::Acquire)
                 <= 3 * self.config.heartbeat.as_millis() as i64
     }
 
@@ -352,14 +360,15 @@ impl Cluster {
             request,
             body,
         };
-        let Ok(text) = serde_json::to_string(&reply) else {
+        let channel = self.names.replies_to(node);
+        let Some(text) = self.seal.seal(&channel, &reply) else {
             return;
         };
         let mut conn = self.conn();
         let sent = tokio::time::timeout(
             self.config.ack_timeout,
             redis::cmd("PUBLISH")
-                .arg(self.names.replies_to(node))
+                .arg(channel)
                 .arg(text)
                 .query_async::<()>(&mut conn),
         )
@@ -438,7 +447,11 @@ impl Cluster {
         let node = self.config.node_id.clone();
         self.ask_everyone(
             self.names.queries(),
-            |request| serde_json::to_string(&Query { node, request, ask }).unwrap_or_default(),
+            |request| {
+                self.seal
+                    .seal(self.names.queries(), &Query { node, request, ask })
+                    .unwrap_or_default()
+            },
             true,
         )
         .await
@@ -498,14 +511,19 @@ impl Peers for Cluster {
                 .ask_everyone(
                     self.names.events(),
                     |request| {
-                        serde_json::to_string(&Published {
-                            node,
-                            request,
-                            id: event.id,
-                            origin: event.origin.clone(),
-                            event: event.event.clone(),
-                        })
-                        .unwrap_or_default()
+                        self.seal
+                            .seal(
+                                self.names.events(),
+                                &Published {
+                                    node,
+                                    request,
+                                    id: event.id,
+                                    tag: event.tag.clone(),
+                                    origin: event.origin.clone(),
+                                    event: event.event.clone(),
+                                },
+                            )
+                            .unwrap_or_default()
                     },
                     !drop_it,
                 )

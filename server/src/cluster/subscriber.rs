@@ -19,6 +19,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::seal::Refused;
 use super::wire::{Published, Query, Reply, ReplyBody};
 use super::Cluster;
 use crate::events::LoggedEvent;
@@ -51,7 +52,7 @@ impl Cluster {
             match self.subscribe().await {
                 Ok(pubsub) => {
                     backoff = Duration::from_millis(100);
-                    self.last_ping_back.store(ids::now_ms(), Ordering::Release);
+                    self.last_ping_back.store(ids::mono_ms(), Ordering::Release);
                     self.subscribed.store(true, Ordering::Release);
                     if queue.send(Inbound::CatchUp).await.is_err() {
                         return;
@@ -107,7 +108,7 @@ impl Cluster {
             let message = tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = check.tick() => {
-                    if ids::now_ms() - self.last_ping_back.load(Ordering::Acquire) > silence {
+                    if ids::mono_ms() - self.last_ping_back.load(Ordering::Acquire) > silence {
                         return; // a link that died without a word
                     }
                     continue;
@@ -120,9 +121,12 @@ impl Cluster {
             let channel = message.get_channel_name();
             let payload = message.get_payload_bytes();
             if channel == self.names.events() {
-                let Ok(p) = serde_json::from_slice::<Published>(payload) else {
-                    tracing::warn!("backplane: an event that does not parse");
-                    continue;
+                let p: Published = match self.seal.open(channel, payload) {
+                    Ok(p) => p,
+                    Err(why) => {
+                        refused(channel, why);
+                        continue;
+                    }
                 };
                 if p.node == self.config.node_id {
                     continue; // applied when it was made
@@ -132,6 +136,7 @@ impl Cluster {
                     request: p.request,
                     logged: LoggedEvent {
                         id: p.id,
+                        tag: p.tag,
                         origin: p.origin,
                         event: p.event,
                     },
@@ -141,17 +146,28 @@ impl Cluster {
                     return;
                 }
             } else if channel == self.names.queries() {
-                let Ok(q) = serde_json::from_slice::<Query>(payload) else {
-                    continue;
+                let q: Query = match self.seal.open(channel, payload) {
+                    Ok(q) => q,
+                    Err(why) => {
+                        refused(channel, why);
+                        continue;
+                    }
                 };
                 if q.node != self.config.node_id {
                     let cluster = self.clone();
                     tokio::spawn(async move { cluster.answer(q).await });
                 }
-            } else if let Ok(reply) = serde_json::from_slice::<Reply>(payload) {
-                if let ReplyBody::Ping { .. } = reply.body {
-                    if reply.node == self.config.node_id {
-                        self.last_ping_back.store(ids::now_ms(), Ordering::Release);
+            } else {
+                let reply: Reply = match self.seal.open(channel, payload) {
+                    Ok(r) => r,
+                    Err(why) => {
+                        refused(channel, why);
+                        continue;
+                    }
+                };
+                if let ReplyBody::Ping { nonce } = reply.body {
+                    if reply.node == self.config.node_id && self.ping_came_back(nonce) {
+                        self.last_ping_back.store(ids::mono_ms(), Ordering::Release);
                     }
                 } else if let Some(waiter) = self.pending.get(&reply.request) {
                     let _ = waiter.send(reply);
@@ -182,9 +198,12 @@ impl Cluster {
                     request,
                     logged,
                 } => {
-                    let closed = auth.apply_from_peer(&logged).await;
-                    self.reply(&from, request, ReplyBody::Applied { closed })
-                        .await;
+                    // No acknowledgement for an event this node could not place in the
+                    // log it follows: an acknowledgement says it was applied.
+                    if let Some(closed) = auth.apply_from_peer(&logged).await {
+                        self.reply(&from, request, ReplyBody::Applied { closed })
+                            .await;
+                    }
                     auth.fill_gap_below(logged.id).await;
                 }
                 Inbound::CatchUp => match auth.catch_up().await {
@@ -195,5 +214,29 @@ impl Cluster {
                 },
             }
         }
+    }
+}
+
+/// A message on a backplane channel that was not sealed by a node of this deployment
+/// (or not in a form this release reads): dropped, counted and logged.
+/// Logged at most once every ten seconds: whoever can publish on Redis could otherwise
+/// fill the log.
+fn refused(channel: &str, why: Refused) {
+    static LAST_LOGGED: std::sync::atomic::AtomicI64 =
+        std::sync::atomic::AtomicI64::new(ids::MONO_NEVER);
+    crate::telemetry::backplane_refused(why.as_str());
+    let now = ids::mono_ms();
+    let last = LAST_LOGGED.load(Ordering::Relaxed);
+    if now - last >= 10_000
+        && LAST_LOGGED
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            channel,
+            reason = why.as_str(),
+            "backplane: a message not sealed by a node of this deployment was refused \
+             (see arena_cluster_messages_refused_total; logged at most every 10 s)"
+        );
     }
 }

@@ -114,6 +114,9 @@ pub struct Published {
     pub node: String,
     pub request: u64,
     pub id: i64,
+    /// The event's tag in the log (see `store::log`): which event this id is.
+    #[serde(default)]
+    pub tag: Option<String>,
     pub origin: String,
     pub event: RevocationEvent,
 }
@@ -158,9 +161,9 @@ pub enum ReplyBody {
     },
     /// A node's message to itself through Redis: when it comes back, every message
     /// published before it has been received (Redis delivers in order), so the
-    /// subscription is alive and nothing before `sent_at` is missing.
+    /// subscription is alive. `nonce` is random: only a ping the node sent counts.
     Ping {
-        sent_at: i64,
+        nonce: u64,
     },
 }
 

@@ -513,6 +513,27 @@ impl Registry {
         stale.len()
     }
 
+    /// Close each socket for which `decide(user, session, iat)` names a close, and wait
+    /// for them (a node that reloaded its revocations sweeps its sockets with this).
+    /// Returns how many were closed.
+    pub async fn close_where(
+        &self,
+        decide: impl Fn(&str, &str, i64) -> Option<(CloseCode, String)>,
+    ) -> usize {
+        let mut closing = Vec::new();
+        for h in self.snapshot() {
+            let verdict = {
+                let token = lock(&h.token);
+                decide(&h.user_id, &token.0, token.1)
+            };
+            if let Some((code, reason)) = verdict {
+                closing.extend(self.begin_close(vec![h], code, &reason));
+            }
+        }
+        self.wait_closed(&closing).await;
+        closing.len()
+    }
+
     /// Close every socket with `code` and `reason`, and go on accepting new ones.
     pub async fn close_every_socket(&self, code: CloseCode, reason: &str) -> usize {
         let closing = self.begin_close(self.snapshot(), code, reason);

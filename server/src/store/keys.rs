@@ -114,13 +114,7 @@ impl Store {
             keys = select_keys(&mut tx).await?;
         }
         let event = if !created && (rotated || pruned > 0) {
-            let logged = self
-                .log(
-                    &mut tx,
-                    RevocationEvent::KeysChanged {},
-                    crate::ids::now_ms(),
-                )
-                .await?;
+            let logged = self.log(&mut tx, RevocationEvent::KeysChanged {}).await?;
             Some(logged)
         } else {
             None

@@ -23,6 +23,8 @@
 
 mod audit;
 mod keys;
+mod log;
+mod prune;
 mod rooms;
 mod rows;
 
@@ -37,6 +39,7 @@ pub use crate::events::{LoggedEvent, RevocationEvent, RevokedSession};
 use arena_protocol::CloseCode;
 pub use audit::{Actor, AdminAction, Audit, AuditRow, ListedBan, UserListing};
 pub use keys::{KeyRow, KeyringRows, OpenedKeyring};
+pub use log::LogPosition;
 pub use rooms::{RoomRefusal, RoomRow};
 pub use rows::{BanRow, NewSession, SessionRow, UserRow};
 
@@ -335,7 +338,7 @@ impl Store {
         let change = RoleChange {
             user: UserRow { role, ..user },
             changed: true,
-            event: Some(self.log(&mut tx, event, now).await?),
+            event: Some(self.log(&mut tx, event).await?),
         };
         Ok(Some(Write::commit(tx, change).await))
     }
@@ -412,7 +415,7 @@ impl Store {
         ] {
             if !sessions.is_empty() {
                 let event = RevocationEvent::Sessions { sessions, close };
-                events.push(self.log(&mut tx, event, now).await?);
+                events.push(self.log(&mut tx, event).await?);
             }
         }
         let outcome = CreateOutcome::Created { user, now, events };
@@ -495,7 +498,7 @@ impl Store {
                     sessions: revoked,
                     close: CloseCode::SessionRevoked,
                 };
-                RefreshOutcome::Reused(self.log(&mut tx, event, now).await?)
+                RefreshOutcome::Reused(self.log(&mut tx, event).await?)
             };
             return Ok(Write::commit(tx, outcome).await);
         };
@@ -612,7 +615,7 @@ impl Store {
             sessions: revoked,
             close,
         };
-        let logged = self.log(&mut tx, event, now).await?;
+        let logged = self.log(&mut tx, event).await?;
         Ok(Write::commit(tx, Some(logged)).await)
     }
 
@@ -653,7 +656,7 @@ impl Store {
             audit::record(&mut tx, audit, &user, now).await?;
         }
         let event = revoke_all_of_user(&mut tx, user_id, reason, close, ban, now).await?;
-        let logged = self.log(&mut tx, event, now).await?;
+        let logged = self.log(&mut tx, event).await?;
         Ok(Some(Write::commit(tx, logged).await))
     }
 
@@ -730,219 +733,14 @@ impl Store {
         let event = RevocationEvent::Unban {
             user_id: user_id.to_string(),
         };
-        let logged = self.log(&mut tx, event, crate::ids::now_ms()).await?;
+        let logged = self.log(&mut tx, event).await?;
         Ok(Write::commit(tx, Some(logged)).await)
-    }
-
-    // ---- the revocation log ----
-
-    /// Append an event to the revocation log: call as the transaction's last write. The
-    /// id comes from the one-row counter, whose lock this transaction then holds until
-    /// it commits or rolls back: ids are therefore gap-free (a rollback takes its
-    /// increment back) and in commit order. The price is that revocations commit one at a
-    /// time across the deployment; each holds the counter only for this insert and its
-    /// commit, and nothing takes another lock after it, so it cannot deadlock.
-    async fn log(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        event: RevocationEvent,
-        now: i64,
-    ) -> Result<LoggedEvent> {
-        let json = serde_json::to_string(&event)
-            .map_err(|e| Error::internal(format!("encoding a revocation event: {e}")))?;
-        let id: i64 = sqlx::query(
-            "UPDATE revocation_log_head SET last_id = last_id + 1 WHERE one = 1 RETURNING last_id",
-        )
-        .fetch_one(&mut *conn)
-        .await?
-        .try_get("last_id")?;
-        sqlx::query(
-            "INSERT INTO revocation_log (id, created_at, origin, event) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(id)
-        .bind(now)
-        .bind(&self.origin)
-        .bind(&json)
-        .execute(&mut *conn)
-        .await?;
-        Ok(LoggedEvent {
-            id,
-            origin: self.origin.clone(),
-            event,
-        })
-    }
-
-    /// The id of the newest committed event (0 when the log is empty).
-    pub async fn log_head(&self) -> Result<i64> {
-        Ok(
-            sqlx::query("SELECT last_id FROM revocation_log_head WHERE one = 1")
-                .fetch_one(&self.pool)
-                .await?
-                .try_get("last_id")?,
-        )
-    }
-
-    /// Up to `limit` events after `after_id`, in id order. An entry this version cannot
-    /// read is an error, not a skip: skipping a revocation would fail open.
-    pub async fn events_after(&self, after_id: i64, limit: i64) -> Result<Vec<LoggedEvent>> {
-        let rows = sqlx::query(
-            "SELECT id, origin, event FROM revocation_log WHERE id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(after_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let id: i64 = r.try_get("id")?;
-                let json: String = r.try_get("event")?;
-                let event = serde_json::from_str(&json).map_err(|e| {
-                    Error::internal(format!("revocation log entry {id} is unreadable: {e}"))
-                })?;
-                Ok(LoggedEvent {
-                    id,
-                    origin: r.try_get("origin")?,
-                    event,
-                })
-            })
-            .collect()
     }
 
     /// The ban in force for a user, as the database has it now.
     pub async fn ban_of(&self, user_id: &str, now: i64) -> Result<Option<BanRow>> {
         let mut conn = self.pool.acquire().await?;
         Ok(active_ban(&mut conn, user_id, now).await?)
-    }
-
-    /// Delete what can no longer matter, in bounded batches: sessions ended (revoked or
-    /// past their refresh expiry) whose last access token expired before
-    /// `dead_before_secs`, with their refresh tokens; refresh tokens that expired before
-    /// `tokens_before_ms`; bans that have ended. Returns how many rows went.
-    ///
-    /// Each ended session goes in a transaction of its own that takes its refresh tokens
-    /// first and its row second: the order a refresh takes them in, and never several
-    /// sessions at once, so pruning cannot deadlock with a refresh or a revocation sweep.
-    pub async fn prune(
-        &self,
-        now: i64,
-        dead_before_secs: i64,
-        tokens_before_ms: i64,
-        batch: i64,
-    ) -> Result<u64> {
-        const DEAD: &str =
-            "(revoked_at IS NOT NULL OR expires_at <= $1) AND access_expires_secs < $2";
-        let mut total = 0;
-        loop {
-            let dead: Vec<String> = sqlx::query(&format!(
-                "SELECT id FROM sessions WHERE {DEAD} ORDER BY id LIMIT $3"
-            ))
-            .bind(now)
-            .bind(dead_before_secs)
-            .bind(batch)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| r.try_get("id"))
-            .collect::<sqlx::Result<_>>()?;
-            for id in &dead {
-                let mut tx = self.pool.begin().await?;
-                // An ended session never comes back to life, but check again all the same:
-                // nothing is deleted unless it is still dead now.
-                let tokens = sqlx::query(&format!(
-                    "DELETE FROM refresh_tokens WHERE session_id = $3
-                     AND EXISTS (SELECT 1 FROM sessions WHERE id = $3 AND {DEAD})"
-                ))
-                .bind(now)
-                .bind(dead_before_secs)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                let sessions =
-                    sqlx::query(&format!("DELETE FROM sessions WHERE id = $3 AND {DEAD}"))
-                        .bind(now)
-                        .bind(dead_before_secs)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                tx.commit().await?;
-                total += tokens + sessions;
-            }
-            if (dead.len() as i64) < batch {
-                break;
-            }
-        }
-        loop {
-            let gone = sqlx::query(
-                "DELETE FROM refresh_tokens WHERE token_hash IN
-                     (SELECT token_hash FROM refresh_tokens WHERE expires_at < $1 LIMIT $2)",
-            )
-            .bind(tokens_before_ms)
-            .bind(batch)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-            total += gone;
-            if gone < batch as u64 {
-                break;
-            }
-        }
-        // The log is for servers that are running (they read it every few seconds); one
-        // that starts loads the tables instead. A day of it is far more than enough.
-        total += sqlx::query("DELETE FROM revocation_log WHERE created_at < $1")
-            .bind(now - 86_400_000)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        total +=
-            sqlx::query("DELETE FROM bans WHERE banned_until IS NOT NULL AND banned_until <= $1")
-                .bind(now)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-        Ok(total)
-    }
-
-    // ---- loading state at start ----
-
-    /// Revoked sessions whose tokens may still be alive at `now_secs - leeway`.
-    pub async fn live_revoked_sessions(&self, since_secs: i64) -> Result<Vec<RevokedSession>> {
-        let rows = sqlx::query(
-            "SELECT id, user_id, access_expires_secs FROM sessions
-             WHERE revoked_at IS NOT NULL AND access_expires_secs >= $1",
-        )
-        .bind(since_secs)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(RevokedSession::from_row)
-            .collect::<sqlx::Result<_>>()?)
-    }
-
-    /// Users whose "tokens issued before T" mark is newer than `since_secs`.
-    pub async fn user_marks(&self, since_secs: i64) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query(
-            "SELECT id, tokens_valid_after_secs FROM users WHERE tokens_valid_after_secs >= $1",
-        )
-        .bind(since_secs)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("tokens_valid_after_secs")?)))
-            .collect()
-    }
-
-    pub async fn active_bans(&self, now: i64) -> Result<Vec<BanRow>> {
-        let rows = sqlx::query(
-            "SELECT user_id, reason, banned_at, banned_until FROM bans
-             WHERE banned_until IS NULL OR banned_until > $1",
-        )
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| Ok(BanRow::from_row(r)?)).collect()
     }
 }
 
