@@ -1,6 +1,6 @@
 //! Pieces for cluster tests: a `redis-server` of the test's own on a free port (killed,
-//! restarted on the same port), and N `arena-server` nodes sharing it and a fresh
-//! PostgreSQL database.
+//! restarted on the same port, with or without what it persisted in its own directory),
+//! and N `arena-server` nodes sharing it and a fresh PostgreSQL database.
 
 use std::time::Duration;
 
@@ -12,6 +12,39 @@ use crate::*;
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
+    /// Its working directory: where it keeps its RDB snapshot and AOF, if it persists.
+    pub dir: DataDir,
+    pub persistence: Persistence,
+}
+
+/// What a `redis-server` keeps across a restart (its `--save` and `--appendonly`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    /// `--save '' --appendonly no`: a restart comes back empty.
+    Nothing,
+    /// RDB snapshots (redis-server's own default schedule, and every `SAVE`): a restart
+    /// comes back with the last snapshot.
+    Rdb,
+    /// `--appendonly yes --appendfsync always` (and no snapshots): a restart comes back
+    /// with every write it acknowledged.
+    Aof,
+}
+
+impl Persistence {
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Persistence::Nothing => &["--save", "", "--appendonly", "no"],
+            Persistence::Rdb => &["--save", "3600 1 300 100 60 10000", "--appendonly", "no"],
+            Persistence::Aof => &[
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ],
+        }
+    }
 }
 
 impl RedisServer {
@@ -21,16 +54,57 @@ impl RedisServer {
             .next()
             .and_then(|p| p.parse().ok())
             .expect("a free port");
-        let mut redis = RedisServer { port, child: None };
+        let mut redis = RedisServer {
+            port,
+            child: None,
+            dir: DataDir::new(),
+            persistence: Persistence::Nothing,
+        };
         redis.restart().await;
         redis
+    }
+
+    /// Restart it with `persistence` from now on (in the same directory).
+    pub async fn restart_with(&mut self, persistence: Persistence) {
+        self.persistence = persistence;
+        self.restart().await;
+    }
+
+    /// Run one command (inline, no arguments with spaces) and return its reply line.
+    pub async fn command(&self, command: &str) -> String {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("connect to redis-server");
+        s.write_all(format!("{command}\r\n").as_bytes())
+            .await
+            .expect("send to redis-server");
+        let mut line = String::new();
+        let mut reader = tokio::io::BufReader::new(s);
+        tokio::time::timeout(DEADLINE, reader.read_line(&mut line))
+            .await
+            .expect("redis-server answers")
+            .expect("read from redis-server");
+        line.trim_end().to_string()
+    }
+
+    /// `SAVE`: a snapshot now (it must persist RDB snapshots).
+    pub async fn save(&self) {
+        assert_eq!(self.persistence, Persistence::Rdb, "SAVE without RDB");
+        assert_eq!(self.command("SAVE").await, "+OK");
+    }
+
+    /// The process id (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// SIGKILL it (it keeps nothing: a restart comes back empty).
+    /// SIGKILL it (a restart comes back with what its persistence kept: see
+    /// [`Persistence`]).
     pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill().await;
@@ -42,7 +116,9 @@ impl RedisServer {
         self.kill().await;
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(self.persistence.args())
+            .arg("--dir")
+            .arg(&self.dir.0)
             .stdout(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()

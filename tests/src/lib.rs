@@ -22,8 +22,10 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod backplane;
+pub mod chaos;
 pub mod cluster;
 pub mod listings;
+pub mod ticks;
 pub use cluster::{Cluster, NodeOpts};
 
 /// The longest any single expected event may take before a test fails.
@@ -39,7 +41,11 @@ pub fn unique(prefix: &str) -> String {
 
 /// The `arena-server` binary next to this test binary (cargo builds it for
 /// `cargo test --workspace`); built on demand when a single package is tested.
+/// `ARENA_SERVER_BIN` names another (to run a test against an earlier build, say).
 pub fn server_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("ARENA_SERVER_BIN") {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let bin = dir.join("arena-server");
