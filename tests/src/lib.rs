@@ -24,6 +24,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub mod backplane;
 pub mod cluster;
 pub mod listings;
+pub mod pg_private;
 pub use cluster::{Cluster, NodeOpts};
 
 /// The longest any single expected event may take before a test fails.
