@@ -25,6 +25,7 @@ pub mod backplane;
 pub mod chaos;
 pub mod cluster;
 pub mod listings;
+pub mod pg_private;
 pub mod ticks;
 pub use cluster::{Cluster, NodeOpts};
 
