@@ -50,11 +50,22 @@ fn acked(body: &Value) -> u64 {
 /// token at once (an acknowledgement is never a lie), node b refuses it and closes her
 /// socket within the poll bound whatever it acknowledged.
 async fn kick_reaches_node_b(c: &Cluster, victim: &Player, ws: &mut Ws) -> Value {
-    let (status, body) = c.node(0).kick(&c.admin, victim.id()).await;
+    kick_reaches(c.node(0), c.node(1), &c.admin, victim, ws).await
+}
+
+/// [`kick_reaches_node_b`] for any two nodes: the kick through `a`, checked on `b`.
+async fn kick_reaches(
+    a: &TestServer,
+    b: &TestServer,
+    admin: &str,
+    victim: &Player,
+    ws: &mut Ws,
+) -> Value {
+    let (status, body) = a.kick(admin, victim.id()).await;
     assert_eq!(status, 200, "kick: {body}");
     if acked(&body) == 2 {
         refused_now(
-            c.node(1),
+            b,
             victim.token(),
             "token_revoked",
             "node b acknowledged the kick",
@@ -63,7 +74,7 @@ async fn kick_reaches_node_b(c: &Cluster, victim: &Player, ws: &mut Ws) -> Value
     }
     let started = Instant::now();
     loop {
-        let (status, _) = c.node(1).get("/auth/me", Some(victim.token())).await;
+        let (status, _) = b.get("/auth/me", Some(victim.token())).await;
         if status == 401 {
             break;
         }
@@ -133,6 +144,47 @@ async fn a_database_restored_from_a_dump_is_noticed_by_running_nodes() {
     };
     let mut ws = c.node(1).ws_ok(victim.token()).await;
     kick_reaches_node_b(&c, &victim, &mut ws).await;
+}
+
+#[tokio::test]
+async fn a_failover_to_a_replica_without_the_last_commits_is_noticed() {
+    use arena_tests::backplane::Deployment;
+    use arena_tests::pg_private::PgPrivate;
+    let mut pg = PgPrivate::with_replica().await;
+    let dep = Deployment::new().await;
+    let (dir_a, dir_b) = (DataDir::new(), DataDir::new());
+    let poll = POLL_MS.to_string();
+    let extra = [
+        "--revocation-poll-ms",
+        poll.as_str(),
+        "--cluster-ack-timeout-ms",
+        "1000",
+    ];
+    let (url, redis) = (pg.url(), dep.redis.url());
+    let (a, b) = tokio::join!(
+        dep.node_via(&dir_a, "node-a", &url, &redis, &extra, &[]),
+        dep.node_via(&dir_b, "node-b", &url, &redis, &extra, &[]),
+    );
+    let admin = a.login(ADMIN, ADMIN_PASSWORD).await.access_token;
+    arena_tests::backplane::until_nodes(&b, &admin, 2).await;
+    let victim = a.new_player("victim").await;
+    pg.wait_replica_caught_up().await;
+    // The replica falls behind: the next commits reach the primary alone.
+    pg.pause_replica_replay().await;
+    for _ in 0..3 {
+        let p = a.new_player("cycle").await;
+        assert_eq!(a.logout(p.token(), false).await, 204);
+    }
+    // The primary dies; the replica, without those commits, is promoted.
+    pg.kill_primary().await;
+    pg.promote_replica().await;
+    let victim = Player {
+        session: b.login(&victim.username, &victim.password).await,
+        ..victim
+    };
+    let mut ws = b.ws_ok(victim.token()).await;
+    let body = kick_reaches(&a, &b, &admin, &victim, &mut ws).await;
+    assert_eq!(body["closed"], 1, "the socket on node b counted: {body}");
 }
 
 #[tokio::test]

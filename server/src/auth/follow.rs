@@ -18,8 +18,9 @@
 //!   and follows the log from its head. Session revocations and user marks held in memory
 //!   stay (they only refuse more; a restore may have lost them from the tables).
 //! - **Events from the backplane** ([`Auth::apply_from_peer`]) are applied once each (by
-//!   id and tag, see `applied`); one whose id this node applied as another event makes
-//!   it read the log first, and is acknowledged only once it is placed in the log.
+//!   id and tag, see `applied`); one whose id this node applied as another event is
+//!   applied at once (sealed, it is a committed revocation) and makes the node read the
+//!   log, and is acknowledged only once that read places it.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -278,26 +279,26 @@ impl Auth {
             let _one_applier = self.catching_up.lock().await;
             return Some(self.apply(logged).await);
         }
-        for checked in [false, true] {
-            {
-                let _one_applier = self.catching_up.lock().await;
-                match self.applied.seen(logged.id, &logged.tag) {
-                    Seen::Applied(closed) => return Some(closed),
-                    Seen::NotYet => {
-                        let closed = self.apply(logged).await;
-                        self.applied.record(logged.id, &logged.tag, closed);
-                        return Some(closed);
-                    }
-                    Seen::Conflict if checked => break,
-                    Seen::Conflict => {}
+        let closed = {
+            let _one_applier = self.catching_up.lock().await;
+            match self.applied.seen(logged.id, &logged.tag) {
+                Seen::Applied(closed) => return Some(closed),
+                Seen::NotYet => {
+                    let closed = self.apply(logged).await;
+                    self.applied.record(logged.id, &logged.tag, closed);
+                    return Some(closed);
                 }
+                // This node applied that id as another event: the log it follows went
+                // back. The event is a node's committed revocation (it is sealed), so
+                // its effect is applied now (fail closed); it is acknowledged only once
+                // the log, read again (which reloads), places it.
+                Seen::Conflict => self.apply(logged).await,
             }
-            // This node applied that id as another event: read the log (which reloads
-            // if it went back), then look again.
-            if let Err(e) = self.catch_up().await {
-                tracing::warn!(error = %e, id = logged.id, "cannot check the log for a conflicting event");
-                break;
-            }
+        };
+        if let Err(e) = self.catch_up().await {
+            tracing::warn!(error = %e, id = logged.id, "cannot check the log for a conflicting event");
+        } else if let Seen::Applied(_) = self.applied.seen(logged.id, &logged.tag) {
+            return Some(closed);
         }
         tracing::warn!(
             id = logged.id,
