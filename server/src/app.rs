@@ -112,6 +112,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         max_sessions_per_user: config.max_sessions_per_user as usize,
         applied: Default::default(),
         catching_up: tokio::sync::Mutex::new(()),
+        reloading: tokio::sync::RwLock::new(()),
         current_as_of: std::sync::atomic::AtomicI64::new(crate::ids::MONO_NEVER),
         stale_after_ms: config.stale_secs() as i64 * 1000,
         last_seen: dashmap::DashMap::new(),

@@ -178,10 +178,9 @@ impl Auth {
                         diverged = Some(logged.id);
                         break;
                     }
-                    Seen::NotYet if logged.origin == self.store.origin() => {
-                        // This process wrote it and applied it when it was made.
-                        self.applied.advance(logged.id, &logged.tag, Some(0));
-                    }
+                    // Not recorded: another node's, or this node's own whose commit's
+                    // outcome was unknown, or one recorded before a reload forgot it.
+                    // Applying is idempotent, so it is applied either way.
                     Seen::NotYet => {
                         let closed = self.apply(logged).await;
                         self.applied.advance(logged.id, &logged.tag, Some(closed));
@@ -225,6 +224,7 @@ impl Auth {
     /// closed) and the next read tries again.
     pub(super) async fn resync(&self, why: &str) -> Result<()> {
         let _one_applier = self.catching_up.lock().await;
+        let _no_change_of_ours_midway = self.reloading.write().await;
         tracing::warn!(
             why,
             "revocation log: reloading the revocations from the tables"

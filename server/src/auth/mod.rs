@@ -76,6 +76,9 @@ pub struct Auth {
     pub applied: AppliedLog,
     /// One applier of other nodes' events at a time (the log reader and the backplane).
     pub catching_up: tokio::sync::Mutex<()>,
+    /// Taken for writing while the revocations are reloaded from the tables; this node's
+    /// own changes take it for reading while they apply and record themselves.
+    pub reloading: tokio::sync::RwLock<()>,
     /// When this node last confirmed it had applied every revocation ([`ids::mono_ms`]):
     /// when a read of the log to its end started. [`ids::MONO_NEVER`] until the first.
     pub current_as_of: AtomicI64,
@@ -646,16 +649,20 @@ impl Auth {
     /// published: if it did commit, the other nodes read it from the log.
     async fn spread(&self, committed: bool, event: &LoggedEvent, closed_before: usize) -> Revoked {
         let here = async {
+            // Held while applying and recording, so a reload of the revocations (see
+            // `follow`) never runs between the two: it would load tables that predate
+            // this commit, then find the event recorded and never apply it again.
+            let steady = self.reloading.read().await;
             let closed = closed_before + self.apply(event).await;
             // An id is this event's only if it committed: a rolled-back transaction's id
             // goes to the next one, which must not look applied already.
-            if committed {
-                // Counted once, here where it was made (id 0: a repeat that changed nothing).
-                if event.id != 0 {
-                    self.activity
-                        .revoked(event.event.sessions_revoked(), ids::now_ms());
-                }
-                if !self.applied.record(event.id, &event.tag, closed) {
+            if committed && event.id != 0 {
+                // Counted once, here where it was made.
+                self.activity
+                    .revoked(event.event.sessions_revoked(), ids::now_ms());
+                let placed = self.applied.record(event.id, &event.tag, closed);
+                drop(steady);
+                if !placed {
                     // Its id is applied here already, as another event: the log went
                     // back (a failover, a restore) and this node has not noticed yet.
                     // Read it (which reloads) before answering.
