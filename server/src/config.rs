@@ -255,6 +255,14 @@ pub struct Config {
     #[arg(long, env = "ARENA_CLOSE_TIMEOUT_MS", default_value_t = 2_000)]
     pub close_timeout_ms: u64,
 
+    /// After the server sent a socket its close frame: how long it keeps reading (and
+    /// discarding) what the client still sends, waiting for the client's close reply,
+    /// before it drops the connection, in ms. Dropping a connection with unread input
+    /// makes the kernel send a reset, which a client still sending sees as a network
+    /// error instead of the close code.
+    #[arg(long, env = "ARENA_WS_CLOSE_LINGER_MS", default_value_t = 2_000)]
+    pub ws_close_linger_ms: u64,
+
     /// When chat lines reach the room's members: `tick` (with the next tick's state, so a
     /// socket gets one write per tick; chat waits up to one tick, 50 ms at 20 Hz) or
     /// `immediate` (a write of its own as soon as it is said).
@@ -409,6 +417,7 @@ impl Config {
             ("--upgrade-timeout-ms", self.upgrade_timeout_ms),
             ("--ws-send-timeout-ms", self.ws_send_timeout_ms),
             ("--close-timeout-ms", self.close_timeout_ms),
+            ("--ws-close-linger-ms", self.ws_close_linger_ms),
             ("--database-timeout-ms", self.database_timeout_ms),
             (
                 "--db-prune-secs (in ms)",
@@ -518,6 +527,10 @@ impl Config {
 
     pub fn close_timeout(&self) -> Duration {
         Duration::from_millis(self.close_timeout_ms)
+    }
+
+    pub fn ws_close_linger(&self) -> Duration {
+        Duration::from_millis(self.ws_close_linger_ms)
     }
 
     /// The allow-list for cookie-authenticated requests: the configured list, or by
