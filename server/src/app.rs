@@ -102,7 +102,11 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         keys,
         revocations: RevocationList::new(config.access_ttl as i64 + leeway),
         registry,
-        passwords: Passwords::new(std::thread::available_parallelism().map_or(2, |n| n.get()) * 2),
+        passwords: Passwords::new(
+            config.password_hash_threads(),
+            config.password_hash_queue as usize,
+        )
+        .map_err(|e| Error::internal(format!("starting the password hashing threads: {e}")))?,
         access_ttl_secs: config.access_ttl as i64,
         refresh_ttl_secs: config.refresh_ttl as i64,
         leeway_secs: leeway,

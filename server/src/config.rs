@@ -136,6 +136,18 @@ pub struct Config {
     #[arg(long, env = "ARENA_REFRESH_RATE_LIMIT", default_value_t = 300)]
     pub refresh_rate_limit: u32,
 
+    /// Threads that hash passwords (Argon2id, 19 MiB each while busy): at most this many
+    /// hashes run at once. 0: one per core.
+    #[arg(long, env = "ARENA_PASSWORD_HASH_THREADS", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=256))]
+    pub password_hash_threads: u32,
+
+    /// Password hashes (logins, registrations) that may wait for a hashing thread; one
+    /// more is answered 503 `unavailable` with `Retry-After` at once.
+    #[arg(long, env = "ARENA_PASSWORD_HASH_QUEUE", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub password_hash_queue: u32,
+
     /// Open sockets one user may hold.
     #[arg(long, env = "ARENA_MAX_SOCKETS_PER_USER", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -527,6 +539,14 @@ impl Config {
 
     pub fn close_timeout(&self) -> Duration {
         Duration::from_millis(self.close_timeout_ms)
+    }
+
+    /// The password hashing threads: `--password-hash-threads`, or one per core.
+    pub fn password_hash_threads(&self) -> usize {
+        match self.password_hash_threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n as usize,
+        }
     }
 
     pub fn ws_close_linger(&self) -> Duration {
