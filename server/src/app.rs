@@ -170,6 +170,9 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
     let auth_limiter =
         NonZeroU32::new(config.auth_rate_limit).map(|n| RateLimiter::keyed(Quota::per_minute(n)));
+    let login_user_limiter = NonZeroU32::new(config.auth_rate_limit)
+        .and(NonZeroU32::new(config.login_user_rate_limit))
+        .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
     let link: Arc<dyn crate::game::link::RoomLink> = match &cluster {
         Some(cluster) => cluster.clone(),
         None => Arc::new(crate::game::link::LocalLink::new(&node_id)),
@@ -203,6 +206,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         node_id,
         started_at: crate::ids::now_ms(),
         auth_limiter,
+        login_user_limiter,
         refresh_limiter,
         clock: governor::clock::DefaultClock::default(),
     });
@@ -309,6 +313,9 @@ fn spawn_pruner(state: AppState, stop: CancellationToken) {
                         l.retain_recent();
                     }
                     if let Some(l) = &state.auth_limiter {
+                        l.retain_recent();
+                    }
+                    if let Some(l) = &state.login_user_limiter {
                         l.retain_recent();
                     }
                     if let Err(e) = state.auth.flush_last_seen().await {

@@ -126,10 +126,24 @@ pub struct Config {
     )]
     pub admin_password: Option<String>,
 
-    /// Login and register attempts per minute, per client address and per username
-    /// (0 turns the limit off).
+    /// Login and register attempts per minute per client address (an IPv6 /64 counts
+    /// as one); login attempts per minute per username from one client address, and
+    /// per known device (0 turns these limits off).
     #[arg(long, env = "ARENA_AUTH_RATE_LIMIT", default_value_t = 30)]
     pub auth_rate_limit: u32,
+
+    /// Login attempts per minute per username from all addresses together, for logins
+    /// without a known-device token (a login with one is not charged here, so guessing
+    /// from many addresses cannot lock the owner out of a device they used before).
+    /// Only in effect while --auth-rate-limit is.
+    #[arg(long, env = "ARENA_LOGIN_USER_RATE_LIMIT", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_user_rate_limit: u32,
+
+    /// Days a known-device token (given with every successful login) stays valid.
+    #[arg(long, env = "ARENA_DEVICE_TOKEN_DAYS", default_value_t = 90,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub device_token_days: u32,
 
     /// Refresh attempts per minute per client address (0 turns the limit off). A
     /// client refreshes a few times an hour; many users behind one address share this.

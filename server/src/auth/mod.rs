@@ -15,6 +15,7 @@
 pub mod activity;
 pub mod admission;
 pub mod applied;
+pub mod device;
 pub mod extract;
 pub mod keys;
 pub mod password;
@@ -871,6 +872,7 @@ impl Auth {
             refresh_expires_in: refresh_expires_in.max(0) as u64,
             session_id: claims.sid.clone(),
             user,
+            device_token: None,
         }
     }
 }

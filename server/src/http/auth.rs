@@ -17,7 +17,7 @@ use super::openapi::{
     Unauthorized, Unavailable,
 };
 use super::{access_cookie, cleared_cookie, required, JsonBody};
-use crate::auth::{AuthUser, ClientInfo, IssuedSession, Revoked};
+use crate::auth::{device, AuthUser, ClientInfo, IssuedSession, Revoked};
 use crate::error::Result;
 use crate::state::AppState;
 
@@ -25,7 +25,7 @@ use crate::state::AppState;
 ///
 /// The username is 3–32 of `[A-Za-z0-9_-]`, unique ignoring case and kept as typed; the
 /// password 8–128 characters, stored only as an Argon2id hash. Counts against
-/// `--auth-rate-limit` like login.
+/// `--auth-rate-limit` per client address (an IPv6 /64 is one), not per username.
 #[utoipa::path(
     post,
     path = "/auth/register",
@@ -48,7 +48,7 @@ pub async fn register(
 ) -> Result<Response> {
     let username = required(&body.username, "username")?;
     let password = required(&body.password, "password")?;
-    state.check_auth_rate(addr, username).await?;
+    state.check_register_rate(addr).await?;
     let user = state
         .auth
         .register(username, password, arena_protocol::Role::Player)
@@ -61,7 +61,12 @@ pub async fn register(
 ///
 /// A wrong user or a wrong password is the same 401 `invalid_credentials`; a banned user is
 /// 403 `banned` (with `banned_until` in the body for a timed ban). The username matches
-/// ignoring case. Counts against `--auth-rate-limit`.
+/// ignoring case. Limited per client address (an IPv6 /64 is one) and per (username,
+/// address) by `--auth-rate-limit`, and per username from all addresses by
+/// `--login-user-rate-limit`; a login carrying the `device_token` of an earlier
+/// successful login of this username on this device is charged to that device instead
+/// of the username, so others guessing cannot lock its owner out. The answer carries
+/// the device's renewed `device_token`.
 #[utoipa::path(
     post,
     path = "/auth/login",
@@ -90,8 +95,17 @@ pub async fn login(
 ) -> Result<Response> {
     let username = required(&body.username, "username")?;
     let password = required(&body.password, "password")?;
+    // A known device is charged to its own limit instead of the username's (see
+    // `auth::device`); a token that does not verify is simply not one.
+    let now_secs = crate::ids::now_ms() / 1000;
+    let device_ttl_secs = i64::from(state.config.device_token_days) * 86_400;
+    let chain_key = state.auth.keys.chain_key();
+    let device = body
+        .device_token
+        .as_deref()
+        .and_then(|token| device::verify(&chain_key, token, username, now_secs, device_ttl_secs));
     state
-        .check_auth_rate(addr, username)
+        .check_login_rate(addr, username, device.as_ref())
         .await
         .inspect_err(|_| crate::telemetry::login("rate_limited"))?;
     let client = ClientInfo {
@@ -110,7 +124,11 @@ pub async fn login(
             _ => "error",
         },
     });
-    Ok(session_response(&state, issued?))
+    let mut issued = issued?;
+    // Renewed with every login: the same device id, a fresh time, the account's name.
+    let name = &issued.session.user.username;
+    issued.session.device_token = Some(device::issue(&chain_key, name, device.as_ref(), now_secs));
+    Ok(session_response(&state, issued))
 }
 
 /// Rotate the refresh token: the same session, a new access and refresh token.
