@@ -122,7 +122,6 @@ impl Passwords {
         match self.queue.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                crate::telemetry::auth_failure("password_queue_full");
                 return Err(Error::new(
                     ErrorCode::Unavailable,
                     "too many password checks are waiting; retry shortly",

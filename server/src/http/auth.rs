@@ -121,6 +121,8 @@ pub async fn login(
         Err(e) => match e.code() {
             arena_protocol::ErrorCode::InvalidCredentials => "invalid_credentials",
             arena_protocol::ErrorCode::Banned => "banned",
+            // The password hashing queue was full (or the database out of reach).
+            arena_protocol::ErrorCode::Unavailable => "unavailable",
             _ => "error",
         },
     });
