@@ -170,6 +170,12 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
     let auth_limiter =
         NonZeroU32::new(config.auth_rate_limit).map(|n| RateLimiter::keyed(Quota::per_minute(n)));
+    let login_backoff = (config.auth_rate_limit > 0).then(|| {
+        crate::auth::backoff::LoginBackoff::new(
+            config.login_backoff_free,
+            Duration::from_secs(config.login_backoff_max_secs),
+        )
+    });
     let login_user_limiter = NonZeroU32::new(config.auth_rate_limit)
         .and(NonZeroU32::new(config.login_user_rate_limit))
         .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
@@ -207,6 +213,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         started_at: crate::ids::now_ms(),
         auth_limiter,
         login_user_limiter,
+        login_backoff,
         refresh_limiter,
         clock: governor::clock::DefaultClock::default(),
     });
@@ -317,6 +324,9 @@ fn spawn_pruner(state: AppState, stop: CancellationToken) {
                     }
                     if let Some(l) = &state.login_user_limiter {
                         l.retain_recent();
+                    }
+                    if let Some(b) = &state.login_backoff {
+                        b.prune(tokio::time::Instant::now());
                     }
                     if let Err(e) = state.auth.flush_last_seen().await {
                         tracing::warn!(error = %e, "could not record last_seen_at");

@@ -140,6 +140,19 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub login_user_rate_limit: u32,
 
+    /// Failed logins in a row from one (username, client address), or one known device,
+    /// before each further attempt must wait: 1 s, then 2 s, 4 s, ... up to
+    /// --login-backoff-max-secs. Only in effect while --auth-rate-limit is.
+    #[arg(long, env = "ARENA_LOGIN_BACKOFF_FREE", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub login_backoff_free: u32,
+
+    /// The longest wait between failed logins from one (username, client address) or one
+    /// known device, in seconds; after twice this long without a failure it starts over.
+    #[arg(long, env = "ARENA_LOGIN_BACKOFF_MAX_SECS", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub login_backoff_max_secs: u64,
+
     /// Days a known-device token (given with every successful login) stays valid.
     #[arg(long, env = "ARENA_DEVICE_TOKEN_DAYS", default_value_t = 90,
           value_parser = clap::value_parser!(u32).range(1..=3650))]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use governor::DefaultKeyedRateLimiter;
 
+use crate::auth::backoff::LoginBackoff;
 use crate::auth::device::KnownDevice;
 use crate::auth::Auth;
 use crate::cluster::Cluster;
@@ -35,6 +36,8 @@ pub struct App {
     /// Login attempts per username from every address together, for logins without a
     /// known-device token: `--login-user-rate-limit` a minute.
     pub(crate) login_user_limiter: Option<DefaultKeyedRateLimiter<String>>,
+    /// Waits between failed logins per (username, client address) and per known device.
+    pub(crate) login_backoff: Option<LoginBackoff>,
     /// Refresh attempts per client address: a refresh needs no account, and each one
     /// that looks like a token costs a database write.
     pub(crate) refresh_limiter: Option<DefaultKeyedRateLimiter<AddressKey>>,
@@ -67,14 +70,46 @@ impl App {
     /// wherever it guesses from, and cannot lock the owner out of a known device. In a
     /// cluster the counts are deployment-wide (this node's own limiters step in while
     /// the backplane is out of reach).
+    ///
+    /// Before any of that, a source (or device) whose last logins at this username failed
+    /// must wait out its backoff ([`LoginBackoff`]); such an attempt is refused without
+    /// being charged or checked.
     pub async fn check_login_rate(
         &self,
         addr: SocketAddr,
         username: &str,
         device: Option<&KnownDevice>,
     ) -> Result<()> {
+        if let (Some(backoff), Some(key)) =
+            (&self.login_backoff, guess_key(addr.ip(), username, device))
+        {
+            backoff
+                .check(&key, tokio::time::Instant::now())
+                .map_err(|retry_after| Error::RateLimited { retry_after })?;
+        }
         self.charge(&login_rate_keys(addr.ip(), username, device))
             .await
+    }
+
+    /// Record how a login went for the backoff: a wrong password lengthens the wait of
+    /// its source (or device) at that username, a success forgets it.
+    pub fn login_outcome(
+        &self,
+        addr: SocketAddr,
+        username: &str,
+        device: Option<&KnownDevice>,
+        wrong_password: bool,
+    ) {
+        let (Some(backoff), Some(key)) =
+            (&self.login_backoff, guess_key(addr.ip(), username, device))
+        else {
+            return;
+        };
+        if wrong_password {
+            backoff.failed(&key, tokio::time::Instant::now());
+        } else {
+            backoff.succeeded(&key);
+        }
     }
 
     /// Refresh attempts are limited per client address (IPv6: per /64).
@@ -126,6 +161,22 @@ fn check_key<K: std::hash::Hash + Eq + Clone>(
 /// The rate key of a client address: the address, or its IPv6 /64.
 fn source_key(ip: IpAddr) -> String {
     format!("ip:{}", AddressKey::of(ip))
+}
+
+/// Who is guessing at an account, for the backoff: the device, or the (username, client
+/// address). `None` for a username that cannot exist (no entry for attacker strings).
+fn guess_key(ip: IpAddr, username: &str, device: Option<&KnownDevice>) -> Option<String> {
+    if !arena_protocol::http::valid_username(username) {
+        return None;
+    }
+    Some(match device {
+        Some(device) => format!("device:{}", device.id),
+        None => format!(
+            "user:{}@{}",
+            username.to_ascii_lowercase(),
+            AddressKey::of(ip)
+        ),
+    })
 }
 
 /// The keys one login attempt is charged to. Only a syntactically valid username gets

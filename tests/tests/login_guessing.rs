@@ -229,3 +229,70 @@ async fn registering_a_taken_name_does_not_spend_its_owners_logins() {
         .await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn failed_guesses_from_one_address_wait_exponentially_longer_but_not_the_owner() {
+    let data = DataDir::new();
+    let server = TestServer::start_raw(
+        &data,
+        &[
+            "--admin-username",
+            ADMIN,
+            "--admin-password",
+            ADMIN_PASSWORD,
+            "--auth-rate-limit",
+            "1000",
+            "--login-backoff-free",
+            "2",
+            "--login-backoff-max-secs",
+            "4",
+        ],
+    )
+    .await;
+    // The admin's device, from the address the guesser will use.
+    let shared = Client::from(80);
+    let (status, _, body) = shared.login(&server, ADMIN, ADMIN_PASSWORD, None).await;
+    assert_eq!(status, 200, "{body}");
+    let device_token = body["device_token"]
+        .as_str()
+        .expect("device token")
+        .to_string();
+
+    let guesser = Client::from(80);
+    for _ in 0..2 {
+        let (status, _, _) = guesser
+            .login(&server, ADMIN, "not-the-password", None)
+            .await;
+        assert_eq!(status, 401, "the first guesses are free");
+    }
+    // Each further failure doubles the wait: 1 s, 2 s, then the 4 s cap.
+    let mut waits = vec![];
+    for _ in 0..3 {
+        let (status, retry_after, body) = guesser
+            .login(&server, ADMIN, "not-the-password", None)
+            .await;
+        assert_eq!(status, 429, "{body}");
+        let wait = retry_after.expect("Retry-After");
+        waits.push(wait);
+        tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+        let (status, _, body) = guesser
+            .login(&server, ADMIN, "not-the-password", None)
+            .await;
+        assert_eq!(
+            status, 401,
+            "after its wait a guess is checked again: {body}"
+        );
+    }
+    assert_eq!(waits, [1, 2, 4]);
+
+    // Meanwhile the admin logs in from anywhere else, and from the guesser's own address
+    // on the known device.
+    let (status, _, body) = Client::from(81)
+        .login(&server, ADMIN, ADMIN_PASSWORD, None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = shared
+        .login(&server, ADMIN, ADMIN_PASSWORD, Some(&device_token))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -15,6 +15,7 @@
 pub mod activity;
 pub mod admission;
 pub mod applied;
+pub mod backoff;
 pub mod device;
 pub mod extract;
 pub mod keys;

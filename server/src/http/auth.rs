@@ -116,6 +116,13 @@ pub async fn login(
         remote_addr: Some(addr.ip().to_string()),
     };
     let issued = state.auth.login(username, password, client).await;
+    match &issued {
+        Ok(_) => state.login_outcome(addr, username, device.as_ref(), false),
+        Err(e) if e.code() == arena_protocol::ErrorCode::InvalidCredentials => {
+            state.login_outcome(addr, username, device.as_ref(), true)
+        }
+        Err(_) => {}
+    }
     crate::telemetry::login(match &issued {
         Ok(_) => "ok",
         Err(e) => match e.code() {
