@@ -167,7 +167,11 @@ fn hashing_thread(receiver: &Mutex<Receiver<Job>>) {
                 }
             }
         };
-        job(&mut memory);
+        // A job that panics fails its own request (its answer is dropped: a 500), not
+        // the thread: a dead thread would shrink the pool for good.
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut memory))).is_err() {
+            memory = Memory::default();
+        }
     }
 }
 
@@ -297,6 +301,17 @@ mod tests {
         assert!(Argon2::default()
             .verify_password(b"new password", &parsed)
             .is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_panicking_hash_fails_its_request_not_the_thread() {
+        let p = Passwords::new(1, 4).unwrap();
+        let failed = p
+            .run(|_| -> Result<()> { panic!("a hash that panics") })
+            .await
+            .unwrap_err();
+        assert_eq!(failed.code(), ErrorCode::Internal);
+        assert!(!p.verify("x", None).await.unwrap());
     }
 
     #[tokio::test]
