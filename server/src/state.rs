@@ -1,5 +1,6 @@
 //! The state every request and socket shares ([`App`]): configuration, [`Auth`], rooms,
-//! the origin allow-list and the login limiter. It sits below `http/`, `ws/` and
+//! the origin allow-list, and the register, login and refresh limits (with the known
+//! devices that a login presents; see `auth::device`). It sits below `http/`, `ws/` and
 //! `auth::extract`, which read it, and below `app`, which assembles it, so that none of
 //! them imports another through it.
 
@@ -92,24 +93,50 @@ impl App {
     }
 
     /// Record how a login went for the backoff: a wrong password lengthens the wait of
-    /// its source (or device) at that username, a success forgets it.
-    pub fn login_outcome(
+    /// its source (or device) at that username, a success forgets it; other failures
+    /// (a ban, the database, a full hashing queue) say nothing about the password.
+    pub fn login_outcome<T>(
         &self,
         addr: SocketAddr,
         username: &str,
         device: Option<&KnownDevice>,
-        wrong_password: bool,
+        outcome: &Result<T>,
     ) {
         let (Some(backoff), Some(key)) =
             (&self.login_backoff, guess_key(addr.ip(), username, device))
         else {
             return;
         };
-        if wrong_password {
-            backoff.failed(&key, tokio::time::Instant::now());
-        } else {
-            backoff.succeeded(&key);
+        match outcome {
+            Ok(_) => backoff.succeeded(&key),
+            Err(e) if e.code() == arena_protocol::ErrorCode::InvalidCredentials => {
+                backoff.failed(&key, tokio::time::Instant::now())
+            }
+            Err(_) => {}
         }
+    }
+
+    /// The device a login's `device_token` names, if it verifies for this username
+    /// (see [`crate::auth::device`]); anything else is an unknown device, never an error.
+    pub fn known_device(&self, username: &str, token: Option<&str>) -> Option<KnownDevice> {
+        let chain_key = self.auth.keys.chain_key();
+        crate::auth::device::verify(
+            &chain_key,
+            token?,
+            username,
+            crate::ids::now_ms() / 1000,
+            self.device_token_ttl_secs(),
+        )
+    }
+
+    /// A successful login's device token: the same device (or a new one), issued now.
+    pub fn device_token(&self, username: &str, device: Option<&KnownDevice>) -> String {
+        let chain_key = self.auth.keys.chain_key();
+        crate::auth::device::issue(&chain_key, username, device, crate::ids::now_ms() / 1000)
+    }
+
+    fn device_token_ttl_secs(&self) -> i64 {
+        i64::from(self.config.device_token_days) * 86_400
     }
 
     /// Refresh attempts are limited per client address (IPv6: per /64).

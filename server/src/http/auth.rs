@@ -17,7 +17,7 @@ use super::openapi::{
     Unauthorized, Unavailable,
 };
 use super::{access_cookie, cleared_cookie, required, JsonBody};
-use crate::auth::{device, AuthUser, ClientInfo, IssuedSession, Revoked};
+use crate::auth::{AuthUser, ClientInfo, IssuedSession, Revoked};
 use crate::error::Result;
 use crate::state::AppState;
 
@@ -95,15 +95,8 @@ pub async fn login(
 ) -> Result<Response> {
     let username = required(&body.username, "username")?;
     let password = required(&body.password, "password")?;
-    // A known device is charged to its own limit instead of the username's (see
-    // `auth::device`); a token that does not verify is simply not one.
-    let now_secs = crate::ids::now_ms() / 1000;
-    let device_ttl_secs = i64::from(state.config.device_token_days) * 86_400;
-    let chain_key = state.auth.keys.chain_key();
-    let device = body
-        .device_token
-        .as_deref()
-        .and_then(|token| device::verify(&chain_key, token, username, now_secs, device_ttl_secs));
+    // A known device is charged to its own limit instead of the username's.
+    let device = state.known_device(username, body.device_token.as_deref());
     state
         .check_login_rate(addr, username, device.as_ref())
         .await
@@ -116,13 +109,7 @@ pub async fn login(
         remote_addr: Some(addr.ip().to_string()),
     };
     let issued = state.auth.login(username, password, client).await;
-    match &issued {
-        Ok(_) => state.login_outcome(addr, username, device.as_ref(), false),
-        Err(e) if e.code() == arena_protocol::ErrorCode::InvalidCredentials => {
-            state.login_outcome(addr, username, device.as_ref(), true)
-        }
-        Err(_) => {}
-    }
+    state.login_outcome(addr, username, device.as_ref(), &issued);
     crate::telemetry::login(match &issued {
         Ok(_) => "ok",
         Err(e) => match e.code() {
@@ -134,9 +121,8 @@ pub async fn login(
         },
     });
     let mut issued = issued?;
-    // Renewed with every login: the same device id, a fresh time, the account's name.
     let name = &issued.session.user.username;
-    issued.session.device_token = Some(device::issue(&chain_key, name, device.as_ref(), now_secs));
+    issued.session.device_token = Some(state.device_token(name, device.as_ref()));
     Ok(session_response(&state, issued))
 }
 
