@@ -33,6 +33,13 @@ pub struct Credentials {
         schema(required, value_type = String, min_length = 8, max_length = 128, example = "alice-pass-1")
     )]
     pub password: Option<String>,
+    /// Login only, optional: the `device_token` a previous successful login of this
+    /// username answered on this device. With it, the login is charged to this device's
+    /// attempt limit instead of the username's, so others guessing the password cannot
+    /// lock its owner out of a device they used before. An invalid or expired one is
+    /// ignored (the login counts as one from a new device), never refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,6 +61,10 @@ pub struct Session {
     pub refresh_expires_in: u64,
     pub session_id: String,
     pub user: User,
+    /// Login only: this device's known-device token for the username; send it as
+    /// `device_token` with later logins (see `Credentials`). Each login renews it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -102,7 +102,11 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         keys,
         revocations: RevocationList::new(config.access_ttl as i64 + leeway),
         registry,
-        passwords: Passwords::new(std::thread::available_parallelism().map_or(2, |n| n.get()) * 2),
+        passwords: Passwords::new(
+            config.password_hash_threads(),
+            config.password_hash_queue as usize,
+        )
+        .map_err(|e| Error::internal(format!("starting the password hashing threads: {e}")))?,
         access_ttl_secs: config.access_ttl as i64,
         refresh_ttl_secs: config.refresh_ttl as i64,
         leeway_secs: leeway,
@@ -167,6 +171,15 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
     let auth_limiter =
         NonZeroU32::new(config.auth_rate_limit).map(|n| RateLimiter::keyed(Quota::per_minute(n)));
+    let login_backoff = (config.auth_rate_limit > 0).then(|| {
+        crate::auth::backoff::LoginBackoff::new(
+            config.login_backoff_free,
+            Duration::from_secs(config.login_backoff_max_secs),
+        )
+    });
+    let login_user_limiter = NonZeroU32::new(config.auth_rate_limit)
+        .and(NonZeroU32::new(config.login_user_rate_limit))
+        .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
     let link: Arc<dyn crate::game::link::RoomLink> = match &cluster {
         Some(cluster) => cluster.clone(),
         None => Arc::new(crate::game::link::LocalLink::new(&node_id)),
@@ -200,6 +213,8 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         node_id,
         started_at: crate::ids::now_ms(),
         auth_limiter,
+        login_user_limiter,
+        login_backoff,
         refresh_limiter,
         clock: governor::clock::DefaultClock::default(),
     });
@@ -307,6 +322,12 @@ fn spawn_pruner(state: AppState, stop: CancellationToken) {
                     }
                     if let Some(l) = &state.auth_limiter {
                         l.retain_recent();
+                    }
+                    if let Some(l) = &state.login_user_limiter {
+                        l.retain_recent();
+                    }
+                    if let Some(b) = &state.login_backoff {
+                        b.prune(tokio::time::Instant::now());
                     }
                     if let Err(e) = state.auth.flush_last_seen().await {
                         tracing::warn!(error = %e, "could not record last_seen_at");

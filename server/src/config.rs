@@ -126,15 +126,54 @@ pub struct Config {
     )]
     pub admin_password: Option<String>,
 
-    /// Login and register attempts per minute, per client address and per username
-    /// (0 turns the limit off).
+    /// Login and register attempts per minute per client address (an IPv6 /64 counts
+    /// as one); login attempts per minute per username from one client address, and
+    /// per known device (0 turns these limits off).
     #[arg(long, env = "ARENA_AUTH_RATE_LIMIT", default_value_t = 30)]
     pub auth_rate_limit: u32,
+
+    /// Login attempts per minute per username from all addresses together, for logins
+    /// without a known-device token (a login with one is not charged here, so guessing
+    /// from many addresses cannot lock the owner out of a device they used before).
+    /// Only in effect while --auth-rate-limit is.
+    #[arg(long, env = "ARENA_LOGIN_USER_RATE_LIMIT", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_user_rate_limit: u32,
+
+    /// Failed logins in a row from one (username, client address), or one known device,
+    /// before each further attempt must wait: 1 s, then 2 s, 4 s, ... up to
+    /// --login-backoff-max-secs. Only in effect while --auth-rate-limit is.
+    #[arg(long, env = "ARENA_LOGIN_BACKOFF_FREE", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub login_backoff_free: u32,
+
+    /// The longest wait between failed logins from one (username, client address) or one
+    /// known device, in seconds; after twice this long without a failure it starts over.
+    #[arg(long, env = "ARENA_LOGIN_BACKOFF_MAX_SECS", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub login_backoff_max_secs: u64,
+
+    /// Days a known-device token (given with every successful login) stays valid.
+    #[arg(long, env = "ARENA_DEVICE_TOKEN_DAYS", default_value_t = 90,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub device_token_days: u32,
 
     /// Refresh attempts per minute per client address (0 turns the limit off). A
     /// client refreshes a few times an hour; many users behind one address share this.
     #[arg(long, env = "ARENA_REFRESH_RATE_LIMIT", default_value_t = 300)]
     pub refresh_rate_limit: u32,
+
+    /// Threads that hash passwords (Argon2id, 19 MiB each while busy): at most this many
+    /// hashes run at once. 0: one per core.
+    #[arg(long, env = "ARENA_PASSWORD_HASH_THREADS", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=256))]
+    pub password_hash_threads: u32,
+
+    /// Password hashes (logins, registrations) that may wait for a hashing thread; one
+    /// more is answered 503 `unavailable` with `Retry-After` at once.
+    #[arg(long, env = "ARENA_PASSWORD_HASH_QUEUE", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub password_hash_queue: u32,
 
     /// Open sockets one user may hold.
     #[arg(long, env = "ARENA_MAX_SOCKETS_PER_USER", default_value_t = 16,
@@ -254,6 +293,14 @@ pub struct Config {
     /// How long a revocation waits for each socket to send its close frame, in ms.
     #[arg(long, env = "ARENA_CLOSE_TIMEOUT_MS", default_value_t = 2_000)]
     pub close_timeout_ms: u64,
+
+    /// After the server sent a socket its close frame: how long it keeps reading (and
+    /// discarding) what the client still sends, waiting for the client's close reply,
+    /// before it drops the connection, in ms. Dropping a connection with unread input
+    /// makes the kernel send a reset, which a client still sending sees as a network
+    /// error instead of the close code.
+    #[arg(long, env = "ARENA_WS_CLOSE_LINGER_MS", default_value_t = 2_000)]
+    pub ws_close_linger_ms: u64,
 
     /// When chat lines reach the room's members: `tick` (with the next tick's state, so a
     /// socket gets one write per tick; chat waits up to one tick, 50 ms at 20 Hz) or
@@ -409,6 +456,7 @@ impl Config {
             ("--upgrade-timeout-ms", self.upgrade_timeout_ms),
             ("--ws-send-timeout-ms", self.ws_send_timeout_ms),
             ("--close-timeout-ms", self.close_timeout_ms),
+            ("--ws-close-linger-ms", self.ws_close_linger_ms),
             ("--database-timeout-ms", self.database_timeout_ms),
             (
                 "--db-prune-secs (in ms)",
@@ -518,6 +566,18 @@ impl Config {
 
     pub fn close_timeout(&self) -> Duration {
         Duration::from_millis(self.close_timeout_ms)
+    }
+
+    /// The password hashing threads: `--password-hash-threads`, or one per core.
+    pub fn password_hash_threads(&self) -> usize {
+        match self.password_hash_threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n as usize,
+        }
+    }
+
+    pub fn ws_close_linger(&self) -> Duration {
+        Duration::from_millis(self.ws_close_linger_ms)
     }
 
     /// The allow-list for cookie-authenticated requests: the configured list, or by

@@ -78,21 +78,37 @@ struct PerAddress {
     limit: usize,
 }
 
-/// An IPv4 address, or the /64 an IPv6 address is in.
+/// A client address as every per-address limit counts it: an IPv4 address, or the /64 an
+/// IPv6 address is in (one host, or one customer of a provider, holds a whole /64 and
+/// can send from any of its addresses). The connection cap and the rate limits of
+/// register, login and refresh all key on this, so varying the low 64 bits gains nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum AddressKey {
+pub(crate) enum AddressKey {
     V4(std::net::Ipv4Addr),
     V6Prefix(u64),
 }
 
 impl AddressKey {
-    fn of(ip: std::net::IpAddr) -> AddressKey {
+    pub(crate) fn of(ip: std::net::IpAddr) -> AddressKey {
         match ip {
             std::net::IpAddr::V4(v4) => AddressKey::V4(v4),
             std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
                 Some(v4) => AddressKey::V4(v4),
                 None => AddressKey::V6Prefix((u128::from(v6) >> 64) as u64),
             },
+        }
+    }
+}
+
+/// `203.0.113.7`, or `2001:db8:1:2::/64`: the key's part of a rate-limit key.
+impl std::fmt::Display for AddressKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AddressKey::V4(v4) => write!(f, "{v4}"),
+            AddressKey::V6Prefix(prefix) => {
+                let network = std::net::Ipv6Addr::from(u128::from(*prefix) << 64);
+                write!(f, "{network}/64")
+            }
         }
     }
 }

@@ -396,11 +396,16 @@ async fn the_socket_cap_counts_every_nodes_sockets() {
 
 #[tokio::test]
 async fn the_login_rate_counts_every_nodes_attempts_per_username_and_per_address() {
-    let c = Cluster::start(3, &args(&["--auth-rate-limit", "4"])).await;
+    let c = Cluster::start(
+        3,
+        &args(&["--auth-rate-limit", "4", "--login-user-rate-limit", "4"]),
+    )
+    .await;
     let nodes = [c.node(0), c.node(1), c.node(2)];
 
-    // Per username: four addresses, one attempt each on nodes A, B, C, A; a fifth
-    // address on B is refused (per node each would have been a first attempt).
+    // Per username (logins from unknown devices): four addresses, one attempt each on
+    // nodes A, B, C, A; a fifth address on B is refused (per node each would have been
+    // a first attempt).
     let name = unique("target");
     for i in 0..4 {
         let from = client_from(&format!("127.0.0.{}", 10 + i));

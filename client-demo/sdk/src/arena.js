@@ -41,6 +41,10 @@ import { Http } from "./http.js";
  * @property {any} [WebSocket] a WebSocket constructor (Node: `(await import("ws")).WebSocket`; default `globalThis.WebSocket`)
  * @property {typeof fetch} [fetch] default `globalThis.fetch`
  * @property {TokenStore} [tokenStore] where the refresh token lives (default: memory)
+ * @property {TokenStore} [deviceTokenStore] where the known-device token of the last login lives
+ *   (default: memory). It is sent with every login, so others guessing the password cannot
+ *   lock this device out (the server's per-username login limit does not apply to it); give
+ *   a persistent store (localStorage) to keep it across restarts. Logging out keeps it
  * @property {string | false} [origin] `Origin` for HTTP and upgrades in Node (default: the baseUrl's origin; false: none). Browsers send their own
  * @property {boolean} [autoRefresh] refresh before the access token expires (default true)
  * @property {boolean} [rejoin] join the last room again after a reconnect (default true)
@@ -130,6 +134,7 @@ export class Arena extends Emitter {
   /** @type {string} */ baseUrl;
   #WebSocket;
   #store;
+  #deviceStore;
   /** @type {string | null} */ #origin;
   #opts;
   #http;
@@ -180,6 +185,7 @@ export class Arena extends Emitter {
     this.baseUrl = String(base).replace(/\/+$/, "");
     this.#WebSocket = options.WebSocket ?? g.WebSocket;
     this.#store = options.tokenStore ?? memoryStore();
+    this.#deviceStore = options.deviceTokenStore ?? memoryStore();
     this.#origin = options.origin === false || this.#browser ? null : options.origin ?? new URL(this.baseUrl).origin;
     this.#opts = {
       autoRefresh: options.autoRefresh ?? true,
@@ -269,7 +275,10 @@ export class Arena extends Emitter {
     /** @type {Session} */
     let session;
     try {
-      session = await this.#http.request("POST", "/auth/login", { body: { username, password } });
+      // The known-device token of an earlier login, if any: the server ignores one that is
+      // not for this username, expired or forged.
+      const device_token = (await this.#deviceStore.get()) || undefined;
+      session = await this.#http.request("POST", "/auth/login", { body: { username, password, device_token } });
     } catch (e) {
       // A banned user hears it as an event too, with until when (as a refresh says it).
       if (e instanceof ArenaError && e.code === "banned") {
@@ -277,6 +286,7 @@ export class Arena extends Emitter {
       }
       throw e;
     }
+    if (session.device_token) await this.#deviceStore.set(session.device_token);
     await this.#adopt(session);
     return session;
   }

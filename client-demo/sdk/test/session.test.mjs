@@ -70,6 +70,25 @@ describe("one server", () => {
     await assert.rejects(client.connect(), (e) => e instanceof ArenaError && e.code === "no_session");
   });
 
+  test("login keeps the known-device token and sends it with the next login", async () => {
+    const devices = memoryStore();
+    /** @type {any[]} */
+    const sent = [];
+    /** @type {typeof fetch} */
+    const watching = (url, init) => {
+      if (String(url).endsWith("/auth/login")) sent.push(JSON.parse(String(init?.body)));
+      return fetch(url, init);
+    };
+    const { client, name } = await player(server, { deviceTokenStore: devices, fetch: watching });
+    const first = await devices.get();
+    assert.ok(first && first.startsWith("d1."), `a device token: ${first}`);
+    assert.equal(sent[0].device_token, undefined);
+    await client.logout();
+    await client.login(name, name + "-password");
+    assert.equal(sent[1].device_token, first);
+    assert.ok(await devices.get(), "renewed");
+  });
+
   test("a stored session the server refuses (logged out meanwhile): resume ends it and clears the store", async () => {
     const store = memoryStore();
     const { client: a } = await player(server, { tokenStore: store });

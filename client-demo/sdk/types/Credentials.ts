@@ -9,4 +9,12 @@ username: string | null,
 /**
  * 8 to 128 characters.
  */
-password: string | null, };
+password: string | null, 
+/**
+ * Login only, optional: the `device_token` a previous successful login of this
+ * username answered on this device. With it, the login is charged to this device's
+ * attempt limit instead of the username's, so others guessing the password cannot
+ * lock its owner out of a device they used before. An invalid or expired one is
+ * ignored (the login counts as one from a new device), never refused.
+ */
+device_token?: string | null, };

@@ -4,4 +4,9 @@ import type { User } from "./User.js";
 /**
  * The answer to login and refresh.
  */
-export type Session = { access_token: string, token_type: string, expires_in: number, refresh_token: string, refresh_expires_in: number, session_id: string, user: User, };
+export type Session = { access_token: string, token_type: string, expires_in: number, refresh_token: string, refresh_expires_in: number, session_id: string, user: User, 
+/**
+ * Login only: this device's known-device token for the username; send it as
+ * `device_token` with later logins (see `Credentials`). Each login renews it.
+ */
+device_token?: string | null, };

@@ -15,6 +15,8 @@
 pub mod activity;
 pub mod admission;
 pub mod applied;
+pub mod backoff;
+pub mod device;
 pub mod extract;
 mod follow;
 pub mod keys;
@@ -729,6 +731,7 @@ impl Auth {
             refresh_expires_in: refresh_expires_in.max(0) as u64,
             session_id: claims.sid.clone(),
             user,
+            device_token: None,
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::state::AppState;
 ///
 /// The username is 3–32 of `[A-Za-z0-9_-]`, unique ignoring case and kept as typed; the
 /// password 8–128 characters, stored only as an Argon2id hash. Counts against
-/// `--auth-rate-limit` like login.
+/// `--auth-rate-limit` per client address (an IPv6 /64 is one), not per username.
 #[utoipa::path(
     post,
     path = "/auth/register",
@@ -48,7 +48,7 @@ pub async fn register(
 ) -> Result<Response> {
     let username = required(&body.username, "username")?;
     let password = required(&body.password, "password")?;
-    state.check_auth_rate(addr, username).await?;
+    state.check_register_rate(addr).await?;
     let user = state
         .auth
         .register(username, password, arena_protocol::Role::Player)
@@ -61,7 +61,12 @@ pub async fn register(
 ///
 /// A wrong user or a wrong password is the same 401 `invalid_credentials`; a banned user is
 /// 403 `banned` (with `banned_until` in the body for a timed ban). The username matches
-/// ignoring case. Counts against `--auth-rate-limit`.
+/// ignoring case. Limited per client address (an IPv6 /64 is one) and per (username,
+/// address) by `--auth-rate-limit`, and per username from all addresses by
+/// `--login-user-rate-limit`; a login carrying the `device_token` of an earlier
+/// successful login of this username on this device is charged to that device instead
+/// of the username, so others guessing cannot lock its owner out. The answer carries
+/// the device's renewed `device_token`.
 #[utoipa::path(
     post,
     path = "/auth/login",
@@ -90,8 +95,10 @@ pub async fn login(
 ) -> Result<Response> {
     let username = required(&body.username, "username")?;
     let password = required(&body.password, "password")?;
+    // A known device is charged to its own limit instead of the username's.
+    let device = state.known_device(username, body.device_token.as_deref());
     state
-        .check_auth_rate(addr, username)
+        .check_login_rate(addr, username, device.as_ref())
         .await
         .inspect_err(|_| crate::telemetry::login("rate_limited"))?;
     let client = ClientInfo {
@@ -102,15 +109,21 @@ pub async fn login(
         remote_addr: Some(addr.ip().to_string()),
     };
     let issued = state.auth.login(username, password, client).await;
+    state.login_outcome(addr, username, device.as_ref(), &issued);
     crate::telemetry::login(match &issued {
         Ok(_) => "ok",
         Err(e) => match e.code() {
             arena_protocol::ErrorCode::InvalidCredentials => "invalid_credentials",
             arena_protocol::ErrorCode::Banned => "banned",
+            // The password hashing queue was full (or the database out of reach).
+            arena_protocol::ErrorCode::Unavailable => "unavailable",
             _ => "error",
         },
     });
-    Ok(session_response(&state, issued?))
+    let mut issued = issued?;
+    let name = &issued.session.user.username;
+    issued.session.device_token = Some(state.device_token(name, device.as_ref()));
+    Ok(session_response(&state, issued))
 }
 
 /// Rotate the refresh token: the same session, a new access and refresh token.

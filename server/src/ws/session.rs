@@ -4,8 +4,8 @@
 //! One task owns the socket, so replies need no lock and frames never interleave. The
 //! `select!` is biased towards a close request: once revocation asks, the socket sends
 //! its close frame before anything else, tells the registry it is gone, and only then
-//! lingers briefly for the client's close reply (closing a TCP socket with unread input
-//! makes the kernel send a reset, which can destroy the close frame in flight).
+//! lingers for the client's close reply (see [`goodbye`]): the close frame reaches a
+//! client that is still sending.
 //!
 //! Every frame the client sends (text, binary, ping, pong) counts against the message
 //! rate: each costs the server a read and often a reply. `token_expiring` is sent at most
@@ -35,9 +35,6 @@ use crate::state::AppState;
 
 /// Queued frames written with one flush at most.
 const MAX_BATCH: usize = 64;
-
-/// How long to wait for the client's close reply after we sent ours.
-const CLOSE_LINGER: Duration = Duration::from_millis(500);
 
 struct Session {
     state: AppState,
@@ -135,14 +132,15 @@ impl SocketTask {
         match close {
             // Boxed: an idle socket's task does not carry the goodbye's timers and futures.
             Some(close) => {
-                let timeout = self.session.state.config.close_timeout();
+                let config = &self.session.state.config;
+                let (timeout, linger) = (config.close_timeout(), config.ws_close_linger());
                 let SocketTask {
                     socket,
                     registration,
                     _counted: counted,
                     ..
                 } = *self;
-                Box::pin(goodbye(socket, registration, close, timeout)).await;
+                Box::pin(goodbye(socket, registration, close, timeout, linger)).await;
                 // The place under the deployment-wide cap is given back last, as before.
                 drop(counted);
             }
@@ -152,29 +150,58 @@ impl SocketTask {
 }
 
 /// Send our close frame (at most `timeout` for a peer that does not read), deregister
-/// (which wakes the revoker waiting for this socket), then linger briefly for the
-/// client's close reply.
+/// (which wakes the revoker waiting for this socket), then read and discard whatever
+/// the client still sends until its close reply, the end of its stream, or `linger`.
+///
+/// Why read: a TCP socket closed with unread input makes the kernel answer with a
+/// reset instead of an orderly end. A client still sending when our close frame
+/// arrives (its game loop does not stop for a frame it has not read yet) then has its
+/// next write fail with "connection reset", and most WebSocket libraries report that
+/// as a network error and drop the close frame they had not read yet, so the client
+/// reconnects instead of learning why it was closed. The client's close reply is the
+/// last thing it sends (RFC 6455 5.5.1), so once it is read nothing is left unread
+/// and dropping the socket ends the connection with a FIN. tungstenite does not
+/// answer pings after our close frame, so draining costs only reads.
+///
+/// The write side is shut down by that drop: axum's `WebSocket` does not hand out the
+/// TCP stream, and tokio-tungstenite's `close` only flushes. A client that neither
+/// replies nor stops within `linger` gets the reset: it had that long to read the close.
 async fn goodbye(
     mut socket: WebSocket,
     registration: Registration,
     (code, reason): (CloseCode, String),
     timeout: Duration,
+    linger: Duration,
 ) {
     let frame = CloseFrame {
         code: code.code(),
         reason: arena_protocol::close::truncate_reason(&reason).into(),
     };
-    let _ = tokio::time::timeout(timeout, socket.send(Message::Close(Some(frame)))).await;
-    // Deregister and wake the revoker now; the linger below is only courtesy.
+    let sent = tokio::time::timeout(timeout, socket.send(Message::Close(Some(frame)))).await;
+    // Deregister and wake the revoker now; what follows is only for the client's sake.
     drop(registration);
-    let _ = tokio::time::timeout(CLOSE_LINGER, async {
-        while let Some(Ok(msg)) = socket.recv().await {
-            if matches!(msg, Message::Close(_)) {
-                break;
+    if !matches!(sent, Ok(Ok(()))) {
+        // The client does not read, or the connection is gone: nobody to linger for.
+        return;
+    }
+    let drained = tokio::time::timeout(linger, async {
+        let mut discarded = 0u32;
+        loop {
+            match socket.recv().await {
+                Some(Ok(Message::Close(_))) | None => return discarded,
+                Some(Ok(_)) => discarded = discarded.saturating_add(1),
+                // A broken stream: there is nothing more to read in order.
+                Some(Err(_)) => return discarded,
             }
         }
     })
     .await;
+    match drained {
+        Ok(discarded) => {
+            tracing::debug!(code = code.code(), discarded, "close acknowledged");
+        }
+        Err(_) => tracing::debug!(code = code.code(), "no close reply within the linger"),
+    }
 }
 
 /// When the socket's one timer must next fire: the token's expiry, the warning before
