@@ -197,13 +197,30 @@ impl Cluster {
         .map_err(|_| "timed out".to_string())?
         .map_err(|e| e.to_string())?;
         let lost = created == 1;
-        if !lost || self.peers_cached().is_empty() {
-            // After Redis lost its data the others reappear within a heartbeat; until
-            // then the membership known before stands.
+        if lost {
+            self.membership_lost_at
+                .store(ids::mono_ms(), std::sync::atomic::Ordering::Release);
+        }
+        if self.membership_recovering() && !self.peers_cached().is_empty() {
+            // After Redis lost its data the others reappear one heartbeat at a time
+            // (later, if their connection must be made again): until then the
+            // membership known before stands, and what reappears is added to it.
+            self.saw_members(&live);
+        } else {
             let peers: Vec<String> = live.into_iter().filter(|n| n != me).collect();
             *self.live_peers.lock().unwrap_or_else(|p| p.into_inner()) = peers;
         }
         Ok(lost)
+    }
+
+    /// Whether Redis lost the membership lately (within two membership expiries): the
+    /// members known before still count as live until they had time to come back.
+    pub(super) fn membership_recovering(&self) -> bool {
+        ids::mono_ms()
+            - self
+                .membership_lost_at
+                .load(std::sync::atomic::Ordering::Acquire)
+            <= 2 * self.expiry_ms()
     }
 
     /// A fresh ping nonce, remembered among the last few sent.

@@ -98,6 +98,9 @@ pub struct Cluster {
     next_request: AtomicU64,
     /// The other live nodes as of the last heartbeat (used when Redis cannot be asked).
     live_peers: Mutex<Vec<String>>,
+    /// When a heartbeat last found this node's membership gone from Redis (it lost its
+    /// data), on the monotonic clock.
+    membership_lost_at: AtomicI64,
     /// The subscription is established and its pings come back.
     subscribed: AtomicBool,
     /// When this node's last ping came back through its subscription (ms).
@@ -163,6 +166,7 @@ impl Cluster {
             ),
             live_peers: Mutex::new(Vec::new()),
             subscribed: AtomicBool::new(false),
+            membership_lost_at: AtomicI64::new(ids::MONO_NEVER),
             last_ping_back: AtomicI64::new(ids::MONO_NEVER),
             drop_publishes: AtomicU64::new(drop_publishes),
             limits: limits::Scripts::new(),
@@ -321,12 +325,14 @@ impl Cluster {
                     return (None, Vec::new());
                 }
             };
-        // This node missing from the list means Redis lost its data (a restart) and the
-        // members have not announced themselves again: until they do (a heartbeat), the
-        // membership known before is the better answer. Otherwise the list is the truth
-        // (a node that left cleanly is out of it at once).
-        let lost = !live.contains(&self.config.node_id);
-        let cached = if lost {
+        // After Redis lost its data (a restart, from a snapshot or empty) the members
+        // announce themselves again one heartbeat at a time: a list read in between
+        // (this node missing from it, or back in it and not yet the others) would count
+        // too few live nodes, and an answer saying "every live node" would be a lie.
+        // Until the membership has had time to come back, the members known before count
+        // too. Otherwise the list is the truth (a node that left cleanly is out of it at
+        // once, and says so: `Ask::Leaving`).
+        let cached = if !live.contains(&self.config.node_id) || self.membership_recovering() {
             self.peers_cached()
         } else {
             Vec::new()
@@ -460,6 +466,13 @@ impl Cluster {
     /// Answer another node's question.
     async fn answer(&self, query: Query) {
         let body = match query.ask {
+            Ask::Leaving => {
+                self.live_peers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|n| *n != query.node);
+                return;
+            }
             Ask::Connections => ReplyBody::Connections {
                 connections: self.local_connections(),
             },
@@ -486,6 +499,17 @@ impl Cluster {
         let mut conn = self.conn();
         let mut pipe = redis::pipe();
         pipe.cmd("ZREM").arg(self.names.nodes()).arg(me).ignore();
+        let leaving = Query {
+            node: me.clone(),
+            request: 0,
+            ask: Ask::Leaving,
+        };
+        if let Some(text) = self.seal.seal(self.names.queries(), &leaving) {
+            pipe.cmd("PUBLISH")
+                .arg(self.names.queries())
+                .arg(text)
+                .ignore();
+        }
         pipe.cmd("DEL")
             .arg(self.names.node_info(me))
             .arg(self.names.node_sockets(me))

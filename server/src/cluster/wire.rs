@@ -135,6 +135,9 @@ pub enum Ask {
     Connections,
     /// The node's sockets of one user, by session.
     SocketsOf { user_id: String },
+    /// Not a question: the asking node is leaving (a clean stop); forget it at once
+    /// rather than at the next heartbeat. No answer.
+    Leaving,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
