@@ -1,0 +1,104 @@
+//! A TCP proxy that puts a distance between a server and what it talks to: every chunk
+//! read from either side is written to the other `delay` later (chunks keep their order
+//! and stay pipelined, so the link has latency but not less bandwidth), as a database in
+//! another zone would be. Links end with either side; all of them end on drop.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Chunks in flight per direction before the proxy stops reading (TCP's own backpressure
+/// then reaches the sender).
+const IN_FLIGHT: usize = 256;
+
+pub struct DelayProxy {
+    /// Where to connect instead of the target (`127.0.0.1:port`).
+    pub addr: String,
+    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl DelayProxy {
+    /// Listen on a free loopback port; forward to `target` with `delay` each way.
+    pub async fn start(target: &str, delay: Duration) -> DelayProxy {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the delaying proxy");
+        let addr = listener.local_addr().expect("proxy addr").to_string();
+        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Default::default();
+        let target = target.to_string();
+        let accept = {
+            let links = links.clone();
+            tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let target = target.clone();
+                    let link = tokio::spawn(async move {
+                        let Ok(server) = TcpStream::connect(&target).await else {
+                            return;
+                        };
+                        let _ = client.set_nodelay(true);
+                        let _ = server.set_nodelay(true);
+                        let (client_read, client_write) = client.into_split();
+                        let (server_read, server_write) = server.into_split();
+                        tokio::join!(
+                            delayed(client_read, server_write, delay),
+                            delayed(server_read, client_write, delay),
+                        );
+                    });
+                    let mut links = links.lock().expect("links");
+                    links.retain(|l| !l.is_finished());
+                    links.push(link);
+                }
+            })
+        };
+        DelayProxy {
+            addr,
+            links,
+            accept,
+        }
+    }
+}
+
+impl Drop for DelayProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        for link in self.links.lock().expect("links").drain(..) {
+            link.abort();
+        }
+    }
+}
+
+/// Copy `from` to `to`, each chunk `delay` after it was read; at `from`'s end (or an
+/// error on either side) shut `to` down.
+async fn delayed(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: Duration) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Instant, Vec<u8>)>(IN_FLIGHT);
+    let read = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    let due = Instant::now() + delay;
+                    if tx.send((due, buf[..n].to_vec())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    let write = async move {
+        while let Some((due, chunk)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(read, write);
+}
