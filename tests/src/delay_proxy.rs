@@ -2,14 +2,15 @@
 //! read from either side is written to the other `delay` later (chunks keep their order
 //! and stay pipelined, so the link has latency but not less bandwidth), as a database in
 //! another zone would be. Links end with either side; all of them end on drop.
+//!
+//! It runs on a thread and runtime of its own, so that a test that loads its own runtime
+//! (thousands of client tasks) does not stretch the delay it means to add.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// Chunks in flight per direction before the proxy stops reading (TCP's own backpressure
@@ -19,58 +20,55 @@ const IN_FLIGHT: usize = 256;
 pub struct DelayProxy {
     /// Where to connect instead of the target (`127.0.0.1:port`).
     pub addr: String,
-    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    accept: JoinHandle<()>,
+    /// Dropped (or sent) to stop the proxy's runtime, and with it every link.
+    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl DelayProxy {
     /// Listen on a free loopback port; forward to `target` with `delay` each way.
-    pub async fn start(target: &str, delay: Duration) -> DelayProxy {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the delaying proxy");
+    pub fn start(target: &str, delay: Duration) -> DelayProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the delaying proxy");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
         let addr = listener.local_addr().expect("proxy addr").to_string();
-        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Default::default();
         let target = target.to_string();
-        let accept = {
-            let links = links.clone();
-            tokio::spawn(async move {
-                while let Ok((client, _)) = listener.accept().await {
-                    let target = target.clone();
-                    let link = tokio::spawn(async move {
-                        let Ok(server) = TcpStream::connect(&target).await else {
-                            return;
-                        };
-                        let _ = client.set_nodelay(true);
-                        let _ = server.set_nodelay(true);
-                        let (client_read, client_write) = client.into_split();
-                        let (server_read, server_write) = server.into_split();
-                        tokio::join!(
-                            delayed(client_read, server_write, delay),
-                            delayed(server_read, client_write, delay),
-                        );
-                    });
-                    let mut links = links.lock().expect("links");
-                    links.retain(|l| !l.is_finished());
-                    links.push(link);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("the proxy's runtime");
+            runtime.block_on(async move {
+                let listener = TcpListener::from_std(listener).expect("tokio listener");
+                let accept = async {
+                    while let Ok((client, _)) = listener.accept().await {
+                        tokio::spawn(link(client, target.clone(), delay));
+                    }
+                };
+                tokio::select! {
+                    _ = stopped => {}
+                    _ = accept => {}
                 }
-            })
-        };
-        DelayProxy {
-            addr,
-            links,
-            accept,
-        }
+            });
+            // Dropping the runtime here ends every link.
+        });
+        DelayProxy { addr, _stop: stop }
     }
 }
 
-impl Drop for DelayProxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-        for link in self.links.lock().expect("links").drain(..) {
-            link.abort();
-        }
-    }
+async fn link(client: TcpStream, target: String, delay: Duration) {
+    let Ok(server) = TcpStream::connect(&target).await else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
+    tokio::join!(
+        delayed(client_read, server_write, delay),
+        delayed(server_read, client_write, delay),
+    );
 }
 
 /// Copy `from` to `to`, each chunk `delay` after it was read; at `from`'s end (or an

@@ -259,7 +259,7 @@ impl Store {
         Ok(Store {
             pool,
             log_pool,
-            liveness: reader::Liveness::answered_now(),
+            liveness: reader::Liveness::answered_now(acquire_timeout),
             origin: crate::ids::new_id("p"),
             is_sqlite,
         })

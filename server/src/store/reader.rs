@@ -21,9 +21,11 @@ use crate::error::Result;
 /// being filled) and the health probe.
 pub const READER_CONNECTIONS: u32 = 2;
 
-/// How long a successful ping counts: the probe runs every second, so an answer older
-/// than this means its pings hang or fail.
-pub const LIVENESS_MAX_AGE: Duration = Duration::from_secs(3);
+/// How long a successful ping counts beyond the ping's own timeout. A ping that fails
+/// or times out says so at once; this bound is for a probe that cannot even run (a
+/// node whose CPU is saturated answers its pings late, and that alone must not take
+/// it out of its load balancer, so it is generous).
+pub const LIVENESS_SLACK: Duration = Duration::from_secs(2);
 
 /// The reader's pool on PostgreSQL. On SQLite (one server, one file, no contention over
 /// a network) the shared pool serves the reader too.
@@ -51,20 +53,25 @@ pub struct Liveness(Arc<Mutex<Probe>>);
 struct Probe {
     answered_at: Instant,
     last_failed: bool,
+    /// A success counts this long: the ping's timeout plus [`LIVENESS_SLACK`].
+    max_age: Duration,
 }
 
 impl Liveness {
-    /// The database has just answered (it was opened and migrated).
-    pub(super) fn answered_now() -> Liveness {
+    /// The database has just answered (it was opened and migrated); pings time out after
+    /// `timeout`.
+    pub(super) fn answered_now(timeout: Duration) -> Liveness {
         Liveness(Arc::new(Mutex::new(Probe {
             answered_at: Instant::now(),
             last_failed: false,
+            max_age: timeout + LIVENESS_SLACK,
         })))
     }
 
-    fn record(&self, ok: bool) {
+    fn record(&self, ok: bool, timeout: Duration) {
         let mut probe = self.0.lock().unwrap_or_else(|p| p.into_inner());
         probe.last_failed = !ok;
+        probe.max_age = timeout + LIVENESS_SLACK;
         if ok {
             probe.answered_at = Instant::now();
         }
@@ -77,14 +84,14 @@ impl Store {
     pub async fn refresh_liveness(&self, timeout: Duration) -> bool {
         let ping = sqlx::query("SELECT 1").execute(&self.log_pool);
         let ok = matches!(tokio::time::timeout(timeout, ping).await, Ok(Ok(_)));
-        self.liveness.record(ok);
+        self.liveness.record(ok, timeout);
         ok
     }
 
-    /// Whether the database answered the latest health probe, within
-    /// [`LIVENESS_MAX_AGE`]. Reads memory only.
+    /// Whether the database answered the latest health probe, and recently enough (the
+    /// ping's timeout plus [`LIVENESS_SLACK`]). Reads memory only.
     pub fn database_answers(&self) -> bool {
         let probe = self.liveness.0.lock().unwrap_or_else(|p| p.into_inner());
-        !probe.last_failed && probe.answered_at.elapsed() <= LIVENESS_MAX_AGE
+        !probe.last_failed && probe.answered_at.elapsed() <= probe.max_age
     }
 }
