@@ -6,6 +6,8 @@
 //! It runs on a thread and runtime of its own, so that a test that loads its own runtime
 //! (thousands of client tasks) does not stretch the delay it means to add.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,6 +22,8 @@ const IN_FLIGHT: usize = 256;
 pub struct DelayProxy {
     /// Where to connect instead of the target (`127.0.0.1:port`).
     pub addr: String,
+    /// The delay each way, in microseconds (read for every chunk).
+    delay_us: Arc<AtomicU64>,
     /// Dropped (or sent) to stop the proxy's runtime, and with it every link.
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -33,6 +37,8 @@ impl DelayProxy {
             .expect("nonblocking listener");
         let addr = listener.local_addr().expect("proxy addr").to_string();
         let target = target.to_string();
+        let delay_us = Arc::new(AtomicU64::new(micros(delay)));
+        let delay = delay_us.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -43,7 +49,7 @@ impl DelayProxy {
                 let listener = TcpListener::from_std(listener).expect("tokio listener");
                 let accept = async {
                     while let Ok((client, _)) = listener.accept().await {
-                        tokio::spawn(link(client, target.clone(), delay));
+                        tokio::spawn(link(client, target.clone(), delay.clone()));
                     }
                 };
                 tokio::select! {
@@ -53,11 +59,25 @@ impl DelayProxy {
             });
             // Dropping the runtime here ends every link.
         });
-        DelayProxy { addr, _stop: stop }
+        DelayProxy {
+            addr,
+            delay_us,
+            _stop: stop,
+        }
+    }
+
+    /// Change the delay, for chunks read from now on (a server can start on a near
+    /// database, then find it far).
+    pub fn set_delay(&self, delay: Duration) {
+        self.delay_us.store(micros(delay), Ordering::Relaxed);
     }
 }
 
-async fn link(client: TcpStream, target: String, delay: Duration) {
+fn micros(delay: Duration) -> u64 {
+    u64::try_from(delay.as_micros()).unwrap_or(u64::MAX)
+}
+
+async fn link(client: TcpStream, target: String, delay: Arc<AtomicU64>) {
     let Ok(server) = TcpStream::connect(&target).await else {
         return;
     };
@@ -66,14 +86,14 @@ async fn link(client: TcpStream, target: String, delay: Duration) {
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     tokio::join!(
-        delayed(client_read, server_write, delay),
+        delayed(client_read, server_write, delay.clone()),
         delayed(server_read, client_write, delay),
     );
 }
 
 /// Copy `from` to `to`, each chunk `delay` after it was read; at `from`'s end (or an
 /// error on either side) shut `to` down.
-async fn delayed(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: Duration) {
+async fn delayed(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: Arc<AtomicU64>) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(Instant, Vec<u8>)>(IN_FLIGHT);
     let read = async move {
         let mut buf = vec![0u8; 64 * 1024];
@@ -81,7 +101,7 @@ async fn delayed(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: Duratio
             match from.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    let due = Instant::now() + delay;
+                    let due = Instant::now() + Duration::from_micros(delay.load(Ordering::Relaxed));
                     if tx.send((due, buf[..n].to_vec())).await.is_err() {
                         return;
                     }
