@@ -4,6 +4,8 @@
 //! revocation-log reader must have a link of its own: otherwise every health check is a
 //! query on the pool the reader waits in, the reader times out, the node declares itself
 //! not current, closes every socket with 1001 and answers 503 to its load balancer.
+//! The same with logins for unknown users (no account needed either): each is a query on
+//! the shared pool, which they may exhaust for each other, but never for the reader.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use tokio::time::Instant;
 
 /// The database's distance, each way.
 const DB_DELAY: Duration = Duration::from_millis(25);
-/// Keep-alive connections looping `GET /healthz`, half from each source address.
+/// Keep-alive connections looping their request, half from each source address.
 const FLOODERS: usize = 2_000;
 const SOURCES: [&str; 2] = ["127.0.0.2", "127.0.0.3"];
 const FLOOD_FOR: Duration = Duration::from_secs(10);
@@ -28,6 +30,8 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(3);
 
 #[derive(Default)]
 struct Counts {
+    /// Requests sent (each a new number, for a new username).
+    sent: AtomicU64,
     ok: AtomicU64,
     unavailable: AtomicU64,
     other: AtomicU64,
@@ -36,6 +40,99 @@ struct Counts {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthz_flood_neither_disconnects_players_nor_fails_the_node() {
+    let _one_flood_at_a_time = ONE_FLOOD.lock().unwrap_or_else(|p| p.into_inner());
+    let (counts, watched) = flood_while_watching(Flood::Health).await;
+    watched.assert_unharmed(&counts);
+    assert_eq!(
+        counts.unavailable.load(Ordering::Relaxed),
+        0,
+        "the flood was answered 503: {}",
+        tally(&counts)
+    );
+}
+
+/// Logins for accounts that do not exist need no account either, and each one costs a
+/// query on the shared pool (then a hash): they may make each other wait, never the log
+/// reader, nor the health probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_logins_for_unknown_users_neither_disconnects_players_nor_fails_the_node() {
+    let _one_flood_at_a_time = ONE_FLOOD.lock().unwrap_or_else(|p| p.into_inner());
+    let (counts, watched) = flood_while_watching(Flood::Logins).await;
+    watched.assert_unharmed(&counts);
+}
+
+/// The two floods load the same two cores: one at a time.
+static ONE_FLOOD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[derive(Clone, Copy)]
+enum Flood {
+    /// `GET /healthz`.
+    Health,
+    /// `POST /auth/login` for a new unknown username each time.
+    Logins,
+}
+
+impl Flood {
+    fn request(self, n: u64) -> Vec<u8> {
+        match self {
+            Flood::Health => b"GET /healthz HTTP/1.1\r\nHost: flood\r\n\r\n".to_vec(),
+            Flood::Logins => {
+                let body = format!(r#"{{"username":"nobody{n}","password":"not-a-password"}}"#);
+                format!(
+                    "POST /auth/login HTTP/1.1\r\nHost: flood\r\ncontent-type: application/json\r\n\
+                     content-length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes()
+            }
+        }
+    }
+}
+
+/// What the watchers saw during the flood.
+struct Watched {
+    pings: usize,
+    player_failure: Option<String>,
+    health_failures: Vec<String>,
+    slowest_health: Duration,
+}
+
+impl Watched {
+    /// The player's socket answered throughout, so did the node's health (200), and the
+    /// flood did run.
+    fn assert_unharmed(&self, counts: &Counts) {
+        eprintln!(
+            "{} pings; flood answers: {}; health failures: {:?} (slowest answer {:.1?}); \
+             player: {:?}",
+            self.pings,
+            tally(counts),
+            self.health_failures,
+            self.slowest_health,
+            self.player_failure
+        );
+        assert_eq!(
+            (
+                &self.player_failure,
+                &self.health_failures[..self.health_failures.len().min(3)]
+            ),
+            (&None, &[][..]),
+            "under the flood (of {} failed health checks, the first ones shown; flood answers: {})",
+            self.health_failures.len(),
+            tally(counts)
+        );
+        // Logins wait for the shared pool (that is their flood's effect): half as many
+        // answers as connections is enough to say the flood ran.
+        assert!(
+            counts.answered() > FLOODERS as u64 / 2,
+            "the flood hardly ran: {}",
+            tally(counts)
+        );
+    }
+}
+
+/// Start a cluster node whose database is 25 ms away, flood it with `kind` from 2,000
+/// connections while watching a player's socket and the node's health; what was seen.
+async fn flood_while_watching(kind: Flood) -> (Arc<Counts>, Watched) {
     let dep = Deployment::new().await;
     // The node starts on a near database (its migrations are many round trips), which
     // is then 25 ms away.
@@ -78,6 +175,7 @@ async fn a_healthz_flood_neither_disconnects_players_nor_fails_the_node() {
             let (addr, counts, connecting) =
                 (node.addr.clone(), counts.clone(), connecting.clone());
             flood_runtime.spawn(flooder(
+                kind,
                 addr,
                 SOURCES[i % SOURCES.len()],
                 until,
@@ -131,36 +229,27 @@ async fn a_healthz_flood_neither_disconnects_players_nor_fails_the_node() {
         task.await.expect("flooder");
     }
     flood_runtime.shutdown_background();
-    eprintln!(
-        "{pings} pings; flood answers: {}; health failures: {health_failures:?} \
-         (slowest answer {slowest_health:.1?}); player: {player_failure:?}",
-        tally(&counts)
-    );
-    assert_eq!(
-        (
-            player_failure,
-            &health_failures[..health_failures.len().min(3)]
-        ),
-        (None, &[][..]),
-        "under the flood (of {} failed health checks, the first ones shown; flood answers: {})",
-        health_failures.len(),
-        tally(&counts)
-    );
-    assert!(
-        counts.ok.load(Ordering::Relaxed) > FLOODERS as u64,
-        "the flood hardly ran: {}",
-        tally(&counts)
-    );
-    assert_eq!(
-        counts.unavailable.load(Ordering::Relaxed),
-        0,
-        "the flood was answered 503: {}",
-        tally(&counts)
-    );
-    alive_within(&mut socket, ANSWER_WITHIN)
-        .await
-        .expect("the player's socket after the flood");
-    assert_eq!(node.get("/auth/me", Some(player.token())).await.0, 200);
+    let watched = Watched {
+        pings,
+        player_failure,
+        health_failures,
+        slowest_health,
+    };
+    if watched.player_failure.is_none() {
+        alive_within(&mut socket, ANSWER_WITHIN)
+            .await
+            .expect("the player's socket after the flood");
+        assert_eq!(node.get("/auth/me", Some(player.token())).await.0, 200);
+    }
+    (counts, watched)
+}
+
+impl Counts {
+    fn answered(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+            + self.unavailable.load(Ordering::Relaxed)
+            + self.other.load(Ordering::Relaxed)
+    }
 }
 
 fn tally(c: &Counts) -> String {
@@ -201,9 +290,10 @@ fn rand_id() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// One keep-alive connection from `source` looping `GET /healthz` until `until`
+/// One keep-alive connection from `source` looping `kind`'s request until `until`
 /// (connecting again if the server closes it).
 async fn flooder(
+    kind: Flood,
     addr: String,
     source: &'static str,
     until: Instant,
@@ -229,9 +319,9 @@ async fn flooder(
         };
         let mut buf = Vec::with_capacity(1024);
         while Instant::now() < until {
-            let request = b"GET /healthz HTTP/1.1\r\nHost: flood\r\n\r\n";
+            let request = kind.request(counts.sent.fetch_add(1, Ordering::Relaxed));
             let answer = tokio::time::timeout_at(until, async {
-                stream.write_all(request).await.ok()?;
+                stream.write_all(&request).await.ok()?;
                 read_status(&mut stream, &mut buf).await
             })
             .await;
