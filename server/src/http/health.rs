@@ -14,10 +14,9 @@ use axum::Json;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
-/// The server is up and its database answered the health probe (at most a few seconds
-/// ago); in a cluster also the node's id and the
-/// backplane's state, and 503 while the node is not current, so a load balancer stops
-/// sending it players. No authentication.
+/// The server is up and its database answered the health probe (pinged once a second);
+/// in a cluster also the node's id and the backplane's state, and 503 while the node is
+/// not current, so a load balancer stops sending it players. No authentication.
 #[utoipa::path(
     get,
     path = "/healthz",
