@@ -221,6 +221,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
 
     spawn_pruner(state.clone(), stop.clone());
     spawn_log_reader(state.clone(), stop.clone());
+    spawn_health_probe(state.clone(), stop.clone());
     {
         // Idle rooms go on their own period: short enough for the idle time configured.
         let (state, stop) = (state.clone(), stop.clone());
@@ -297,6 +298,29 @@ fn spawn_log_reader(state: AppState, stop: CancellationToken) {
         }
     });
 }
+
+/// Ping the database once a second on the log reader's link, for `/healthz` to read (it
+/// never asks the database itself: a flood of health checks costs no query).
+fn spawn_health_probe(state: AppState, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let timeout = Duration::from_millis(state.config.database_timeout_ms);
+        let mut every = tokio::time::interval(HEALTH_PROBE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = every.tick() => {
+                    if !state.auth.store.refresh_liveness(timeout).await {
+                        tracing::warn!("the database did not answer the health probe");
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// How often the health probe pings the database.
+const HEALTH_PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// Drop revocation entries and rate-limit keys that can no longer matter, and (on its
 /// own period) database rows that can no longer matter.

@@ -24,6 +24,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub mod backplane;
 pub mod chaos;
 pub mod cluster;
+pub mod delay_proxy;
 pub mod listings;
 pub mod pg_private;
 pub mod ticks;

@@ -8,6 +8,9 @@
 //! backup) and moved on reuses ids, and a reader that compares the tag of the last event
 //! it applied with the log's ([`Store::events_from`] returns that event too) notices.
 //!
+//! What the log reader reads here (`log_head`, `events_from`, the tables it loads) runs on
+//! its own pool, which requests never use (`reader.rs`); writes go with their change.
+//!
 //! Times in the log are the database's clock: nodes compare them with each other's
 //! (pruning), and a node's own clock may be stepped.
 
@@ -78,7 +81,7 @@ impl Store {
             "SELECT h.last_id AS id, l.tag AS tag FROM revocation_log_head h
              LEFT JOIN revocation_log l ON l.id = h.last_id WHERE h.one = 1",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.log_pool)
         .await?;
         Ok(LogPosition {
             id: row.try_get("id")?,
@@ -95,7 +98,7 @@ impl Store {
         )
         .bind(from_id)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.log_pool)
         .await?;
         rows.iter()
             .map(|r| {
@@ -133,7 +136,7 @@ impl Store {
              WHERE revoked_at IS NOT NULL AND access_expires_secs >= $1",
         )
         .bind(since_secs)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.log_pool)
         .await?;
         Ok(rows
             .iter()
@@ -147,7 +150,7 @@ impl Store {
             "SELECT id, tokens_valid_after_secs FROM users WHERE tokens_valid_after_secs >= $1",
         )
         .bind(since_secs)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.log_pool)
         .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("id")?, r.try_get("tokens_valid_after_secs")?)))
@@ -160,7 +163,7 @@ impl Store {
              WHERE banned_until IS NULL OR banned_until > $1",
         )
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.log_pool)
         .await?;
         rows.iter().map(|r| Ok(BanRow::from_row(r)?)).collect()
     }

@@ -25,6 +25,7 @@ mod audit;
 mod keys;
 mod log;
 mod prune;
+mod reader;
 mod rooms;
 mod rows;
 
@@ -50,6 +51,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// The revocation-log reader's own pool, which requests never use (`reader.rs`).
+    log_pool: AnyPool,
+    /// The health probe's latest answer (`reader.rs`).
+    liveness: reader::Liveness,
     /// This server process, as the revocation log names it: events it wrote itself are
     /// already applied here and are skipped when the log is read back.
     origin: String,
@@ -239,8 +244,9 @@ impl Store {
                     Ok(())
                 })
             })
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
+        let log_pool = reader::reader_pool(&pool, options, is_sqlite, acquire_timeout).await?;
         if is_sqlite {
             sqlx::query("PRAGMA journal_mode = WAL")
                 .execute(&pool)
@@ -252,6 +258,8 @@ impl Store {
             .map_err(|e| Error::internal(format!("migration: {e}")))?;
         Ok(Store {
             pool,
+            log_pool,
+            liveness: reader::Liveness::answered_now(acquire_timeout),
             origin: crate::ids::new_id("p"),
             is_sqlite,
         })
@@ -264,11 +272,7 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
-    }
-
-    pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.log_pool.close().await;
     }
 
     // ---- users ----
