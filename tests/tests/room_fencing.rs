@@ -431,14 +431,7 @@ async fn a_thawed_former_owner_leaves_the_room_to_its_new_owner() {
                 break;
             }
         }
-        until_listed(
-            &p.nodes[owner],
-            players[owner].token(),
-            &room,
-            "listed",
-            |r| r["node"] == new_owner && r["players"] == 1,
-        )
-        .await;
+        listed_on(&p.nodes[owner], players[owner].token(), &room, new_owner).await;
         // The thawed node's player is out of the room.
         let left = sockets[owner].next_of("left").await;
         assert_eq!(left["room"], room.as_str(), "{left}");
@@ -449,6 +442,38 @@ async fn a_thawed_former_owner_leaves_the_room_to_its_new_owner() {
         runs.keys().filter(|(r, _)| r == &room).count() > ROUNDS,
         "a run a round: {runs:?}"
     );
+}
+
+/// Wait until `node`'s lobby lists `room` as run by `owner` with one player. Asked on a
+/// fresh connection each time: a node that was frozen closes the HTTP connections that
+/// were idle meanwhile when it thaws, and a pooled one could be reused as it closes.
+async fn listed_on(node: &TestServer, token: &str, room: &str, owner: &str) {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(DEADLINE)
+        .build()
+        .expect("client");
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let listed: Value = client
+            .get(format!("{}/lobby/rooms", node.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET /lobby/rooms")
+            .json()
+            .await
+            .expect("a lobby");
+        let entry = listed["rooms"]
+            .as_array()
+            .and_then(|rooms| rooms.iter().find(|r| r["id"] == room).cloned())
+            .unwrap_or(Value::Null);
+        if entry["node"] == owner && entry["players"] == 1 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{room} listed as {entry}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn node_name(i: usize) -> &'static str {

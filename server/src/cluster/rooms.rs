@@ -5,6 +5,38 @@
 //!   holder and epoch, so only the holder can extend or drop it. The epoch is Redis's
 //!   clock in µs at the claim (and above every earlier one): it grows with every new
 //!   holder, even across a Redis restart that lost the counters.
+//! - **Leases across a Redis that restarts or is replaced.** What a restarted Redis
+//!   comes back with is its last RDB snapshot, its AOF, or nothing; a promoted replica
+//!   has whatever had reached it. Any of them may lack a lease whose holder still ticks.
+//!   So each Redis *instance* has a lease era: when it began keeping leases, on its own
+//!   clock, stored with the instance's identity (`INFO`'s `run_id`, new at every process
+//!   start, and `master_replid`, new when a replica is promoted). A claim is granted
+//!   only when the room's lease is absent *and* a whole lease has passed since the era
+//!   of the instance answering; an era key carried over from another instance (restored
+//!   from a snapshot or AOF, replicated) names that instance, not this one, and a new
+//!   era starts at once. Why ownership then never overlaps:
+//!   - an owner ticks only until the time it *sent* its last claim or renewal that was
+//!     answered "held", plus 90% of a lease, on its monotonic clock (`game::link`);
+//!   - on one instance, that renewal ran no earlier than it was sent and the lease key
+//!     outlives it by a whole lease, so nobody else is granted the room before the
+//!     owner has stopped (the 10% absorbs the two clocks' rates);
+//!   - on an instance other than the one that ran the owner's last renewal, that renewal
+//!     ran before this instance accepted writes (the old one died, or was demoted,
+//!     first), so before its era began (the era is written by a script, a write); a
+//!     claim is granted a lease after the era, when the owner has stopped;
+//!   - a lease this instance restored (AOF, a recent snapshot, a replica) names its
+//!     holder and epoch and expires at the time the old instance set: the holder's
+//!     renewals go on, and nobody else gets the room while it lasts. A restored lease of
+//!     a holder that has since given the room up only keeps the room unclaimed until it
+//!     expires: nobody ticks, the safe side.
+//!
+//!   The cost: for a lease after Redis restarts or fails over, no room can be taken on
+//!   (joins wait, up to a lease; owners whose lease was lost stop and their members
+//!   wait with them). Not covered: two Redis primaries accepting writes at the same time
+//!   (a failover that did not fence the old primary: use `min-replicas-to-write`), and
+//!   Redis's own clock stepping (its key expiry and `TIME` follow the wall clock). The
+//!   members' nodes fence what gets through anyway: frames carry their run's epoch, and
+//!   a node follows only the newest epoch it has seen for a room (`game::rooms`).
 //! - **Relays.** The owner publishes each frame once on the room's channel; every node
 //!   with members in the room subscribes to it (and only those: a node does not read the
 //!   traffic of rooms it has nobody in). The payload is a JSON header line, then the
@@ -45,19 +77,53 @@ const OUTGOING_QUEUE: usize = 65_536;
 /// Most messages written in one round trip.
 const MAX_PIPELINE: usize = 512;
 
+/// Lua, shared by [`CLAIM`] and [`START_ERA`]: `era_start(key, now)` is when the Redis
+/// instance that answers now began keeping leases, on its own clock (µs). The era key
+/// holds `<since> <run_id> <master_replid>`: an era written by another instance (the
+/// same key restored from an RDB snapshot or replayed from an AOF by a restarted
+/// process, copied to a replica that was then promoted) is not this one's, and a new era
+/// starts now. A bare number (the form of earlier versions) is not this one's either.
+/// Without both ids in `INFO`, the script fails: rooms are refused rather than risked.
+const ERA: &str = r#"
+local function instance()
+  local run_id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+  local replid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
+  if not run_id or not replid then
+    return nil
+  end
+  return run_id .. ' ' .. replid
+end
+local function era_start(key, now)
+  local me = instance()
+  if not me then
+    return redis.error_reply('arena: INFO shows no run_id or master_replid')
+  end
+  local era = redis.call('GET', key)
+  if era then
+    local since, of = string.match(era, '^(%d+) (.+)$')
+    if since and of == me then
+      return tonumber(since)
+    end
+  end
+  redis.call('SET', key, string.format('%.0f', now) .. ' ' .. me)
+  return now
+end
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+"#;
+
 /// KEYS[1]: the lease hash, KEYS[2]: the room's last epoch, KEYS[3]: the lease era;
 /// ARGV[1]: this node, ARGV[2]: the lease (ms). Returns {1, node, epoch} when taken,
-/// {0, holder, epoch} when held, {2, '', '0'} while the era is younger than a lease.
+/// {0, holder, epoch} when held, {2, '', '0'} while this instance's era is younger than
+/// a lease (it may have lost leases whose holders still tick: see the module doc).
 const CLAIM: &str = r#"
 local held = redis.call('HMGET', KEYS[1], 'node', 'epoch')
 if held[1] then return {0, held[1], held[2]} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local era = tonumber(redis.call('GET', KEYS[3]) or '')
-if not era then
-  redis.call('SET', KEYS[3], string.format('%.0f', now))
-  era = now
-end
+local now = clock()
+local era = era_start(KEYS[3], now)
+if type(era) == 'table' then return era end
 if now - era < tonumber(ARGV[2]) * 1000 then return {2, '', '0'} end
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 local epoch = now
@@ -69,10 +135,11 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {1, ARGV[1], text}
 "#;
 
-/// KEYS[1]: the lease era. Starts it unless this Redis has one (see `CLAIM`).
+/// KEYS[1]: the lease era. Starts this instance's era unless it has one (see [`ERA`]), so
+/// a fresh deployment's first claims wait a lease from its first node's start at most.
 const START_ERA: &str = r#"
-local t = redis.call('TIME')
-redis.call('SET', KEYS[1], string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2])), 'NX')
+local era = era_start(KEYS[1], clock())
+if type(era) == 'table' then return era end
 return 1
 "#;
 
@@ -136,7 +203,7 @@ impl Cluster {
             sink: Mutex::new(None),
             pending: dashmap::DashMap::new(),
             scripts: Scripts {
-                claim: Script::new(CLAIM),
+                claim: Script::new(&format!("{ERA}{CLAIM}")),
                 renew: Script::new(RENEW),
                 release: Script::new(RELEASE),
             },
@@ -163,7 +230,7 @@ impl Cluster {
             .map_err(|_| Error::internal("--redis-url: cannot subscribe to room traffic"))?;
         // A fresh deployment's first claims need not wait out a lease (see `CLAIM`).
         let mut conn = self.conn();
-        let start_era = Script::new(START_ERA);
+        let start_era = Script::new(&format!("{ERA}{START_ERA}"));
         let invocation = start_era.key(self.names.room_lease_era());
         let started = invocation.invoke_async::<i64>(&mut conn);
         if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(2), started).await {

@@ -278,7 +278,8 @@ impl RoomRun {
     /// Seat `who`. A seat of the same user changes hands; otherwise capacity counts.
     pub fn join(&self, who: Occupant) -> Result<Seated, SeatError> {
         let mut state = lock(&self.state);
-        if state.closed {
+        // Past its lease the run is closing (its next tick finds it): seat nobody.
+        if state.closed || Instant::now() >= state.valid_until {
             return Err(SeatError::Closed);
         }
         match state
@@ -544,15 +545,18 @@ impl RoomRun {
         if state.stopped {
             return Ticked::Stopped;
         }
+        // The lease before anything else: a run whose lease may have lapsed (its node
+        // was paused past it, say) is no longer surely the room's, and must not act as
+        // if it were, not even to call the room empty.
+        if started >= state.valid_until {
+            return Ticked::LeaseLost;
+        }
         if state.closed {
             return Ticked::Empty;
         }
         if state.seats.is_empty() {
             state.closed = true;
             return Ticked::Empty;
-        }
-        if started >= state.valid_until {
-            return Ticked::LeaseLost;
         }
         if let Some(log) = &self.tick_log {
             log.record(&self.record.id, self.epoch, self.link.node_id());
@@ -910,6 +914,24 @@ mod tests {
         assert_eq!(room.tick(0.05), Ticked::LeaseLost);
         room.extend(Instant::now());
         assert_eq!(room.tick(0.05), Ticked::Ran);
+    }
+
+    /// A run that emptied while its lease lapsed (its node was paused) is not the room's
+    /// to call empty: the tick says the lease is lost, and nobody is seated any more.
+    #[test]
+    fn past_its_lease_a_run_neither_calls_the_room_empty_nor_seats_anyone() {
+        let reg = registry();
+        let room = run(4, Duration::from_millis(30));
+        let (a, _out) = socket(&reg, "a");
+        room.join(Occupant::Local(a.handle().clone())).unwrap();
+        std::thread::sleep(Duration::from_millis(40));
+        let (b, _b_out) = socket(&reg, "b");
+        assert_eq!(
+            room.join(Occupant::Local(b.handle().clone())).err(),
+            Some(SeatError::Closed)
+        );
+        assert_eq!(room.leave(&a.handle().id), (true, true));
+        assert_eq!(room.tick(0.05), Ticked::LeaseLost);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::{evict, lock, Mirror, MirrorState, Rooms, Slot};
 use crate::frame::TextFrame;
+use crate::game::link::Renewal;
 use crate::game::room::{Occupant, RoomRun, Seated, Ticked};
 use crate::registry::ConnHandle;
 use crate::store::RoomRow;
@@ -116,11 +117,30 @@ impl Rooms {
             self.link.release(&id, run.epoch).await;
             return;
         }
-        if let Err(e) = self.store.room_emptied(&id, crate::ids::now_ms()).await {
-            tracing::debug!(room = %id, error = %e, "cannot record an empty room");
+        // Only the room's owner may say it is empty: a node that was paused past its
+        // lease (another node may run the room now) says nothing.
+        if self.still_holds(&run).await {
+            if let Err(e) = self.store.room_emptied(&id, crate::ids::now_ms()).await {
+                tracing::debug!(room = %id, error = %e, "cannot record an empty room");
+            }
+        } else {
+            tracing::info!(room = %id, epoch = run.epoch, "an emptied run's lease is not surely this node's: the room is left as it is");
         }
         // After the record: the next owner's "in use" always lands after this "empty".
         self.link.release(&id, run.epoch).await;
+    }
+
+    /// Whether this node still holds the run's lease, as the lease keeper answers now,
+    /// with the answer in hand within the lease counted from the asking (a renewal).
+    async fn still_holds(&self, run: &RoomRun) -> bool {
+        let asked = Instant::now();
+        let renewal = Renewal {
+            room: run.id().to_string(),
+            epoch: run.epoch,
+            players: 0,
+        };
+        let held = self.link.renew(vec![renewal]).await;
+        matches!(held.as_deref(), Ok([true])) && asked.elapsed() < self.link.lease().mul_f64(0.9)
     }
 
     /// The run's lease is no longer surely this node's: stop, and move its members to
@@ -129,6 +149,21 @@ impl Rooms {
         let Some(members) = run.close() else {
             return; // the tick and the renewal both saw it: the first one moves them
         };
+        if members.is_empty() {
+            // Nobody to move (the run emptied as its lease lapsed, say, while the node
+            // was paused): the run goes, and the room is left to whoever holds the lease
+            // now. Not "empty" in the records: only the lease's holder may say that, and
+            // the sweep repairs a room left in use by nobody.
+            let id = run.id().to_string();
+            self.slots.remove_if(
+                &id,
+                |_, s| matches!(s, Slot::Owned(r) if Arc::ptr_eq(r, &run)),
+            );
+            tracing::info!(room = %id, epoch = run.epoch, "lost the lease of an empty run");
+            let me = self.clone();
+            tokio::spawn(async move { me.link.release(&id, run.epoch).await });
+            return;
+        }
         tracing::warn!(room = %run.id(), epoch = run.epoch, "lost the room's lease; its members move");
         let mirror = Arc::new(Mirror {
             record: run.record.clone(),
