@@ -362,10 +362,10 @@ async fn a_promoted_redis_replica_never_gives_a_room_two_owners() {
 #[tokio::test]
 async fn a_thawed_former_owner_leaves_the_room_to_its_new_owner() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    const LEASE_MS: u64 = 1000;
-    // On the old code a thawed owner retired the room in about one round of three (it
+    const LEASE_MS: u64 = 800;
+    // On the old code a thawed owner retired the room in about one round of five (it
     // depends on whether its tick or its socket's leave runs first after SIGCONT).
-    const ROUNDS: usize = 5;
+    const ROUNDS: usize = 8;
     let p = Pair::over(Persistence::Nothing, LEASE_MS).await;
     let players = [
         p.nodes[0].new_player("ta").await,
@@ -417,17 +417,21 @@ async fn a_thawed_former_owner_leaves_the_room_to_its_new_owner() {
         let first = ws
             .state_until("playing after the thaw", |s| player(s, player_id).is_some())
             .await;
+        // (The record is read every fifth tick, and at the end: a psql a frame would
+        // fall behind the frames.)
         let until = tick_of(&first) + LEASE_MS * 3 / 2 * 20 / 1000;
         loop {
             let s = ws.state_until("still playing", |_| true).await;
-            assert_eq!(
-                in_use(),
-                1,
-                "round {round}: the room is marked empty while {new_owner} runs it \
-                 (tick {})",
-                tick_of(&s)
-            );
-            if tick_of(&s) >= until {
+            let tick = tick_of(&s);
+            if tick % 5 == 0 || tick >= until {
+                assert_eq!(
+                    in_use(),
+                    1,
+                    "round {round}: the room is marked empty while {new_owner} runs it \
+                     (tick {tick})"
+                );
+            }
+            if tick >= until {
                 break;
             }
         }
