@@ -10,7 +10,8 @@
 //!   from two runs (ticks only go forward between a socket's `joined`/`room_moved` and
 //!   the next), and both players end up in one game;
 //! - a Redis replica promoted in place of a SIGKILLed primary (its copy of the keys, the
-//!   lease era included, came from the primary): the same;
+//!   lease era included, came from the primary), up to date or cut off from it since
+//!   before the room was claimed (it lacks the lease): the same;
 //! - an owner SIGSTOPped past its lease while its room's member leaves, another node
 //!   taking the room on, then SIGCONT: the thawed node neither marks the room empty nor
 //!   takes it over; it keeps running on its new owner, whose member keeps getting frames.
@@ -326,8 +327,12 @@ impl Drop for RedisFront {
     }
 }
 
-#[tokio::test]
-async fn a_promoted_redis_replica_never_gives_a_room_two_owners() {
+/// The primary SIGKILLed and its replica promoted in its place (the nodes' front
+/// switched to it), a lease and a half after alice's join on node-a took main-hall on;
+/// carol joins through node-b at once. `lagging`: the replica lost its link to the
+/// primary before that join, so it has the primary's lease era but not alice's lease (an
+/// asynchronous replica behind its primary).
+async fn failover_to_a_replica(lagging: bool) {
     let _serial = ONE_AT_A_TIME.lock().await;
     const LEASE_MS: u64 = 2000;
     let dep = Deployment::new().await;
@@ -337,9 +342,8 @@ async fn a_promoted_redis_replica_never_gives_a_room_two_owners() {
     let replicate = format!("REPLICAOF 127.0.0.1 {primary}");
     assert_eq!(replica.command(&replicate).await, "+OK");
     let url = format!("redis://{}", front.addr);
-    let p = Pair::start(dep, LEASE_MS, url).await;
-    let (mut a, mut c, ids) = alice_runs_main_hall(&p, LEASE_MS, Persistence::Nothing).await;
-    // The replica has the primary's keys (the lease era, the room's lease).
+    let mut p = Pair::start(dep, LEASE_MS, url).await;
+    // The replica has the primary's keys (the lease era among them).
     let deadline = Instant::now() + DEADLINE;
     loop {
         let (on_primary, on_replica) = (
@@ -352,11 +356,30 @@ async fn a_promoted_redis_replica_never_gives_a_room_two_owners() {
         assert!(Instant::now() < deadline, "the replica never caught up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut p = p;
+    if lagging {
+        // Cut off from its primary (it follows a primary that is not there): it keeps
+        // what it has and gets nothing more.
+        let nowhere = free_local_addr().replace(':', " ");
+        assert_eq!(
+            replica.command(&format!("REPLICAOF {nowhere}")).await,
+            "+OK"
+        );
+    }
+    let (mut a, mut c, ids) = alice_runs_main_hall(&p, LEASE_MS, Persistence::Nothing).await;
     p.dep.redis.kill().await;
     assert_eq!(replica.command("REPLICAOF NO ONE").await, "+OK");
     front.switch_to(replica.port);
     carol_joins_and_both_play_in_one_run(&p, &mut a, &mut c, &ids, LEASE_MS).await;
+}
+
+#[tokio::test]
+async fn a_promoted_redis_replica_never_gives_a_room_two_owners() {
+    failover_to_a_replica(false).await;
+}
+
+#[tokio::test]
+async fn a_promoted_replica_that_missed_the_lease_never_gives_a_room_two_owners() {
+    failover_to_a_replica(true).await;
 }
 
 #[tokio::test]
