@@ -446,7 +446,7 @@ async fn a_thawed_former_owner_leaves_the_room_to_its_new_owner() {
         loop {
             let s = ws.state_until("still playing", |_| true).await;
             let tick = tick_of(&s);
-            if tick % 5 == 0 || tick >= until {
+            if tick.is_multiple_of(5) || tick >= until {
                 assert_eq!(
                     in_use(),
                     1,

@@ -114,6 +114,9 @@ local function clock()
 end
 "#;
 
+/// The error [`ERA`] fails with when `INFO` lacks an id.
+const ERA_REFUSED: &str = "INFO shows no run_id or master_replid";
+
 /// KEYS[1]: the lease hash, KEYS[2]: the room's last epoch, KEYS[3]: the lease era;
 /// ARGV[1]: this node, ARGV[2]: the lease (ms). Returns {1, node, epoch} when taken,
 /// {0, holder, epoch} when held, {2, '', '0'} while this instance's era is younger than
@@ -446,7 +449,13 @@ impl RoomLink for Cluster {
             let (taken, node, epoch) = match answer {
                 Ok(Ok(a)) => a,
                 Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "backplane: cannot claim a room");
+                    if e.to_string().contains(ERA_REFUSED) {
+                        // Not a passing outage: this Redis cannot say which instance it
+                        // is, so no room can be claimed until it can.
+                        tracing::error!(error = %e, "backplane: rooms cannot be claimed");
+                    } else {
+                        tracing::debug!(error = %e, "backplane: cannot claim a room");
+                    }
                     return Err(LinkDown);
                 }
                 Err(_) => return Err(LinkDown),
