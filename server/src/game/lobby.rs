@@ -258,13 +258,18 @@ impl Rooms {
             if row.empty_since.is_some_and(|since| now - since < idle_ms) {
                 continue;
             }
+            let asked = tokio::time::Instant::now();
             let epoch = match self.link.claim(&row.id).await {
                 Ok(Claim::Acquired { epoch }) => epoch,
                 Ok(Claim::HeldBy { .. }) => continue,
                 Ok(Claim::Wait) | Err(_) => break,
             };
-            // Holding the lease: nobody is in the room, nobody can enter it.
+            // Holding the lease: nobody is in the room, nobody can enter it. For as long
+            // as a run would hold it (see `link`): a sweep that was paused past that may
+            // no longer hold it, and must not speak for a room another node may run.
+            let held = || asked.elapsed() < self.link.lease().mul_f64(0.9);
             let outcome = match self.store.room(&row.id).await {
+                Ok(Some(_)) if !held() => Ok(false),
                 Ok(Some(r)) if r.empty_since.is_none() => {
                     // Left in use by a node that died: idle from now.
                     self.store.room_emptied(&r.id, now).await.map(|_| false)
