@@ -154,49 +154,24 @@ pub fn signal(pid: u32, sig: &str) {
     assert!(ok, "kill -{sig} {pid}");
 }
 
-/// One run: the node, and its first and last tick in unix µs.
-pub type Run = (String, u64, u64);
+pub use arena_tests::ticks::Runs;
 
-/// Ticks of one room under one epoch.
-pub type Runs = BTreeMap<(String, u64), Run>;
-
+/// The runs in the nodes' tick logs (see `arena_tests::ticks`); a bad line, or an epoch
+/// ticked by two nodes, fails the test.
 pub fn read_tick_logs(paths: &[std::path::PathBuf]) -> Runs {
-    let mut runs: Runs = BTreeMap::new();
-    for path in paths {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        for line in text.lines() {
-            let f: Vec<&str> = line.split(' ').collect();
-            let [room, epoch, node, at] = f[..] else {
-                panic!("bad tick log line {line:?}");
-            };
-            let (epoch, at): (u64, u64) = (epoch.parse().expect("epoch"), at.parse().expect("µs"));
-            let run = runs
-                .entry((room.to_string(), epoch))
-                .or_insert_with(|| (node.to_string(), at, at));
-            assert_eq!(run.0, node, "epoch {epoch} of {room} ticked on two nodes");
-            run.1 = run.1.min(at);
-            run.2 = run.2.max(at);
-        }
-    }
+    let (runs, problems) = arena_tests::ticks::tick_runs(paths);
+    assert!(problems.is_empty(), "{}", problems.join("; "));
     runs
 }
 
 /// For each room, its runs ordered by epoch never overlap in time: the last tick of one
 /// epoch comes before the first tick of the next. Returns the count of runs per room.
 pub fn assert_no_overlap(runs: &Runs) -> BTreeMap<String, usize> {
-    let mut by_room: BTreeMap<String, Vec<(u64, &Run)>> = BTreeMap::new();
-    for ((room, epoch), run) in runs {
-        by_room.entry(room.clone()).or_default().push((*epoch, run));
+    let found = arena_tests::ticks::overlaps(runs);
+    assert!(found.is_empty(), "{}", found.join("; "));
+    let mut per_room = BTreeMap::new();
+    for (room, _) in runs.keys() {
+        *per_room.entry(room.clone()).or_insert(0) += 1;
     }
-    for (room, runs) in &by_room {
-        for pair in runs.windows(2) {
-            let ((e1, (n1, _, last)), (e2, (n2, first, _))) = (pair[0], pair[1]);
-            assert!(
-                last < first,
-                "room {room}: epoch {e1} on {n1} ticked until {last} µs, \
-                 epoch {e2} on {n2} from {first} µs: two owners at once"
-            );
-        }
-    }
-    by_room.into_iter().map(|(r, v)| (r, v.len())).collect()
+    per_room
 }
