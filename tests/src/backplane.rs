@@ -15,6 +15,8 @@ pub struct RedisServer {
     /// Its working directory: where it keeps its RDB snapshot and AOF, if it persists.
     pub dir: DataDir,
     pub persistence: Persistence,
+    /// More `redis-server` arguments, kept across restarts.
+    pub extra_args: Vec<String>,
 }
 
 /// What a `redis-server` keeps across a restart (its `--save` and `--appendonly`).
@@ -59,6 +61,7 @@ impl RedisServer {
             child: None,
             dir: DataDir::new(),
             persistence: Persistence::Nothing,
+            extra_args: Vec::new(),
         };
         redis.restart().await;
         redis
@@ -67,6 +70,12 @@ impl RedisServer {
     /// Restart it with `persistence` from now on (in the same directory).
     pub async fn restart_with(&mut self, persistence: Persistence) {
         self.persistence = persistence;
+        self.restart().await;
+    }
+
+    /// Restart it with these further arguments from now on (`--rename-command`, say).
+    pub async fn restart_with_args(&mut self, args: &[&str]) {
+        self.extra_args = args.iter().map(|a| a.to_string()).collect();
         self.restart().await;
     }
 
@@ -119,6 +128,7 @@ impl RedisServer {
             .args(self.persistence.args())
             .arg("--dir")
             .arg(&self.dir.0)
+            .args(&self.extra_args)
             .stdout(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()

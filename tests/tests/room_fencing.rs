@@ -12,6 +12,8 @@
 //! - a Redis replica promoted in place of a SIGKILLed primary (its copy of the keys, the
 //!   lease era included, came from the primary), up to date or cut off from it since
 //!   before the room was claimed (it lacks the lease): the same;
+//! - a Redis whose `INFO` is renamed away (it cannot say which instance it is): no room
+//!   is claimed on it, the join answers `unavailable`;
 //! - an owner SIGSTOPped past its lease while its room's member leaves, another node
 //!   taking the room on, then SIGCONT: the thawed node neither marks the room empty nor
 //!   takes it over; it keeps running on its new owner, whose member keeps getting frames.
@@ -39,7 +41,7 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 struct Pair {
     dep: Deployment,
     nodes: Vec<TestServer>,
-    _dirs: Vec<DataDir>,
+    dirs: Vec<DataDir>,
     _logs: DataDir,
     ticks: Vec<PathBuf>,
 }
@@ -84,7 +86,7 @@ impl Pair {
         Pair {
             dep,
             nodes: vec![a, b],
-            _dirs: dirs,
+            dirs,
             _logs: logs,
             ticks,
         }
@@ -380,6 +382,33 @@ async fn a_promoted_redis_replica_never_gives_a_room_two_owners() {
 #[tokio::test]
 async fn a_promoted_replica_that_missed_the_lease_never_gives_a_room_two_owners() {
     failover_to_a_replica(true).await;
+}
+
+/// A Redis whose `INFO` is renamed away cannot say which instance it is: no room is
+/// claimed on it (the join answers `unavailable`), rather than a lease era it cannot tell
+/// from a restored one.
+#[tokio::test]
+async fn a_redis_that_cannot_tell_its_instance_gets_no_room_claimed() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    const LEASE_MS: u64 = 1000;
+    let mut dep = Deployment::new().await;
+    dep.redis
+        .restart_with_args(&["--rename-command", "INFO", ""])
+        .await;
+    let url = dep.redis.url();
+    let p = Pair::start(dep, LEASE_MS, url).await;
+    let alice = p.nodes[0].new_player("ia").await;
+    let mut a = Watched::new("alice", p.nodes[0].ws_ok(alice.token()).await);
+    let refused = a.join(MAIN_HALL_ID).await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["code"], "unavailable", "{refused}");
+    assert!(p.runs().is_empty(), "a room ran: {:?}", p.runs());
+    // Said loudly, not as a passing outage.
+    let log = std::fs::read_to_string(p.dirs[0].0.join("server.log")).unwrap_or_default();
+    assert!(
+        log.contains("rooms cannot be claimed"),
+        "node-a's log says nothing of it"
+    );
 }
 
 #[tokio::test]

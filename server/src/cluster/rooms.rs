@@ -83,11 +83,17 @@ const MAX_PIPELINE: usize = 512;
 /// same key restored from an RDB snapshot or replayed from an AOF by a restarted
 /// process, copied to a replica that was then promoted) is not this one's, and a new era
 /// starts now. A bare number (the form of earlier versions) is not this one's either.
-/// Without both ids in `INFO`, the script fails: rooms are refused rather than risked.
+/// Without both ids in `INFO` (or without `INFO`: renamed away), the script fails: rooms
+/// are refused rather than risked.
 const ERA: &str = r#"
+local function info(section)
+  local text = redis.pcall('INFO', section)
+  if type(text) ~= 'string' then return '' end
+  return text
+end
 local function instance()
-  local run_id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
-  local replid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
+  local run_id = string.match(info('server'), 'run_id:(%x+)')
+  local replid = string.match(info('replication'), 'master_replid:(%x+)')
   if not run_id or not replid then
     return nil
   end

@@ -10,8 +10,11 @@
 //! at the time it *sent* its last successful renewal plus 90% of the lease (the lease
 //! started no earlier on the lease keeper's clock, so it ends no earlier there; the 10%
 //! absorbs the two clocks' drift). Another node can take the room only after the lease
-//! has expired on the keeper, so the old owner has stopped by then, even if it was
-//! paused or cut off and never heard that it lost the room. Every lease has an epoch,
+//! has expired on the keeper (or, on a keeper that may have lost it, a restarted or
+//! promoted Redis, a lease after that keeper began: see `cluster::rooms`), so the old
+//! owner has stopped by then, even if it was paused or cut off and never heard that it
+//! lost the room. Only the lease's holder speaks for the room: a run past its lease
+//! seats nobody and never marks the room idle. Every lease has an epoch,
 //! higher for each new holder; frames carry it, and a node drops frames of an epoch
 //! older than the newest it has seen for that room.
 

@@ -10,7 +10,9 @@
 //! Promises:
 //! - **One owner.** A node runs a room only while it holds the lease, and stops ticking
 //!   before the lease can have expired ([`RoomRun::tick`]); whoever takes the room next
-//!   starts a fresh run under a higher epoch.
+//!   starts a fresh run under a higher epoch. A run checks its lease before anything
+//!   else, and marks its room idle only once the lease keeper confirms it still holds
+//!   the lease: a former owner thawed after a pause leaves the room to the new one.
 //! - **Nobody is stranded.** When a room's owner goes away (dies, is cut off, stops), the
 //!   nodes with members in it notice the silence, wait for the lease to lapse, and one
 //!   of them takes the room on; every member is seated in the new run and told
