@@ -438,6 +438,10 @@ impl Rooms {
 
     /// Take a socket out of a room. Returns whether it was there.
     pub fn leave(&self, conn: &ConnHandle, room_id: &str) -> bool {
+        // In the room as far as the socket was told: a run that just stopped (its lease
+        // lapsed) has cleared its seats before its members are handed on, and the socket
+        // must still hear `left`, not that it was in no room.
+        let told_in = conn.room().as_deref() == Some(room_id);
         let was = match self.slot(room_id) {
             Some(Slot::Owned(run)) => run.leave(&conn.id).0,
             Some(Slot::Mirror(mirror)) => {
@@ -461,10 +465,10 @@ impl Rooms {
             }
             None => false,
         };
-        if conn.room().as_deref() == Some(room_id) {
+        if told_in {
             conn.set_room(None);
         }
-        was
+        was || told_in
     }
 
     /// Take a socket out of whatever room it is in.
