@@ -79,10 +79,12 @@ impl Names {
         format!("{}room-epoch:{room}", self.prefix)
     }
 
-    /// When this Redis began keeping leases (its clock, µs; no expiry): no room may be
-    /// claimed until a lease has passed since, so a Redis that lost its leases (a
-    /// restart, a failover) never hands a room to a second node while its old owner,
-    /// not yet told, still ticks.
+    /// The lease era, `<since µs> <run_id> <master_replid>` (no expiry): when, on its own
+    /// clock, which Redis instance began keeping leases. No room may be claimed until a
+    /// lease has passed since, and an era written by another instance (restored from a
+    /// snapshot or an AOF, copied to a promoted replica) starts again, so a Redis that
+    /// lost or rewound its leases never hands a room to a second node while its old
+    /// owner, not yet told, still ticks (see `super::rooms`).
     pub fn room_lease_era(&self) -> String {
         format!("{}room-lease-era", self.prefix)
     }
