@@ -633,6 +633,24 @@ pub fn psql(sql: &str) {
     psql_in("test", sql);
 }
 
+/// Send `sig` (`STOP`, `CONT`, `KILL`…) to process `pid`; panics if `kill` fails.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+/// A response's `Retry-After` in seconds, if it has one.
+pub fn retry_after(resp: &reqwest::Response) -> Option<u64> {
+    resp.headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 /// A loopback address with a port that was free a moment ago (for a second listener the
 /// server must bind itself, such as `--metrics-listen`).
 pub fn free_local_addr() -> String {

@@ -21,11 +21,7 @@ async fn create_room(server: &TestServer, token: &str, name: &str) -> (u16, Opti
         .await
         .expect("request");
     let status = resp.status().as_u16();
-    let retry_after = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+    let retry_after = retry_after(&resp);
     let body = resp.json().await.unwrap_or(Value::Null);
     (status, retry_after, body)
 }

@@ -48,11 +48,7 @@ async fn login(
         .send()
         .await
         .expect("login request");
-    let retry_after = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+    let retry_after = retry_after(&resp);
     (resp.status().as_u16(), retry_after)
 }
 

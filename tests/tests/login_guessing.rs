@@ -54,11 +54,7 @@ impl Client {
             .await
             .expect("login request");
         let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
+        let retry_after = retry_after(&resp);
         (
             status,
             retry_after,

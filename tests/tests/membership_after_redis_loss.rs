@@ -55,15 +55,6 @@ async fn every_answer_counts_three_live_nodes(persistence: Persistence) {
     println!("{persistence:?}: answers after the restart: {answers:?}");
 }
 
-fn signal(pid: u32, sig: &str) {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill -{sig} {pid}");
-}
-
 #[tokio::test]
 async fn after_redis_restarts_empty_no_answer_counts_too_few_nodes() {
     every_answer_counts_three_live_nodes(Persistence::Nothing).await;

@@ -92,13 +92,6 @@ fn set_state(shared: &Shared, node: usize, state: NodeState, addr: Option<String
     }
 }
 
-fn signal(pid: u32, sig: &str) {
-    let _ = std::process::Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status();
-}
-
 /// `pg_dump` the database, let the cluster go on for a moment (what it commits then is
 /// what the restore loses), then drop it and restore the dump over it, as an operator
 /// restoring last night's backup would.

@@ -145,15 +145,6 @@ pub async fn sees_left(ws: &mut Ws, user_id: &str) {
     }
 }
 
-pub fn signal(pid: u32, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok, "kill -{sig} {pid}");
-}
-
 pub use arena_tests::ticks::Runs;
 
 /// The runs in the nodes' tick logs (see `arena_tests::ticks`); a bad line, or an epoch
