@@ -178,6 +178,19 @@ async fn a_failover_to_a_replica_without_the_last_commits_is_noticed() {
     // The primary dies; the replica, without those commits, is promoted.
     pg.kill_primary().await;
     pg.promote_replica().await;
+    // A failover may outlast the stale time: the nodes answer 503 until they have read
+    // the new primary's log (fail closed). Both current again before going on.
+    for node in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while node.get("/healthz", None).await.0 != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "{} not current after the failover",
+                node.addr
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     let victim = Player {
         session: b.login(&victim.username, &victim.password).await,
         ..victim
