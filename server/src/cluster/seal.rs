@@ -85,11 +85,8 @@ impl Seal {
             .ok_or(Refused::Unsealed)?;
         let (mac, body) = rest.split_once('.').ok_or(Refused::Unsealed)?;
         let mac = URL_SAFE_NO_PAD.decode(mac).map_err(|_| Refused::BadSeal)?;
-        let mut data = Vec::with_capacity(channel.len() + 1 + body.len());
-        data.extend_from_slice(channel.as_bytes());
-        data.push(b'\n');
-        data.extend_from_slice(body.as_bytes());
-        hmac::verify(&self.key, &data, &mac).map_err(|_| Refused::BadSeal)?;
+        aws_lc_rs::constant_time::verify_slices_are_equal(self.tag(channel, body).as_ref(), &mac)
+            .map_err(|_| Refused::BadSeal)?;
         serde_json::from_str(body).map_err(|_| Refused::Unreadable)
     }
 }

@@ -121,12 +121,8 @@ impl Cluster {
             let channel = message.get_channel_name();
             let payload = message.get_payload_bytes();
             if channel == self.names.events() {
-                let p: Published = match self.seal.open(channel, payload) {
-                    Ok(p) => p,
-                    Err(why) => {
-                        refused(channel, why);
-                        continue;
-                    }
+                let Some(p) = self.open::<Published>(channel, payload) else {
+                    continue;
                 };
                 if p.node == self.config.node_id {
                     continue; // applied when it was made
@@ -146,24 +142,16 @@ impl Cluster {
                     return;
                 }
             } else if channel == self.names.queries() {
-                let q: Query = match self.seal.open(channel, payload) {
-                    Ok(q) => q,
-                    Err(why) => {
-                        refused(channel, why);
-                        continue;
-                    }
+                let Some(q) = self.open::<Query>(channel, payload) else {
+                    continue;
                 };
                 if q.node != self.config.node_id {
                     let cluster = self.clone();
                     tokio::spawn(async move { cluster.answer(q).await });
                 }
             } else {
-                let reply: Reply = match self.seal.open(channel, payload) {
-                    Ok(r) => r,
-                    Err(why) => {
-                        refused(channel, why);
-                        continue;
-                    }
+                let Some(reply) = self.open::<Reply>(channel, payload) else {
+                    continue;
                 };
                 if let ReplyBody::Ping { nonce } = reply.body {
                     if reply.node == self.config.node_id && self.ping_came_back(nonce) {
@@ -174,6 +162,15 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// The message in `payload`, if a node of this deployment sealed it for `channel`;
+    /// otherwise it is counted and logged as refused.
+    fn open<T: serde::de::DeserializeOwned>(&self, channel: &str, payload: &[u8]) -> Option<T> {
+        self.seal
+            .open(channel, payload)
+            .map_err(|why| refused(channel, why))
+            .ok()
     }
 
     async fn run_applier(
